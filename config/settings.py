@@ -1,0 +1,207 @@
+"""Settings for paperboy, read from environment variables.
+
+With nothing set the project runs embedded: SQLite, Celery tasks executed eagerly in
+process, e-mail written to files under var/mail. With DATABASE_URL and REDIS_URL set it
+runs as in production. See README.md for every variable.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+
+SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
+SITE_NAME = env_str("SITE_NAME", "Paperboy")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", SITE_URL if SITE_URL.startswith("https") else "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "anymail",
+    "papers",
+    "newsletter",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "config.context_processors.site",
+            ],
+        },
+    },
+]
+
+if not os.environ.get("DATABASE_URL"):
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded SQLite file lives here
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{VAR_DIR / 'paperboy.sqlite3'}", conn_max_age=60
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# Redis: broker, and the shared cache that rate limits count on.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # One process in embedded mode: the local-memory cache is shared enough.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+RATELIMIT_USE_CACHE = "default"
+# Behind a proxy set RATELIMIT_IP_META_KEY (e.g. HTTP_X_FORWARDED_FOR) so limits are per client.
+RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
+
+# Celery. Without REDIS_URL tasks run eagerly, in process.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_IGNORE_RESULT = True
+# Deliveries are claimed in the database, so a re-run task is harmless: acknowledge late and
+# let Redis hand a lost task to another worker.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Longer than any task, countdown or retry backoff, or Redis re-delivers tasks still running.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)}
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-digests": {
+        "task": "newsletter.tasks.dispatch_digests_task",
+        "schedule": crontab(minute="*/5"),
+    },
+    "reconcile-deliveries": {
+        "task": "newsletter.tasks.reconcile_deliveries_task",
+        "schedule": crontab(minute="*/15"),
+    },
+    "purge-unconfirmed": {
+        "task": "newsletter.tasks.purge_unconfirmed_task",
+        "schedule": crontab(minute=17, hour=3),
+    },
+}
+
+# E-mail. Default: each message written to a file under var/mail (the local mail sink).
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Paperboy <digest@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = VAR_DIR / "mail"
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+# Any anymail ESP: EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend plus ANYMAIL_* variables,
+# e.g. ANYMAIL_MAILGUN_API_KEY, ANYMAIL_WEBHOOK_SECRET ("user:password").
+ANYMAIL = {
+    key.removeprefix("ANYMAIL_"): value
+    for key, value in os.environ.items()
+    if key.startswith("ANYMAIL_")
+}
+if not DEBUG and EMAIL_BACKEND.endswith(("filebased.EmailBackend", "console.EmailBackend")):
+    raise ImproperlyConfigured("Set EMAIL_BACKEND (SMTP or an anymail ESP) when DEBUG is off")
+
+# Subscriptions.
+CONFIRM_MAX_AGE_HOURS = env_int("CONFIRM_MAX_AGE_HOURS", 72, minimum=1)
+PURGE_UNCONFIRMED_DAYS = env_int("PURGE_UNCONFIRMED_DAYS", 7, minimum=1)
+CONFIRMATIONS_PER_ADDRESS_PER_DAY = env_int("CONFIRMATIONS_PER_ADDRESS_PER_DAY", 3, minimum=1)
+SIGNUPS_PER_IP_PER_HOUR = env_int("SIGNUPS_PER_IP_PER_HOUR", 20, minimum=1)
+SOFT_BOUNCE_LIMIT = env_int("SOFT_BOUNCE_LIMIT", 3, minimum=1)
+SOFT_BOUNCE_WINDOW_DAYS = env_int("SOFT_BOUNCE_WINDOW_DAYS", 30, minimum=1)
+# Secret salt for the hashes kept of erased addresses; defaults to SECRET_KEY.
+SUPPRESSION_SALT = env_str("SUPPRESSION_SALT", SECRET_KEY)
+
+# Digests.
+DIGEST_DEFAULT_HOUR = env_int("DIGEST_DEFAULT_HOUR", 7, minimum=0)
+DIGEST_MAX_PAPERS = env_int("DIGEST_MAX_PAPERS", 10, minimum=1)
+DIGEST_BATCH_SIZE = env_int("DIGEST_BATCH_SIZE", 500, minimum=1)
+DIGEST_DAILY_LOOKBACK_DAYS = env_int("DIGEST_DAILY_LOOKBACK_DAYS", 2, minimum=1)
+DIGEST_WEEKLY_LOOKBACK_DAYS = env_int("DIGEST_WEEKLY_LOOKBACK_DAYS", 8, minimum=1)
+# Rows claimed at a time while sending: a worker killed mid-batch leaves at most this many
+# unresolved (marked failed by the reconciler, never resent).
+DIGEST_CLAIM_SIZE = env_int("DIGEST_CLAIM_SIZE", 20, minimum=1)
+DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", 6, minimum=1)
+DIGEST_SENDING_TIMEOUT_MINUTES = env_int("DIGEST_SENDING_TIMEOUT_MINUTES", 30, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True

@@ -1,0 +1,94 @@
+import re
+import zoneinfo
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from newsletter.models import Subscriber
+from papers.models import Topic
+
+MAX_KEYWORDS = 20
+MAX_KEYWORD_LENGTH = 60
+TIMEZONES = sorted(zoneinfo.available_timezones() - {"localtime", "Factory"})
+
+
+def clean_single_line(value, label):
+    # CR/LF in anything that may reach a mail header is an injection attempt, not a typo.
+    if re.search(r"[\r\n\x00]", value):
+        raise ValidationError(f"{label} must be on a single line.")
+    return value
+
+
+class KeywordsField(forms.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(
+            required=False,
+            max_length=500,
+            help_text=f"Optional. Up to {MAX_KEYWORDS} words or phrases, separated by commas.",
+            widget=forms.TextInput(attrs={"placeholder": "e.g. quantization, diffusion, Mamba"}),
+            **kwargs,
+        )
+
+    def clean(self, value):
+        value = clean_single_line(super().clean(value), "Keywords")
+        keywords = [k.strip() for k in value.split(",") if k.strip()]
+        if len(keywords) > MAX_KEYWORDS:
+            raise ValidationError(f"At most {MAX_KEYWORDS} keywords, please.")
+        too_long = [k for k in keywords if len(k) > MAX_KEYWORD_LENGTH]
+        if too_long:
+            raise ValidationError(f"Each keyword may be at most {MAX_KEYWORD_LENGTH} characters.")
+        return ", ".join(dict.fromkeys(keywords))
+
+
+class TopicsField(forms.ModelMultipleChoiceField):
+    def __init__(self, **kwargs):
+        super().__init__(
+            queryset=Topic.objects.all(),
+            required=False,
+            widget=forms.CheckboxSelectMultiple,
+            error_messages={"invalid_choice": "Unknown topic: %(value)s.", "invalid_pk_value": "Unknown topic: %(pk)s."},
+            **kwargs,
+        )
+
+
+class SubscribeForm(forms.Form):
+    email = forms.EmailField(max_length=254, label="E-mail address", widget=forms.EmailInput(attrs={"placeholder": "you@university.edu", "autocomplete": "email"}))
+    topics = TopicsField()
+    keywords = KeywordsField()
+    frequency = forms.ChoiceField(choices=Subscriber.Frequency.choices, initial=Subscriber.Frequency.DAILY, widget=forms.RadioSelect)
+    # Honeypot: hidden from people by CSS; bots fill it in.
+    website = forms.CharField(required=False, label="Leave this empty", widget=forms.TextInput(attrs={"tabindex": "-1", "autocomplete": "off"}))
+
+    def clean_email(self):
+        return clean_single_line(self.cleaned_data["email"], "The e-mail address").strip().lower()
+
+    def is_bot(self):
+        return bool(self.cleaned_data.get("website"))
+
+
+class EmailForm(forms.Form):
+    email = forms.EmailField(max_length=254, label="E-mail address")
+
+    def clean_email(self):
+        return clean_single_line(self.cleaned_data["email"], "The e-mail address").strip().lower()
+
+
+class PreferencesForm(forms.Form):
+    topics = TopicsField()
+    keywords = KeywordsField()
+    frequency = forms.ChoiceField(choices=Subscriber.Frequency.choices, widget=forms.RadioSelect)
+    weekday = forms.TypedChoiceField(choices=Subscriber.Weekday.choices, coerce=int, label="Day (weekly digests)")
+    hour = forms.TypedChoiceField(choices=[(h, f"{h:02d}:00") for h in range(24)], coerce=int, label="Send at (your local time)")
+    timezone = forms.ChoiceField(choices=[(tz, tz) for tz in TIMEZONES], label="Time zone")
+
+    @classmethod
+    def for_subscriber(cls, subscriber, data=None):
+        initial = {
+            "topics": list(subscriber.topics.all()),
+            "keywords": subscriber.keywords,
+            "frequency": subscriber.frequency,
+            "weekday": subscriber.weekday,
+            "hour": subscriber.hour,
+            "timezone": subscriber.timezone,
+        }
+        return cls(data=data, initial=initial)

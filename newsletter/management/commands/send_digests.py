@@ -1,0 +1,33 @@
+import datetime as dt
+
+from django.core.management.base import BaseCommand
+
+from newsletter.digests import digests_dispatch, digests_dispatch_day, digests_preview, render_digest
+from newsletter.models import Edition
+
+
+class Command(BaseCommand):
+    help = (
+        "Send digests now, synchronously in embedded mode (Celery workers in production). "
+        "Without --date: everyone whose local hour has come. With --date: that day's edition to "
+        "everyone scheduled that day who has not had it, whatever the hour."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--date", type=dt.date.fromisoformat, help="Edition day, YYYY-MM-DD.")
+        parser.add_argument("--dry-run", action="store_true", help="Show what would be sent; send and change nothing.")
+
+    def handle(self, *args, date, dry_run, **options):
+        if dry_run:
+            counts, sample = digests_preview(day=date or dt.date.today())
+            self.stdout.write(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
+            if sample:
+                subscriber, offer, picks = sample
+                subject, text, _ = render_digest(offer, picks)
+                self.stdout.write(f"\nFor example, to {subscriber.email}:\nSubject: {subject}\n\n{text}")
+            return
+        queued = digests_dispatch_day(day=date) if date else digests_dispatch()
+        self.stdout.write(f"Queued {queued} digest(s).")
+        for edition in Edition.objects.filter(date=date) if date else Edition.objects.all()[:3]:
+            totals = edition.deliveries.totals()
+            self.stdout.write(f"{edition}: " + ", ".join(f"{k} {v}" for k, v in totals.items()))

@@ -1,0 +1,182 @@
+import hashlib
+import hmac
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from papers.models import Topic
+
+
+def email_hash(email):
+    """Salted hash of an address: what is kept of an erased or suppressed address."""
+    key = settings.SUPPRESSION_SALT.encode()
+    return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+
+
+class SubscriberQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(status=Subscriber.Status.ACTIVE)
+
+    def due(self, now):
+        return self.active().filter(next_digest_at__lte=now)
+
+    def confirmed(self):
+        return self.filter(status__in=[Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED])
+
+
+class Subscriber(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending confirmation"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        SUPPRESSED = "suppressed", "Suppressed"
+
+    class Frequency(models.TextChoices):
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0
+        TUESDAY = 1
+        WEDNESDAY = 2
+        THURSDAY = 3
+        FRIDAY = 4
+        SATURDAY = 5
+        SUNDAY = 6
+
+    email = models.EmailField(unique=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
+    topics = models.ManyToManyField(Topic, blank=True, related_name="subscribers")
+    keywords = models.CharField(max_length=500, blank=True, help_text="Comma-separated words or phrases.")
+    frequency = models.CharField(max_length=6, choices=Frequency.choices, default=Frequency.DAILY)
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices, default=Weekday.MONDAY)
+    hour = models.PositiveSmallIntegerField(default=7, help_text="Local hour the digest is sent (0-23).")
+    timezone = models.CharField(max_length=64, default="UTC")
+    next_digest_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Consent (GDPR Art. 7): what was agreed to, when, from where.
+    created_at = models.DateTimeField(auto_now_add=True)
+    consent_at = models.DateTimeField(null=True, blank=True)
+    consent_ip = models.GenericIPAddressField(null=True, blank=True)
+    consent_user_agent = models.CharField(max_length=300, blank=True)
+    consent_version = models.CharField(max_length=20, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirm_ip = models.GenericIPAddressField(null=True, blank=True)
+    confirm_user_agent = models.CharField(max_length=300, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    suppressed_at = models.DateTimeField(null=True, blank=True)
+    suppressed_reason = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SubscriberQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_digest_at"], name="subscriber_due")]
+
+    def __str__(self):
+        return self.email
+
+    @property
+    def tz(self):
+        return ZoneInfo(self.timezone)
+
+    def keyword_list(self):
+        return [k.strip() for k in self.keywords.split(",") if k.strip()]
+
+
+class Suppression(models.Model):
+    """An address that must never be mailed again, kept only as a salted hash."""
+
+    email_hash = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.email_hash[:12]}… ({self.reason})"
+
+    @classmethod
+    def covers(cls, email):
+        return cls.objects.filter(email_hash=email_hash(email)).exists()
+
+
+class SubscriberEvent(models.Model):
+    """What happened to a subscriber: ESP tracking events and our own lifecycle steps."""
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="events", null=True, blank=True)
+    kind = models.CharField(max_length=30, db_index=True)
+    event_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    message_id = models.CharField(max_length=200, blank=True, db_index=True)
+    description = models.CharField(max_length=500, blank=True)
+    occurred_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+
+    def __str__(self):
+        return f"{self.kind} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Edition(models.Model):
+    date = models.DateField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-date"]
+
+    def __str__(self):
+        return f"Edition of {self.date:%Y-%m-%d}"
+
+    def get_absolute_url(self):
+        return reverse("newsletter:edition", args=[self.date.isoformat()])
+
+
+class DeliveryQuerySet(models.QuerySet):
+    def totals(self):
+        counts = dict(self.values_list("state").annotate(n=models.Count("id")).values_list("state", "n"))
+        return {state: counts.get(state, 0) for state in Delivery.State.values} | {"due": sum(counts.values())}
+
+
+class Delivery(models.Model):
+    """One subscriber's copy of one edition. The unique pair is what makes sending exactly-once."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="deliveries")
+    edition = models.ForeignKey(Edition, on_delete=models.CASCADE, related_name="deliveries")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    # [[paper_id, reason], ...] in the order mailed: what "never a repeat" checks against.
+    picks = models.JSONField(default=list, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claim = models.CharField(max_length=32, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=200, blank=True)
+    note = models.CharField(max_length=500, blank=True, help_text="Why it was skipped or failed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "edition"], name="one_delivery_per_subscriber_and_edition")
+        ]
+        indexes = [
+            models.Index(fields=["edition", "state"], name="delivery_edition_state"),
+            models.Index(fields=["state", "claimed_at"], name="delivery_state_claimed"),
+        ]
+
+    def __str__(self):
+        return f"{self.edition} to {self.subscriber_id}: {self.state}"
+
+    def paper_ids(self):
+        return [paper_id for paper_id, _ in self.picks]

@@ -1,0 +1,304 @@
+"""Subscriptions: signup, confirmation, preferences, unsubscribe, erasure, bounces."""
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from newsletter import tokens
+from newsletter.emails import make_message
+from newsletter.models import Subscriber, SubscriberEvent, Suppression, email_hash
+from newsletter.schedule import next_digest_time
+
+log = logging.getLogger(__name__)
+
+# Bump when the signup form's consent wording changes: each subscriber records the version agreed to.
+CONSENT_VERSION = "2026-11-25"
+ERASED = "erased at the subscriber's request"
+
+
+def absolute(viewname, *args):
+    return settings.SITE_URL + reverse(viewname, args=args)
+
+
+def confirm_url(subscriber):
+    return absolute("newsletter:confirm", tokens.make(tokens.CONFIRM, subscriber.pk))
+
+
+def preferences_url(subscriber):
+    return absolute("newsletter:preferences", tokens.make(tokens.PREFERENCES, subscriber.pk))
+
+
+def unsubscribe_url(subscriber):
+    return absolute("newsletter:unsubscribe", tokens.make(tokens.UNSUBSCRIBE, subscriber.pk))
+
+
+def normalize_email(email):
+    return email.strip().lower()
+
+
+def _record(subscriber, kind, description="", when=None):
+    SubscriberEvent.objects.create(
+        subscriber=subscriber, kind=kind, description=description[:500], occurred_at=when or timezone.now()
+    )
+
+
+def _may_mail(email):
+    """At most CONFIRMATIONS_PER_ADDRESS_PER_DAY signup mails to one address per day, on the
+    shared cache, so nobody can use the form to flood someone else's inbox."""
+    key = f"signup-mails:{email_hash(email)}:{timezone.now():%Y-%m-%d}"
+    cache.add(key, 0, timeout=86400)
+    return cache.incr(key) <= settings.CONFIRMATIONS_PER_ADDRESS_PER_DAY
+
+
+def _send(kind, subscriber, ctx=None):
+    ctx = {"subscriber": subscriber, "preferences_url": preferences_url(subscriber), **(ctx or {})}
+    make_message(kind, subscriber.email, ctx, metadata={"subscriber": str(subscriber.pk)}).send()
+
+
+def schedule_next(subscriber, now=None):
+    """Set when the subscriber's next digest goes, from their frequency, hour and time zone."""
+    weekday = subscriber.weekday if subscriber.frequency == Subscriber.Frequency.WEEKLY else None
+    subscriber.next_digest_at = next_digest_time(
+        now or timezone.now(), tz=subscriber.timezone, hour=subscriber.hour, weekday=weekday
+    )
+
+
+# Signup and confirmation
+
+
+def subscriber_signup(*, email, topics, keywords="", frequency=Subscriber.Frequency.DAILY, ip=None, user_agent=""):
+    """Handle a signup. Says nothing about whether the address was known (no enumeration):
+    the caller shows the same response whatever happens here."""
+    email = normalize_email(email)
+    suppression = Suppression.objects.filter(email_hash=email_hash(email)).first()
+    if suppression and suppression.reason != ERASED:
+        log.info("signup for a suppressed address ignored")
+        return
+    with transaction.atomic():
+        subscriber, created = Subscriber.objects.select_for_update().get_or_create(email=email)
+        if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+            # Never changes a confirmed subscription: remind them where their settings are.
+            kind = "manage"
+        elif subscriber.status == Subscriber.Status.SUPPRESSED:
+            return
+        else:
+            kind = "confirm"
+            subscriber.status = Subscriber.Status.PENDING
+            subscriber.keywords = keywords
+            subscriber.frequency = frequency
+            subscriber.consent_at = timezone.now()
+            subscriber.consent_ip = ip
+            subscriber.consent_user_agent = (user_agent or "")[:300]
+            subscriber.consent_version = CONSENT_VERSION
+            subscriber.save()
+            subscriber.topics.set(topics)
+            _record(subscriber, "signup", f"topics: {', '.join(t.slug for t in topics) or 'none'}")
+    if _may_mail(email):
+        ctx = {"confirm_url": confirm_url(subscriber), "max_age_hours": settings.CONFIRM_MAX_AGE_HOURS}
+        transaction.on_commit(lambda: _send(kind, subscriber, ctx))
+
+
+def subscriber_confirm(*, subscriber, ip=None, user_agent=""):
+    """Confirm a pending subscription; confirming twice is harmless. Returns True if it was pending."""
+    with transaction.atomic():
+        subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+        if subscriber.status != Subscriber.Status.PENDING:
+            return False
+        subscriber.status = Subscriber.Status.ACTIVE
+        subscriber.confirmed_at = timezone.now()
+        subscriber.confirm_ip = ip
+        subscriber.confirm_user_agent = (user_agent or "")[:300]
+        schedule_next(subscriber)
+        subscriber.save()
+        # An address erased earlier and now confirmed again by its owner may be mailed again.
+        Suppression.objects.filter(email_hash=email_hash(subscriber.email), reason=ERASED).delete()
+        _record(subscriber, "confirmed")
+    return True
+
+
+def subscriber_resend_confirmation(*, subscriber):
+    if subscriber.status == Subscriber.Status.PENDING and _may_mail(subscriber.email):
+        _send("confirm", subscriber, {"confirm_url": confirm_url(subscriber), "max_age_hours": settings.CONFIRM_MAX_AGE_HOURS})
+
+
+def subscriber_send_link(*, email):
+    """'E-mail me my preferences link': only confirmed subscribers get one; same response for all."""
+    subscriber = Subscriber.objects.confirmed().filter(email=normalize_email(email)).first()
+    if subscriber and _may_mail(subscriber.email):
+        _send("manage", subscriber)
+
+
+def subscribers_purge_unconfirmed(*, now=None):
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.PURGE_UNCONFIRMED_DAYS)
+    deleted, _ = Subscriber.objects.filter(status=Subscriber.Status.PENDING, created_at__lt=cutoff).delete()
+    return deleted
+
+
+# Preferences
+
+
+def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour, timezone_name):
+    subscriber.keywords = keywords
+    subscriber.frequency = frequency
+    subscriber.weekday = weekday
+    subscriber.hour = hour
+    subscriber.timezone = timezone_name
+    if subscriber.status == Subscriber.Status.ACTIVE:
+        schedule_next(subscriber)
+    subscriber.save()
+    subscriber.topics.set(topics)
+
+
+def subscriber_pause(*, subscriber):
+    if subscriber.status == Subscriber.Status.ACTIVE:
+        subscriber.status = Subscriber.Status.PAUSED
+        subscriber.save(update_fields=["status", "updated_at"])
+        _record(subscriber, "paused")
+
+
+def subscriber_resume(*, subscriber):
+    if subscriber.status == Subscriber.Status.PAUSED:
+        subscriber.status = Subscriber.Status.ACTIVE
+        schedule_next(subscriber)
+        subscriber.save(update_fields=["status", "next_digest_at", "updated_at"])
+        _record(subscriber, "resumed")
+
+
+def subscriber_unsubscribe(*, subscriber, how="link"):
+    """Stop all digests at once. Idempotent: returns False if there was nothing to stop."""
+    changed = Subscriber.objects.filter(
+        pk=subscriber.pk,
+        status__in=[Subscriber.Status.PENDING, Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED],
+    ).update(status=Subscriber.Status.UNSUBSCRIBED, unsubscribed_at=timezone.now(), next_digest_at=None)
+    if changed:
+        _record(subscriber, "unsubscribed", how)
+    return bool(changed)
+
+
+def subscriber_suppress(*, subscriber, reason, when=None):
+    changed = (
+        Subscriber.objects.filter(pk=subscriber.pk)
+        .exclude(status=Subscriber.Status.SUPPRESSED)
+        .update(
+            status=Subscriber.Status.SUPPRESSED,
+            suppressed_at=when or timezone.now(),
+            suppressed_reason=reason[:200],
+            next_digest_at=None,
+        )
+    )
+    if changed:
+        Suppression.objects.get_or_create(email_hash=email_hash(subscriber.email), defaults={"reason": reason[:200]})
+    return bool(changed)
+
+
+def subscriber_export(*, subscriber):
+    """Everything stored about one subscriber (GDPR Art. 15 and 20)."""
+
+    def iso(value):
+        return value.isoformat() if value else None
+
+    return {
+        "email": subscriber.email,
+        "status": subscriber.status,
+        "preferences": {
+            "topics": [t.name for t in subscriber.topics.all()],
+            "keywords": subscriber.keyword_list(),
+            "frequency": subscriber.frequency,
+            "weekday": subscriber.get_weekday_display(),
+            "hour": subscriber.hour,
+            "timezone": subscriber.timezone,
+        },
+        "consent": {
+            "signed_up_at": iso(subscriber.consent_at),
+            "signup_ip": subscriber.consent_ip,
+            "signup_user_agent": subscriber.consent_user_agent,
+            "form_wording_version": subscriber.consent_version,
+            "confirmed_at": iso(subscriber.confirmed_at),
+            "confirm_ip": subscriber.confirm_ip,
+            "confirm_user_agent": subscriber.confirm_user_agent,
+            "unsubscribed_at": iso(subscriber.unsubscribed_at),
+            "suppressed_at": iso(subscriber.suppressed_at),
+            "suppressed_reason": subscriber.suppressed_reason,
+        },
+        "deliveries": [
+            {"edition": d.edition.date.isoformat(), "state": d.state, "sent_at": iso(d.sent_at), "papers": d.paper_ids()}
+            for d in subscriber.deliveries.select_related("edition").order_by("edition__date")
+        ],
+        "events": [
+            {"kind": e.kind, "at": iso(e.occurred_at), "description": e.description}
+            for e in subscriber.events.order_by("occurred_at")
+        ],
+    }
+
+
+def subscriber_erase(*, subscriber):
+    """Delete everything about a subscriber; keep only a salted hash so the address is not mailed again."""
+    with transaction.atomic():
+        reason = subscriber.suppressed_reason if subscriber.status == Subscriber.Status.SUPPRESSED else ERASED
+        Suppression.objects.update_or_create(email_hash=email_hash(subscriber.email), defaults={"reason": reason})
+        subscriber.delete()
+
+
+# ESP tracking events (bounces, complaints, unsubscribes)
+
+SUPPRESSING = {"bounced": "hard bounce", "complained": "spam complaint", "unsubscribed": "unsubscribed at the ESP"}
+
+
+def _is_soft_bounce(event):
+    if event.event_type == "deferred":
+        return True
+    raw = event.esp_event if isinstance(event.esp_event, dict) else {}
+    # Anymail reports some ESPs' temporary failures as "bounced"; their payload says which.
+    return event.event_type == "bounced" and (raw.get("Type") == "SoftBounce" or raw.get("severity") == "temporary")
+
+
+def _event_subscriber(event):
+    subscriber_id = (event.metadata or {}).get("subscriber")
+    if subscriber_id and str(subscriber_id).isdigit():
+        found = Subscriber.objects.filter(pk=int(subscriber_id)).first()
+        if found:
+            return found
+    if event.recipient:
+        return Subscriber.objects.filter(email=normalize_email(event.recipient)).first()
+    return None
+
+
+def tracking_event_record(*, event, esp_name):
+    """Record an anymail tracking event once and apply what it means for the subscriber.
+
+    Events arrive duplicated and out of order; only ever-tightening transitions are applied
+    (suppression), so a late 'delivered' cannot undo a bounce.
+    """
+    occurred_at = event.timestamp or timezone.now()
+    key = f"{esp_name}:{event.event_id}" if event.event_id else (
+        f"{esp_name}:{event.message_id}:{event.event_type}:{event.recipient}:{occurred_at.isoformat()}"
+    )
+    subscriber = _event_subscriber(event)
+    soft = _is_soft_bounce(event)
+    kind = "soft_bounce" if soft else event.event_type
+    try:
+        with transaction.atomic():
+            SubscriberEvent.objects.create(
+                subscriber=subscriber,
+                kind=kind,
+                event_key=key[:200],
+                message_id=(event.message_id or "")[:200],
+                description=(event.description or event.reject_reason or "")[:500],
+                occurred_at=occurred_at,
+            )
+    except IntegrityError:
+        return False  # seen before
+    if subscriber is None:
+        return True
+    if soft:
+        since = timezone.now() - dt.timedelta(days=settings.SOFT_BOUNCE_WINDOW_DAYS)
+        if subscriber.events.filter(kind="soft_bounce", occurred_at__gte=since).count() >= settings.SOFT_BOUNCE_LIMIT:
+            subscriber_suppress(subscriber=subscriber, reason=f"{settings.SOFT_BOUNCE_LIMIT} soft bounces", when=occurred_at)
+    elif event.event_type in SUPPRESSING:
+        subscriber_suppress(subscriber=subscriber, reason=SUPPRESSING[event.event_type], when=occurred_at)
+    return True

@@ -1,0 +1,30 @@
+"""Celery tasks: thin wrappers that take ids, re-read state and call a service."""
+
+from celery import shared_task
+
+from newsletter import digests, services
+
+
+@shared_task
+def dispatch_digests_task():
+    return digests.digests_dispatch()
+
+
+@shared_task(bind=True, max_retries=None, acks_late=True)
+def send_deliveries_task(self, edition_id, subscriber_ids):
+    try:
+        stats = digests.deliveries_send(edition_id=edition_id, subscriber_ids=subscriber_ids)
+    except digests.TransientSendError as error:
+        # Rows not yet sent are pending again; the retry claims only those.
+        raise self.retry(exc=error, countdown=digests.retry_countdown(self.request.retries)) from error
+    return {"sent": stats.sent, "skipped": stats.skipped, "failed": stats.failed}
+
+
+@shared_task
+def reconcile_deliveries_task():
+    return digests.deliveries_reconcile()
+
+
+@shared_task
+def purge_unconfirmed_task():
+    return services.subscribers_purge_unconfirmed()

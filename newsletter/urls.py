@@ -1,0 +1,21 @@
+from django.urls import path
+
+from newsletter import views
+from newsletter.feeds import EditionsFeed
+
+app_name = "newsletter"
+
+urlpatterns = [
+    path("subscribe/", views.subscribe, name="subscribe"),
+    path("subscribe/done/", views.subscribe_done, name="subscribe_done"),
+    path("confirm/<str:token>/", views.confirm, name="confirm"),
+    path("confirm/<str:token>/resend/", views.confirm_resend, name="confirm_resend"),
+    path("preferences/", views.send_link, name="send_link"),
+    path("preferences/<str:token>/", views.preferences, name="preferences"),
+    path("preferences/<str:token>/export/", views.preferences_export, name="export"),
+    path("preferences/<str:token>/delete/", views.preferences_delete, name="delete"),
+    path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("editions/", views.editions, name="editions"),
+    path("editions/feed/", EditionsFeed(), name="editions_feed"),
+    path("editions/<date:day>/", views.edition, name="edition"),
+]

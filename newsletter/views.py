@@ -1,0 +1,193 @@
+import json
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+from django_ratelimit.decorators import ratelimit
+
+from newsletter import services, tokens
+from newsletter.digests import edition_general_picks
+from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm
+from newsletter.models import Edition, Subscriber
+
+SIGNUP_RATE = f"{settings.SIGNUPS_PER_IP_PER_HOUR}/h"
+
+
+def _client(request):
+    return {"ip": request.META.get("REMOTE_ADDR") or None, "user_agent": request.META.get("HTTP_USER_AGENT", "")}
+
+
+@ratelimit(key="ip", rate=SIGNUP_RATE, method="POST", block=False)
+@require_http_methods(["GET", "POST"])
+def subscribe(request):
+    form = SubscribeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        # Rate-limited and bot submissions get the same answer as everyone else, and nothing happens.
+        if not getattr(request, "limited", False) and not form.is_bot():
+            services.subscriber_signup(
+                email=form.cleaned_data["email"],
+                topics=form.cleaned_data["topics"],
+                keywords=form.cleaned_data["keywords"],
+                frequency=form.cleaned_data["frequency"],
+                **_client(request),
+            )
+        return redirect("newsletter:subscribe_done")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "newsletter/subscribe.html", {"form": form}, status=status)
+
+
+def subscribe_done(request):
+    return render(request, "newsletter/subscribe_done.html")
+
+
+def _subscriber_from(purpose, token, max_age=None):
+    """(subscriber or None, error) for a signed link; error is '', 'expired' or 'invalid'."""
+    try:
+        pk = tokens.read(purpose, token, max_age=max_age)
+    except tokens.BadToken as e:
+        return None, "expired" if e.expired else "invalid"
+    return Subscriber.objects.filter(pk=pk).first(), ""
+
+
+def _bad_link(request, error, *, resend_url=None):
+    ctx = {"expired": error == "expired", "resend_url": resend_url, "form": EmailForm()}
+    return render(request, "newsletter/bad_link.html", ctx, status=410 if error == "expired" else 400)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def confirm(request, token):
+    subscriber, error = _subscriber_from(tokens.CONFIRM, token, max_age=tokens.confirm_max_age())
+    if error == "expired":
+        return _bad_link(request, error, resend_url=reverse("newsletter:confirm_resend", args=[token]))
+    if error or subscriber is None:
+        return _bad_link(request, "invalid")
+    if request.method == "POST":
+        services.subscriber_confirm(subscriber=subscriber, **_client(request))
+        subscriber.refresh_from_db()
+    ctx = {"subscriber": subscriber, "token": token, "preferences_url": services.preferences_url(subscriber)}
+    return render(request, "newsletter/confirm.html", ctx)
+
+
+@require_http_methods(["POST"])
+def confirm_resend(request, token):
+    # An expired link is still a genuine one: it may ask for a fresh confirmation mail.
+    subscriber, error = _subscriber_from(tokens.CONFIRM, token)
+    if error:
+        return _bad_link(request, error)
+    if subscriber:
+        services.subscriber_resend_confirmation(subscriber=subscriber)
+    return redirect("newsletter:subscribe_done")
+
+
+@require_http_methods(["GET", "POST"])
+def send_link(request):
+    form = EmailForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        services.subscriber_send_link(email=form.cleaned_data["email"])
+        return render(request, "newsletter/send_link.html", {"sent": True})
+    return render(request, "newsletter/send_link.html", {"form": form}, status=400 if request.method == "POST" else 200)
+
+
+def _preferences_subscriber(token):
+    subscriber, error = _subscriber_from(tokens.PREFERENCES, token, max_age=tokens.PREFERENCES_MAX_AGE)
+    return subscriber, error or ("invalid" if subscriber is None else "")
+
+
+@require_http_methods(["GET", "POST"])
+def preferences(request, token):
+    subscriber, error = _preferences_subscriber(token)
+    if error:
+        return _bad_link(request, error)
+    action = request.POST.get("action", "save")
+    form = PreferencesForm.for_subscriber(subscriber, data=request.POST if action == "save" and request.method == "POST" else None)
+    saved = ""
+    if request.method == "POST":
+        if action == "pause":
+            services.subscriber_pause(subscriber=subscriber)
+            saved = "Digests paused. Nothing more will arrive until you resume."
+        elif action == "resume":
+            services.subscriber_resume(subscriber=subscriber)
+            saved = "Digests resumed."
+        elif action == "save" and form.is_valid():
+            data = form.cleaned_data
+            services.subscriber_update(
+                subscriber=subscriber,
+                topics=data["topics"],
+                keywords=data["keywords"],
+                frequency=data["frequency"],
+                weekday=data["weekday"],
+                hour=data["hour"],
+                timezone_name=data["timezone"],
+            )
+            saved = "Your preferences are saved."
+        elif action not in ("save", "pause", "resume"):
+            return HttpResponse("Unknown action.", status=400, content_type="text/plain")
+        if saved:
+            subscriber.refresh_from_db()
+            form = PreferencesForm.for_subscriber(subscriber)
+    ctx = {
+        "subscriber": subscriber,
+        "form": form,
+        "saved": saved,
+        "token": token,
+        "consent": services.subscriber_export(subscriber=subscriber)["consent"],
+        "unsubscribe_url": services.unsubscribe_url(subscriber),
+    }
+    return render(request, "newsletter/preferences.html", ctx, status=400 if form.errors else 200)
+
+
+def preferences_export(request, token):
+    subscriber, error = _preferences_subscriber(token)
+    if error:
+        return _bad_link(request, error)
+    data = json.dumps(services.subscriber_export(subscriber=subscriber), indent=2)
+    response = HttpResponse(data, content_type="application/json")
+    response["Content-Disposition"] = 'attachment; filename="paperboy-my-data.json"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def preferences_delete(request, token):
+    subscriber, error = _preferences_subscriber(token)
+    if error:
+        return _bad_link(request, error)
+    if request.method == "POST":
+        if request.POST.get("confirm") != "yes":
+            return render(request, "newsletter/delete.html", {"subscriber": subscriber, "error": True}, status=400)
+        services.subscriber_erase(subscriber=subscriber)
+        return render(request, "newsletter/deleted.html")
+    return render(request, "newsletter/delete.html", {"subscriber": subscriber})
+
+
+@csrf_exempt
+@require_http_methods(["GET", "HEAD", "POST"])
+def unsubscribe(request, token):
+    """RFC 8058: POST unsubscribes at once (no CSRF token, no login, no cookies); GET and HEAD
+    only show a button, because mail scanners open links."""
+    subscriber, error = _subscriber_from(tokens.UNSUBSCRIBE, token)
+    if error:
+        return _bad_link(request, "invalid")
+    if request.method == "POST":
+        if subscriber:
+            how = "one-click" if request.POST.get("List-Unsubscribe") == "One-Click" else "link"
+            services.subscriber_unsubscribe(subscriber=subscriber, how=how)
+        ctx = {"done": True, "preferences_url": services.preferences_url(subscriber) if subscriber else None}
+        return render(request, "newsletter/unsubscribe.html", ctx)
+    return render(request, "newsletter/unsubscribe.html", {"token": token})
+
+
+# Web archive
+
+
+def editions(request):
+    return render(request, "newsletter/editions.html", {"editions": Edition.objects.all()[:200]})
+
+
+def edition(request, day):
+    edition = get_object_or_404(Edition, date=day)
+    offer, picks = edition_general_picks(edition)
+    items = [{"paper": offer.papers[pid], "reason": reason, "note": offer.notes.get(pid, "")} for pid, reason in picks]
+    return render(request, "newsletter/edition.html", {"edition": edition, "items": items})

@@ -1,0 +1,165 @@
+import re
+import unicodedata
+from functools import cached_property
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from papers.arxiv_ids import validate_arxiv_id
+from papers.notes import sanitize_note, validate_note
+
+
+def title_key(title):
+    """A paper's title folded for matching listings that carry no identifier."""
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()[:200]
+
+
+class Topic(models.Model):
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=80)
+    description = models.CharField(max_length=300, blank=True)
+    keywords = models.TextField(
+        blank=True,
+        help_text="One word or phrase per line, matched case-insensitively as whole words "
+        "in the title and abstract.",
+    )
+    categories = models.CharField(
+        max_length=300, blank=True, help_text="arXiv categories separated by spaces, e.g. cs.CV cs.RO"
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self):
+        return self.name
+
+    def keyword_list(self):
+        return [line.strip() for line in self.keywords.splitlines() if line.strip()]
+
+    def category_set(self):
+        return set(self.categories.replace(",", " ").split())
+
+    @cached_property
+    def pattern(self):
+        phrases = sorted(self.keyword_list(), key=len, reverse=True)
+        if not phrases:
+            return None
+        alternatives = "|".join(re.escape(p).replace(r"\ ", r"[\s\-]+") for p in phrases)
+        return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+    def matches(self, text, categories):
+        if self.category_set() & set(categories):
+            return True
+        return bool(self.pattern and self.pattern.search(text))
+
+
+class PaperQuerySet(models.QuerySet):
+    def listed_on(self, day):
+        return self.filter(listed_on=day)
+
+    def listing_days(self):
+        return self.exclude(listed_on=None).order_by("-listed_on").values_list("listed_on", flat=True).distinct()
+
+    def latest_day(self):
+        return self.listing_days().first()
+
+    def trending(self):
+        return self.order_by("-upvotes", "-published_on", "-id")
+
+
+class Paper(models.Model):
+    class Source(models.TextChoices):
+        DAILY = "daily", "Daily papers listing"
+        ARXIV = "arxiv", "arXiv"
+        TEXT = "text", "Plain-text listing"
+        ADMIN = "admin", "Entered by an editor"
+
+    arxiv_id = models.CharField(
+        "arXiv id", max_length=40, unique=True, null=True, blank=True, validators=[validate_arxiv_id]
+    )
+    title = models.CharField(max_length=500)
+    title_key = models.CharField(max_length=200, db_index=True, editable=False)
+    authors = models.JSONField(default=list, blank=True, help_text="Author names, in order.")
+    abstract = models.TextField(blank=True)
+    categories = models.JSONField(default=list, blank=True, help_text="arXiv categories, primary first.")
+    published_on = models.DateField(null=True, blank=True)
+    listed_on = models.DateField(
+        null=True, blank=True, db_index=True, help_text="The first day the paper was listed as trending."
+    )
+    upvotes = models.PositiveIntegerField(default=0)
+    pdf_link = models.URLField("PDF link", blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.ADMIN)
+    topics = models.ManyToManyField(Topic, blank=True, related_name="papers")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PaperQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-listed_on", "-upvotes", "-id"]
+
+    def __str__(self):
+        return self.title
+
+    def save(self, *args, **kwargs):
+        self.title_key = title_key(self.title)
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self):
+        if self.arxiv_id:
+            return reverse("papers:detail", args=[self.arxiv_id])
+        return reverse("papers:detail_by_pk", args=[self.pk])
+
+    @property
+    def abs_url(self):
+        return f"https://arxiv.org/abs/{self.arxiv_id}" if self.arxiv_id else ""
+
+    @property
+    def pdf_url(self):
+        if self.pdf_link:
+            return self.pdf_link
+        return f"https://arxiv.org/pdf/{self.arxiv_id}" if self.arxiv_id else ""
+
+    @property
+    def authors_display(self):
+        if len(self.authors) > 4:
+            return ", ".join(self.authors[:3]) + f" and {len(self.authors) - 3} others"
+        return ", ".join(self.authors)
+
+    @property
+    def tagging_text(self):
+        return f"{self.title}\n{self.abstract}"
+
+
+class FeatureQuerySet(models.QuerySet):
+    def between(self, first_day, last_day):
+        return self.filter(day__gte=first_day, day__lte=last_day)
+
+
+class Feature(models.Model):
+    """An editor's pick: shown on top of every subscriber's next digest."""
+
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="features")
+    day = models.DateField(db_index=True)
+    note = models.CharField(
+        max_length=1000, blank=True, validators=[validate_note], help_text="Short; plain text or simple markup (sanitised)."
+    )
+    featured_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = FeatureQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-day", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["paper", "day"], name="one_feature_per_paper_and_day")]
+
+    def __str__(self):
+        return f"{self.paper} on {self.day}"
+
+    def save(self, *args, **kwargs):
+        # Sanitised on every path (admin, services, shell): templates render it as markup.
+        self.note = sanitize_note(self.note)
+        super().save(*args, **kwargs)

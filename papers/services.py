@@ -1,0 +1,147 @@
+"""Business logic for papers: import, topic tagging, curation."""
+
+import logging
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from papers.models import Feature, Paper, Topic, title_key
+from papers.notes import validate_note
+from papers.parsers import PaperRecord, detect_format, parse, parse_text
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    errors: list = field(default_factory=list)
+
+    def add_error(self, where, reason):
+        self.rejected += 1
+        self.errors.append(f"{where}: {reason}")
+
+    def __str__(self):
+        return (
+            f"{self.created} created, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {self.rejected} rejected"
+        )
+
+
+# Tagging
+
+
+def topics_for(paper, topics):
+    text = paper.tagging_text
+    return [t for t in topics if t.matches(text, paper.categories)]
+
+
+def paper_tag(*, paper, topics=None):
+    """Give paper the topics whose rules match its title, abstract and categories."""
+    topics = list(Topic.objects.all()) if topics is None else topics
+    paper.topics.set(topics_for(paper, topics))
+
+
+def papers_retag(*, chunk_size=2000):
+    """Re-tag every paper after topic rules change; returns the number of papers."""
+    topics = list(Topic.objects.all())
+    count = 0
+    for paper in Paper.objects.order_by("pk").iterator(chunk_size=chunk_size):
+        paper_tag(paper=paper, topics=topics)
+        count += 1
+    return count
+
+
+# Import
+
+
+def _find_existing(record):
+    if record.arxiv_id:
+        by_id = Paper.objects.filter(arxiv_id=record.arxiv_id).first()
+        if by_id:
+            return by_id
+        # A paper first seen in a listing without identifiers gets its identifier now.
+        return Paper.objects.filter(title_key=title_key(record.title), arxiv_id=None).first()
+    return Paper.objects.filter(title_key=title_key(record.title)).first()
+
+
+def _apply(paper, record):
+    """Copy what the record knows onto paper; returns True if anything changed."""
+    changes = {
+        "arxiv_id": record.arxiv_id or paper.arxiv_id,
+        "title": record.title,
+        "abstract": record.abstract or paper.abstract,
+        "authors": record.authors or paper.authors,
+        "categories": record.categories or paper.categories,
+        "published_on": record.published_on or paper.published_on,
+        "pdf_link": record.pdf_link or paper.pdf_link,
+        "upvotes": paper.upvotes if record.upvotes is None else record.upvotes,
+        # The first day a paper trended: listed again later (or in a page of several days) it stays put.
+        "listed_on": min(filter(None, [paper.listed_on, record.listed_on]), default=None),
+    }
+    changed = False
+    for name, value in changes.items():
+        if getattr(paper, name) != value:
+            setattr(paper, name, value)
+            changed = True
+    return changed
+
+
+def paper_upsert(*, record: PaperRecord, source, topics):
+    """Create or update the paper a record describes; returns 'created', 'updated' or 'unchanged'."""
+    with transaction.atomic():
+        paper = _find_existing(record)
+        created = paper is None
+        if created:
+            paper = Paper(source=source)
+        if not _apply(paper, record) and not created:
+            return "unchanged"
+        paper.full_clean(exclude=["topics"])
+        paper.save()
+        paper_tag(paper=paper, topics=topics)
+    return "created" if created else "updated"
+
+
+def papers_import(*, items, source):
+    """Import parsed feed items; bad records are reported by position and the rest still import."""
+    result = ImportResult()
+    topics = list(Topic.objects.all())
+    for item in items:
+        ref = item.record.arxiv_id if item.record else item.ref
+        where = f"record {item.position}" + (f" ({ref})" if ref else "")
+        if item.error:
+            result.add_error(where, item.error)
+            continue
+        try:
+            outcome = paper_upsert(record=item.record, source=source, topics=topics)
+        except ValidationError as e:
+            result.add_error(where, "; ".join(f"{k}: {' '.join(v)}" for k, v in e.message_dict.items()))
+            continue
+        setattr(result, outcome, getattr(result, outcome) + 1)
+    return result
+
+
+# Curation
+
+
+def paper_feature(*, paper, day, note="", user=None):
+    validate_note(note)
+    feature, _ = Feature.objects.update_or_create(paper=paper, day=day, defaults={"note": note, "featured_by": user})
+    return feature
+
+
+def paper_unfeature(*, paper, day):
+    return Feature.objects.filter(paper=paper, day=day).delete()[0]
+
+
+SOURCE_BY_FORMAT = {"json": Paper.Source.DAILY, "atom": Paper.Source.ARXIV, "text": Paper.Source.TEXT}
+
+
+def papers_import_feed(*, data, fmt=None, listed_on=None):
+    """Import a whole feed (bytes); returns (format, ImportResult). Raises FeedError if unreadable."""
+    fmt = fmt or detect_format(data)
+    items = parse_text(data, listed_on=listed_on) if fmt == "text" else parse(data, fmt)
+    return fmt, papers_import(items=items, source=SOURCE_BY_FORMAT[fmt])

@@ -59,12 +59,13 @@ def edition_get(day):
 
 
 def deliveries_enqueue(edition, subscriber_ids):
+    """Hand deliveries to workers, a batch per task (never a task per recipient). Call after
+    the rows are committed; enqueuing twice is harmless, as only pending rows are claimed."""
     from newsletter.tasks import send_deliveries_task
 
     size = settings.DIGEST_BATCH_SIZE
     for start in range(0, len(subscriber_ids), size):
-        chunk = subscriber_ids[start : start + size]
-        transaction.on_commit(lambda chunk=chunk: send_deliveries_task.delay(edition.pk, chunk))
+        send_deliveries_task.delay(edition.pk, subscriber_ids[start : start + size])
 
 
 def _create_deliveries(edition, subscriber_ids):
@@ -73,7 +74,6 @@ def _create_deliveries(edition, subscriber_ids):
         ignore_conflicts=True,
         batch_size=1000,
     )
-    deliveries_enqueue(edition, subscriber_ids)
 
 
 def digests_dispatch(*, now=None):
@@ -86,8 +86,10 @@ def digests_dispatch(*, now=None):
         with transaction.atomic():
             due = Subscriber.objects.due(now).filter(pk__gt=last_pk).order_by("pk")
             if db_connection.features.has_select_for_update_skip_locked:
+                # Two dispatchers running at once split the work instead of waiting.
                 due = due.select_for_update(skip_locked=True)
-            batch = list(due.only("pk", "timezone", "hour", "frequency", "weekday", "next_digest_at")[: settings.DIGEST_BATCH_SIZE])
+            fields = ("pk", "timezone", "hour", "frequency", "weekday", "next_digest_at")
+            batch = list(due.only(*fields)[: settings.DIGEST_BATCH_SIZE])
             if not batch:
                 return total
             by_day = defaultdict(list)
@@ -95,8 +97,11 @@ def digests_dispatch(*, now=None):
                 by_day[local_date(now, subscriber.timezone)].append(subscriber.pk)
                 schedule_next(subscriber, now=now)
             Subscriber.objects.bulk_update(batch, ["next_digest_at"])
+            editions = {day: edition_get(day) for day in by_day}
             for day, ids in by_day.items():
-                _create_deliveries(edition_get(day), ids)
+                _create_deliveries(editions[day], ids)
+        for day, ids in by_day.items():
+            deliveries_enqueue(editions[day], ids)
         total += len(batch)
         last_pk = batch[-1].pk
 
@@ -109,22 +114,17 @@ def scheduled_on(day):
 
 def digests_dispatch_day(*, day):
     """Send edition `day` now to everyone scheduled that day who has not had it, whatever the hour
-    (`send_digests --date`). Returns how many deliveries were queued."""
+    (`send_digests --date`); re-running it resumes an interrupted run. Returns how many were queued."""
     edition = edition_get(day)
-    total = 0
-    ids = scheduled_on(day).exclude(deliveries__edition=edition).order_by("pk").values_list("pk", flat=True)
-    chunk = []
-    with transaction.atomic():
-        for pk in ids.iterator(chunk_size=5000):
-            chunk.append(pk)
-            if len(chunk) == settings.DIGEST_BATCH_SIZE:
-                _create_deliveries(edition, chunk)
-                total += len(chunk)
-                chunk = []
-        if chunk:
-            _create_deliveries(edition, chunk)
-            total += len(chunk)
-    return total
+    new = scheduled_on(day).exclude(deliveries__edition=edition).order_by("pk").values_list("pk", flat=True)
+    new = list(new.iterator(chunk_size=5000))
+    size = settings.DIGEST_BATCH_SIZE
+    for start in range(0, len(new), size):
+        _create_deliveries(edition, new[start : start + size])
+    pending = edition.deliveries.filter(state=Delivery.State.PENDING).order_by("subscriber_id")
+    ids = list(pending.values_list("subscriber_id", flat=True).iterator(chunk_size=5000))
+    deliveries_enqueue(edition, ids)
+    return len(ids)
 
 
 # Assembly
@@ -180,7 +180,7 @@ def received_papers(subscriber_ids, edition):
         subscriber_id__in=subscriber_ids,
         edition__date__gte=edition.date - dt.timedelta(days=NO_REPEAT_DAYS),
         state__in=[Delivery.State.SENT, Delivery.State.SENDING],
-    ).exclude(edition=edition)
+    ).exclude(edition__date=edition.date)
     for subscriber_id, picks in rows.values_list("subscriber_id", "picks"):
         received[subscriber_id].update(paper_id for paper_id, _ in picks)
     return received
@@ -381,12 +381,20 @@ def deliveries_requeue(*, deliveries):
 
 
 def deliveries_reconcile(*, now=None):
-    """Resolve rows left in 'sending' by a worker that died. Whether their mail went out is
-    unknown; they are marked failed rather than resent, because a duplicate is worse."""
+    """Resolve rows left behind: 'sending' rows of a worker that died are marked failed (whether
+    their mail went out is unknown, and a duplicate is worse than a gap); 'pending' rows whose
+    task was lost (e.g. Redis restarted) are handed to workers again. Returns (failed, requeued)."""
     cutoff = (now or timezone.now()) - dt.timedelta(minutes=settings.DIGEST_SENDING_TIMEOUT_MINUTES)
-    return Delivery.objects.filter(state=Delivery.State.SENDING, claimed_at__lt=cutoff).update(
+    failed = Delivery.objects.filter(state=Delivery.State.SENDING, claimed_at__lt=cutoff).update(
         state=Delivery.State.FAILED, note="interrupted while sending; not resent to avoid a duplicate"
     )
+    stale = Delivery.objects.filter(state=Delivery.State.PENDING, created_at__lt=cutoff)
+    by_edition = defaultdict(list)
+    for edition_id, subscriber_id in stale.values_list("edition_id", "subscriber_id").iterator(chunk_size=5000):
+        by_edition[edition_id].append(subscriber_id)
+    for edition in Edition.objects.filter(pk__in=by_edition):
+        deliveries_enqueue(edition, by_edition[edition.pk])
+    return failed, sum(len(ids) for ids in by_edition.values())
 
 
 def edition_general_picks(edition):

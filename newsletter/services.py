@@ -29,12 +29,16 @@ def confirm_url(subscriber):
     return absolute("newsletter:confirm", tokens.make(tokens.CONFIRM, subscriber.pk))
 
 
+def preferences_path(subscriber):
+    return reverse("newsletter:preferences", args=[tokens.make(tokens.PREFERENCES, subscriber.pk)])
+
+
 def preferences_url(subscriber):
-    return absolute("newsletter:preferences", tokens.make(tokens.PREFERENCES, subscriber.pk))
+    return settings.SITE_URL + preferences_path(subscriber)
 
 
-def unsubscribe_url(subscriber):
-    return absolute("newsletter:unsubscribe", tokens.make(tokens.UNSUBSCRIBE, subscriber.pk))
+def unsubscribe_path(subscriber):
+    return reverse("newsletter:unsubscribe", args=[tokens.make(tokens.UNSUBSCRIBE, subscriber.pk)])
 
 
 def normalize_email(email):
@@ -100,7 +104,7 @@ def subscriber_signup(*, email, topics, keywords="", frequency=Subscriber.Freque
             _record(subscriber, "signup", f"topics: {', '.join(t.slug for t in topics) or 'none'}")
     if _may_mail(email):
         ctx = {"confirm_url": confirm_url(subscriber), "max_age_hours": settings.CONFIRM_MAX_AGE_HOURS}
-        transaction.on_commit(lambda: _send(kind, subscriber, ctx))
+        _send(kind, subscriber, ctx)
 
 
 def subscriber_confirm(*, subscriber, ip=None, user_agent=""):
@@ -296,8 +300,11 @@ def tracking_event_record(*, event, esp_name):
     if subscriber is None:
         return True
     if soft:
-        since = timezone.now() - dt.timedelta(days=settings.SOFT_BOUNCE_WINDOW_DAYS)
-        if subscriber.events.filter(kind="soft_bounce", occurred_at__gte=since).count() >= settings.SOFT_BOUNCE_LIMIT:
+        window = dt.timedelta(days=settings.SOFT_BOUNCE_WINDOW_DAYS)
+        recent = subscriber.events.filter(
+            kind="soft_bounce", occurred_at__gt=occurred_at - window, occurred_at__lte=occurred_at + window
+        )
+        if recent.count() >= settings.SOFT_BOUNCE_LIMIT:
             subscriber_suppress(subscriber=subscriber, reason=f"{settings.SOFT_BOUNCE_LIMIT} soft bounces", when=occurred_at)
     elif event.event_type in SUPPRESSING:
         subscriber_suppress(subscriber=subscriber, reason=SUPPRESSING[event.event_type], when=occurred_at)

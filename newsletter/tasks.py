@@ -15,8 +15,10 @@ def send_deliveries_task(self, edition_id, subscriber_ids):
     try:
         stats = digests.deliveries_send(edition_id=edition_id, subscriber_ids=subscriber_ids)
     except digests.TransientSendError as error:
-        # Rows not yet sent are pending again; the retry claims only those.
-        raise self.retry(exc=error, countdown=digests.retry_countdown(self.request.retries)) from error
+        # Rows not yet sent are pending again; the retry claims only those. throw=False: the
+        # retry is scheduled and this run ends cleanly (and in embedded, eager mode Celery
+        # runs the retry at once, which a raised Retry would prevent).
+        return self.retry(exc=error, countdown=digests.retry_countdown(self.request.retries), throw=False)
     return {"sent": stats.sent, "skipped": stats.skipped, "failed": stats.failed}
 
 

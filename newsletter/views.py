@@ -67,7 +67,7 @@ def confirm(request, token):
     if request.method == "POST":
         services.subscriber_confirm(subscriber=subscriber, **_client(request))
         subscriber.refresh_from_db()
-    ctx = {"subscriber": subscriber, "token": token, "preferences_url": services.preferences_url(subscriber)}
+    ctx = {"subscriber": subscriber, "token": token, "preferences_url": services.preferences_path(subscriber)}
     return render(request, "newsletter/confirm.html", ctx)
 
 
@@ -133,8 +133,7 @@ def preferences(request, token):
         "form": form,
         "saved": saved,
         "token": token,
-        "consent": services.subscriber_export(subscriber=subscriber)["consent"],
-        "unsubscribe_url": services.unsubscribe_url(subscriber),
+        "unsubscribe_url": services.unsubscribe_path(subscriber),
     }
     return render(request, "newsletter/preferences.html", ctx, status=400 if form.errors else 200)
 
@@ -174,7 +173,7 @@ def unsubscribe(request, token):
         if subscriber:
             how = "one-click" if request.POST.get("List-Unsubscribe") == "One-Click" else "link"
             services.subscriber_unsubscribe(subscriber=subscriber, how=how)
-        ctx = {"done": True, "preferences_url": services.preferences_url(subscriber) if subscriber else None}
+        ctx = {"done": True, "preferences_url": services.preferences_path(subscriber) if subscriber else None}
         return render(request, "newsletter/unsubscribe.html", ctx)
     return render(request, "newsletter/unsubscribe.html", {"token": token})
 

@@ -17,3 +17,6 @@ SITE_URL = "https://paperboy.test"
 ALLOWED_HOSTS = ["*"]
 ANYMAIL = {"WEBHOOK_SECRET": "hook:secret"}
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+# Threads of the live server must not keep connections open past the test (PostgreSQL
+# refuses to drop a test database that is still in use).
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

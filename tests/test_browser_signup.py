@@ -1,0 +1,90 @@
+"""The signup flow in a real browser: Debian's headless Chromium driven by Playwright."""
+
+import gc
+import os
+import re
+
+import pytest
+from django.core import mail
+
+from newsletter.models import Subscriber
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def page(server):
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        yield page
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE")
+
+
+@pytest.fixture
+def server():
+    """A live server for this test only, so its database connections close with it
+    (pytest-django's lives for the whole session, past the test database's teardown)."""
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.db import connections
+    from django.test.testcases import LiveServerThread
+
+    shared = {c.alias: c for c in connections.all() if c.vendor == "sqlite" and c.is_in_memory_db()}
+    for connection in shared.values():
+        connection.inc_thread_sharing()
+    thread = LiveServerThread("127.0.0.1", StaticFilesHandler, connections_override=shared, port=0)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    thread.url = f"http://127.0.0.1:{thread.port}"
+    yield thread
+    thread.terminate()
+    for connection in shared.values():
+        connection.dec_thread_sharing()
+    gc.collect()  # closes connections left by the server's finished request threads
+
+
+def link(message, path):
+    return re.search(rf"https://paperboy\.test(/{path}/\S+/)", message.body).group(1)
+
+
+def test_subscribe_confirm_change_topic_and_unsubscribe(page, server, settings, tmp_path):
+    settings.SITE_URL = "https://paperboy.test"
+    page.goto(server.url + "/subscribe/")
+    page.fill("input[name=email]", "reader@example.org")
+    page.get_by_label("Robotics").check()
+    page.fill("input[name=keywords]", "drones, swarms")
+    page.get_by_role("button", name="Subscribe").click()
+    page.wait_for_url("**/subscribe/done/")
+    assert "Check your inbox" in page.content()
+    page.screenshot(path=tmp_path / "1-done.png")
+
+    assert len(mail.outbox) == 1
+    page.goto(server.url + link(mail.outbox[0], "confirm"))
+    assert Subscriber.objects.get().status == "pending"  # opening the link alone confirms nothing
+    page.get_by_role("button", name="Yes, subscribe me").click()
+    page.wait_for_selector("text=You're subscribed")
+    assert Subscriber.objects.get().status == "active"
+
+    page.get_by_role("link", name="preferences page").click()
+    page.wait_for_selector("text=Save preferences")
+    page.get_by_label("Robotics").uncheck()
+    page.get_by_label("Security & privacy").check()
+    page.get_by_role("button", name="Save preferences").click()
+    page.wait_for_selector("text=Your preferences are saved.")
+    page.screenshot(path=tmp_path / "2-preferences.png", full_page=True)
+    assert list(Subscriber.objects.get().topics.values_list("slug", flat=True)) == ["security"]
+
+    page.get_by_role("link", name="Unsubscribe").first.click()
+    page.get_by_role("button", name="Unsubscribe").click()
+    page.wait_for_selector("text=You're unsubscribed")
+    assert Subscriber.objects.get().status == "unsubscribed"

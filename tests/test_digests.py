@@ -1,0 +1,283 @@
+import datetime as dt
+import email
+import re
+from email import policy
+from io import StringIO
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.test import Client
+
+from newsletter import digests
+from newsletter.models import Delivery, Edition, Subscriber
+from papers.models import Feature
+from tests.backends import FlakyBackend
+from tests.conftest import DAY, make_paper, make_subscriber
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def papers():
+    return {
+        "robot": make_paper("Robot arms that learn", arxiv_id="2403.00001", upvotes=30, listed_on=DAY),
+        "jam": make_paper("Jamming attacks on IoT", arxiv_id="2403.00002", upvotes=20, listed_on=DAY),
+        "quant": make_paper("Quantization for tiny chips", arxiv_id="2403.00003", upvotes=90, listed_on=DAY - dt.timedelta(days=1)),
+        "old": make_paper("An old robot paper", arxiv_id="2403.00004", upvotes=999, listed_on=DAY - dt.timedelta(days=10)),
+    }
+
+
+@pytest.fixture
+def readers():
+    return {
+        "alice": make_subscriber("alice@example.org", topics=["robotics"]),
+        "bob": make_subscriber("bob@example.org", topics=["security"], keywords="tiny chips"),
+        "carol": make_subscriber("carol@example.org", status="pending"),
+        "dave": make_subscriber("dave@example.org", status="unsubscribed"),
+        "erin": make_subscriber("erin@example.org", status="paused"),
+    }
+
+
+def send(day=DAY):
+    call_command("send_digests", date=day, stdout=StringIO())
+
+
+def to(address):
+    return [m for m in mail.outbox if m.to == [address]]
+
+
+def parsed(message):
+    return email.message_from_bytes(message.message().as_bytes(), policy=policy.default)
+
+
+def test_every_active_subscriber_gets_exactly_one_digest(papers, readers):
+    send()
+    assert sorted(m.to[0] for m in mail.outbox) == ["alice@example.org", "bob@example.org"]
+    assert Delivery.objects.filter(state="sent").count() == 2
+    send()
+    assert len(mail.outbox) == 2  # running again sends nothing more
+
+
+def test_the_digest_is_ranked_for_the_subscriber_with_reasons(papers, readers):
+    send()
+    alice, bob = parsed(to("alice@example.org")[0]), parsed(to("bob@example.org")[0])
+    alice_text = alice.get_body(("plain",)).get_content()
+    assert alice_text.index("Robot arms that learn") < alice_text.index("Quantization for tiny chips")
+    assert "Why: matches your topic Robotics" in alice_text
+    assert "An old robot paper" not in alice_text  # outside the edition's window
+    bob_html = bob.get_body(("html",)).get_content()
+    assert "Matches your topic Security & privacy".replace("&", "&amp;") in bob_html
+    assert "Mentions 'tiny chips'" in bob_html
+    assert alice["Subject"].startswith("Paperboy 14 Mar: Robot arms that learn and 2 more")
+    assert Delivery.objects.get(subscriber=readers["alice"]).picks[0] == [papers["robot"].pk, "matches your topic Robotics"]
+
+
+def test_headers_links_and_both_parts(papers, readers):
+    send()
+    message = parsed(to("alice@example.org")[0])
+    unsubscribe = message["List-Unsubscribe"]
+    assert re.fullmatch(r"<https://paperboy\.test/u/[^>\s]+/>", unsubscribe)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Id"] == "Paperboy digest <digest.paperboy.test>"
+    assert message["Message-ID"] == f"<digest.20240314.{readers['alice'].pk}@paperboy.test>"
+    raw = to("alice@example.org")[0].message().as_bytes()
+    assert b"List-Unsubscribe: <https://paperboy.test/u/" in raw  # one unfolded line
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    for part in (text, html):
+        assert unsubscribe[1:-1] in part
+        assert "https://paperboy.test/preferences/" in part
+        assert "https://paperboy.test/editions/2024-03-14/" in part
+        assert "xxunsubscribetokenxx" not in part and "xxpreferencestokenxx" not in part
+    assert 'style="' in html  # inlined CSS
+    assert "@media (prefers-color-scheme: dark)" in html
+
+
+def test_the_links_in_the_digest_work_when_followed(papers, readers):
+    send()
+    message = parsed(to("alice@example.org")[0])
+    text = message.get_body(("plain",)).get_content()
+    browser = Client()
+    prefs = re.search(r"https://paperboy\.test(/preferences/\S+/)", text).group(1)
+    assert "alice@example.org" in browser.get(prefs).content.decode()
+    archive = browser.get("/editions/2024-03-14/").content.decode()
+    assert "Robot arms that learn" in archive
+    unsubscribe = message["List-Unsubscribe"][1:-1].replace("https://paperboy.test", "")
+    response = Client(enforce_csrf_checks=True).post(unsubscribe, {"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    assert Subscriber.objects.get(email="alice@example.org").status == "unsubscribed"
+
+
+def test_each_message_carries_anymail_metadata(papers, readers):
+    send()
+    message = to("alice@example.org")[0]
+    assert message.metadata == {"subscriber": str(readers["alice"].pk), "edition": "2024-03-14"}
+    assert message.tags == ["digest"]
+
+
+def test_featured_papers_are_on_top_with_the_note(papers, readers):
+    Feature.objects.create(paper=papers["old"], day=DAY, note="A <b>classic</b>, back in fashion")
+    send()
+    for address in ["alice@example.org", "bob@example.org"]:
+        message = parsed(to(address)[0])
+        text = message.get_body(("plain",)).get_content()
+        assert text.index("An old robot paper") < text.index("Robot arms that learn")
+        assert "Why: featured by the editors" in text and "Editor's note: A classic, back in fashion" in text
+        assert "<b>classic</b>" in message.get_body(("html",)).get_content()
+
+
+def test_never_a_repeat_and_no_mail_when_nothing_is_new(papers, readers):
+    send()
+    first = {m.to[0]: parsed(m).get_body(("plain",)).get_content() for m in mail.outbox}
+    mail.outbox.clear()
+    send(DAY + dt.timedelta(days=1))  # same window, nothing new
+    assert mail.outbox == []
+    assert set(Delivery.objects.filter(edition__date=DAY + dt.timedelta(days=1)).values_list("state", "note")) == {("skipped", "nothing new")}
+    make_paper("Fresh robot hands", upvotes=1, listed_on=DAY + dt.timedelta(days=2))
+    send(DAY + dt.timedelta(days=2))
+    text = parsed(to("alice@example.org")[0]).get_body(("plain",)).get_content()
+    assert "Fresh robot hands" in text and "Robot arms that learn" not in text
+    assert "Robot arms that learn" in first["alice@example.org"]
+
+
+def test_weekly_subscribers_get_theirs_on_their_weekday(papers):
+    make_subscriber("weekly@example.org", frequency="weekly", weekday=DAY.weekday())
+    make_subscriber("other@example.org", frequency="weekly", weekday=(DAY.weekday() + 1) % 7)
+    send()
+    assert [m.to[0] for m in mail.outbox] == ["weekly@example.org"]
+    text = parsed(mail.outbox[0]).get_body(("plain",)).get_content()
+    assert "An old robot paper" not in text and "Quantization for tiny chips" in text
+
+
+def test_the_beat_sends_at_each_subscribers_local_hour(time_machine):
+    make_paper("Robot news", listed_on=dt.date(2026, 3, 2), upvotes=3)
+    make_paper("More robot news", listed_on=dt.date(2026, 3, 3), upvotes=2)
+    time_machine.move_to("2026-03-02T12:00Z")
+    tokyo = make_subscriber("tokyo@example.org", timezone="Asia/Tokyo")
+    london = make_subscriber("london@example.org", timezone="Europe/London")
+    from newsletter.tasks import dispatch_digests_task
+
+    time_machine.move_to("2026-03-02T21:59Z")
+    dispatch_digests_task.delay()
+    assert mail.outbox == []
+    time_machine.move_to("2026-03-02T22:01Z")  # 07:01 in Tokyo on the 3rd
+    dispatch_digests_task.delay()
+    assert [m.to[0] for m in mail.outbox] == ["tokyo@example.org"]
+    assert Delivery.objects.get(subscriber=tokyo).edition.date == dt.date(2026, 3, 3)
+    dispatch_digests_task.delay()
+    assert len(mail.outbox) == 1
+    time_machine.move_to("2026-03-03T07:00Z")
+    dispatch_digests_task.delay()
+    assert [m.to[0] for m in mail.outbox] == ["tokyo@example.org", "london@example.org"]
+    assert Delivery.objects.get(subscriber=london).edition.date == dt.date(2026, 3, 3)
+    tokyo.refresh_from_db()
+    assert tokyo.next_digest_at.isoformat() == "2026-03-03T22:00:00+00:00"
+
+
+def test_an_unsubscribe_after_fan_out_is_honoured_at_send_time(papers, readers):
+    edition = Edition.objects.create(date=DAY)
+    for reader in (readers["alice"], readers["bob"]):
+        Delivery.objects.create(subscriber=reader, edition=edition)
+    Client().post(digests.absolute("newsletter:unsubscribe", digests.tokens.make(digests.tokens.UNSUBSCRIBE, readers["alice"].pk)).replace("https://paperboy.test", ""))
+    from newsletter.tasks import send_deliveries_task
+
+    send_deliveries_task.delay(edition.pk, [readers["alice"].pk, readers["bob"].pk])
+    assert [m.to[0] for m in mail.outbox] == ["bob@example.org"]
+    assert Delivery.objects.get(subscriber=readers["alice"]).state == "skipped"
+
+
+def test_a_crash_between_sending_and_sent_never_mails_anyone_twice(papers, settings, monkeypatch, time_machine):
+    settings.DIGEST_CLAIM_SIZE = 2
+    for n in range(5):
+        make_subscriber(f"reader{n}@example.org")
+    real_finish = digests._finish
+    calls = []
+
+    def crash_once(deliveries):
+        calls.append(1)
+        if len(calls) == 1:
+            raise SystemExit("worker killed")  # after the first two were handed to the backend
+        real_finish(deliveries)
+
+    monkeypatch.setattr(digests, "_finish", crash_once)
+    time_machine.move_to("2026-03-02T10:00Z")
+    with pytest.raises(SystemExit):
+        send()
+    assert len(mail.outbox) == 2
+    assert Delivery.objects.filter(state="sending").count() == 2
+    assert Delivery.objects.filter(state="pending").count() == 3
+    send()  # the run restarted
+    assert sorted(m.to[0] for m in mail.outbox) == [f"reader{n}@example.org" for n in range(5)]
+    time_machine.move_to("2026-03-02T11:00Z")
+    assert digests.deliveries_reconcile() == (2, 0)
+    send()
+    assert len(mail.outbox) == 5  # the two ambiguous ones were not resent
+    assert Delivery.objects.filter(state="failed", note__startswith="interrupted").count() == 2
+
+
+def test_a_transient_esp_error_is_retried_with_backoff(papers, readers, settings):
+    settings.EMAIL_BACKEND = "tests.backends.FlakyBackend"
+    FlakyBackend.failures = 1
+    send()
+    assert sorted(m.to[0] for m in mail.outbox) == ["alice@example.org", "bob@example.org"]
+    assert Delivery.objects.get(subscriber=readers["alice"]).attempts == 2
+    assert Delivery.objects.filter(state="sent").count() == 2
+
+
+def test_an_esp_that_keeps_failing_ends_in_failed_not_forever(papers, readers, settings):
+    settings.EMAIL_BACKEND = "tests.backends.FlakyBackend"
+    settings.DIGEST_MAX_ATTEMPTS = 3
+    FlakyBackend.failures = 100
+    send()
+    FlakyBackend.failures = 0
+    assert mail.outbox == []
+    alice = Delivery.objects.get(subscriber=readers["alice"])
+    assert alice.state == "failed" and alice.attempts == 3 and "Service Unavailable" in alice.note
+
+
+def test_a_permanent_error_is_recorded_and_others_still_get_theirs(papers, readers, settings):
+    settings.EMAIL_BACKEND = "tests.backends.RefusingBackend"
+    send()
+    assert [m.to[0] for m in mail.outbox] == ["alice@example.org"]
+    bob = Delivery.objects.get(subscriber=readers["bob"])
+    assert bob.state == "failed" and bob.attempts == 1 and "suppression list" in bob.note
+
+
+def test_identical_digests_share_one_render(papers):
+    for n in range(6):
+        make_subscriber(f"robot{n}@example.org", topics=["robotics"])
+    edition = Edition.objects.create(date=DAY)
+    ids = list(Subscriber.objects.values_list("pk", flat=True))
+    Delivery.objects.bulk_create([Delivery(edition=edition, subscriber_id=pk) for pk in ids])
+    stats = digests.deliveries_send(edition_id=edition.pk, subscriber_ids=ids)
+    assert stats.sent == 6 and stats.renders == 1
+    bodies = {m.body for m in mail.outbox}
+    assert len(bodies) == 6  # but every copy has its own links
+
+
+def test_dry_run_shows_the_digest_and_changes_nothing(papers, readers):
+    out = StringIO()
+    call_command("send_digests", date=DAY, dry_run=True, stdout=out)
+    assert "scheduled: 2, would send: 2, nothing new: 0, distinct digests: 2" in out.getvalue()
+    assert "Subject: Paperboy 14 Mar" in out.getvalue()
+    assert mail.outbox == [] and not Delivery.objects.exists() and not Edition.objects.exists()
+
+
+def test_the_archive_lists_editions_with_a_feed(client, papers, readers):
+    send()
+    assert "/editions/2024-03-14/" in client.get("/editions/").content.decode()
+    feed = client.get("/editions/feed/").content.decode()
+    assert "<feed" in feed and "Robot arms that learn" in feed
+    page = client.get("/editions/2024-03-14/").content.decode()
+    assert "Quantization for tiny chips" in page and "alice@example.org" not in page
+    assert client.get("/editions/2024-03-15/").status_code == 404
+
+
+def test_the_admin_shows_progress_per_edition(client, papers, readers):
+    from django.contrib.auth.models import User
+
+    send()
+    client.force_login(User.objects.create_superuser("ed", "ed@example.org", "pw"))
+    page = client.get("/admin/newsletter/edition/").content.decode()
+    assert "2024" in page and '<td class="field-sent">2</td>' in page and '<td class="field-due">2</td>' in page

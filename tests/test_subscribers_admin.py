@@ -1,0 +1,36 @@
+import pytest
+from django.contrib.auth.models import User
+
+from tests.conftest import make_subscriber
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    client.force_login(User.objects.create_superuser("editor", "e@example.org", "pw"))
+    return client
+
+
+def test_the_list_shows_counts_per_status_and_topic_and_filters(admin_client):
+    make_subscriber("a@example.org", topics=["robotics"])
+    make_subscriber("b@example.org", status="pending")
+    make_subscriber("c@example.org", status="suppressed")
+    page = admin_client.get("/admin/newsletter/subscriber/").content.decode()
+    assert "Active: 1" in page and "Pending confirmation: 1" in page and "Suppressed: 1" in page
+    assert "Robotics: 1" in page
+    filtered = admin_client.get("/admin/newsletter/subscriber/?status__exact=pending").content.decode()
+    assert "b@example.org" in filtered and "a@example.org" not in filtered
+    assert "a@example.org" in admin_client.get("/admin/newsletter/subscriber/?q=a@example").content.decode()
+
+
+def test_csv_export_of_selected_subscribers(admin_client):
+    a = make_subscriber("a@example.org", topics=["robotics", "security"], keywords="=cmd()")
+    make_subscriber("b@example.org")
+    response = admin_client.post(
+        "/admin/newsletter/subscriber/", {"action": "export_csv", "_selected_action": [a.pk]}
+    )
+    body = b"".join(response.streaming_content).decode()
+    lines = body.strip().splitlines()
+    assert lines[0].startswith("email,status,frequency,topics")
+    assert len(lines) == 2 and lines[1].startswith("a@example.org,active,daily,robotics; security,'=cmd()")

@@ -1,0 +1,122 @@
+"""Tracking webhooks, posted as raw Postmark payloads through anymail's receiver."""
+
+import base64
+import json
+
+import pytest
+
+from newsletter.models import Subscriber, SubscriberEvent, Suppression, email_hash
+from tests.conftest import make_subscriber
+
+pytestmark = pytest.mark.django_db
+
+URL = "/anymail/postmark/tracking/"
+
+
+def auth(credentials="hook:secret"):
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+def bounce(subscriber, type_="HardBounce", event_id=1001, at="2026-03-02T10:00:00Z"):
+    return {
+        "RecordType": "Bounce", "ID": event_id, "Type": type_, "TypeCode": 1, "Name": type_, "Tag": "digest",
+        "MessageID": f"m-{event_id}", "Metadata": {"subscriber": str(subscriber.pk), "edition": "2024-03-14"},
+        "Description": "The server was unable to deliver your message", "Details": "smtp;550 5.1.1 unknown user",
+        "Email": subscriber.email, "From": "digest@paperboy.test", "BouncedAt": at,
+    }
+
+
+def post(client, payload, credentials="hook:secret"):
+    headers = auth(credentials) if credentials else {}
+    return client.post(URL, json.dumps(payload), content_type="application/json", **headers)
+
+
+@pytest.mark.parametrize("credentials", [None, "hook:wrong"])
+def test_a_wrong_or_missing_secret_is_refused_and_nothing_stored(client, credentials):
+    alice = make_subscriber()
+    response = post(client, bounce(alice), credentials)
+    assert response.status_code in (400, 401, 403)
+    assert not SubscriberEvent.objects.exists()
+    assert Subscriber.objects.get().status == "active"
+
+
+def test_a_hard_bounce_suppresses_at_once(client):
+    alice = make_subscriber()
+    assert post(client, bounce(alice)).status_code == 200
+    alice.refresh_from_db()
+    assert alice.status == "suppressed" and alice.suppressed_reason == "hard bounce" and alice.next_digest_at is None
+    assert Suppression.objects.filter(email_hash=email_hash("alice@example.org")).exists()
+    assert alice.events.get().kind == "bounced"
+
+
+def test_the_same_event_twice_is_one_record_and_one_transition(client):
+    alice = make_subscriber()
+    post(client, bounce(alice))
+    post(client, bounce(alice))
+    assert SubscriberEvent.objects.count() == 1
+    assert Suppression.objects.count() == 1
+
+
+def test_a_complaint_and_an_esp_unsubscribe_suppress(client):
+    alice = make_subscriber()
+    bob = make_subscriber("bob@example.org")
+    complaint = {**bounce(alice, "SpamComplaint", 7), "RecordType": "SpamComplaint"}
+    post(client, complaint)
+    change = {"RecordType": "SubscriptionChange", "MessageID": "m-9", "ChangedAt": "2026-03-02T11:00:00Z",
+              "Recipient": "bob@example.org", "SuppressSending": True, "SuppressionReason": "ManualSuppression",
+              "Metadata": {}}
+    post(client, change)
+    assert Subscriber.objects.get(email="alice@example.org").suppressed_reason == "spam complaint"
+    assert Subscriber.objects.get(email="bob@example.org").suppressed_reason == "unsubscribed at the ESP"
+
+
+def test_soft_bounces_suppress_only_after_three(client):
+    alice = make_subscriber()
+    for n in range(2):
+        post(client, bounce(alice, "SoftBounce", 200 + n))
+        assert Subscriber.objects.get().status == "active"
+    post(client, bounce(alice, "SoftBounce", 300))
+    alice.refresh_from_db()
+    assert alice.status == "suppressed" and "soft bounces" in alice.suppressed_reason
+    assert alice.events.filter(kind="soft_bounce").count() == 3
+
+
+def test_a_late_delivered_or_opened_never_undoes_a_bounce(client):
+    alice = make_subscriber()
+    post(client, bounce(alice, at="2026-03-02T10:00:00Z"))
+    delivered = {"RecordType": "Delivery", "MessageID": "m-1001", "Recipient": alice.email,
+                 "DeliveredAt": "2026-03-02T09:00:00Z", "Metadata": {"subscriber": str(alice.pk)}}
+    opened = {"RecordType": "Open", "MessageID": "m-1001", "Recipient": alice.email,
+              "ReceivedAt": "2026-03-02T12:00:00Z", "Metadata": {"subscriber": str(alice.pk)}}
+    assert post(client, delivered).status_code == 200 and post(client, opened).status_code == 200
+    alice.refresh_from_db()
+    assert alice.status == "suppressed"
+    assert set(alice.events.values_list("kind", flat=True)) == {"bounced", "delivered", "opened"}
+
+
+def test_opens_and_clicks_never_change_consent(client):
+    alice = make_subscriber(status="unsubscribed")
+    click = {"RecordType": "Click", "MessageID": "m-5", "Recipient": alice.email, "ReceivedAt": "2026-03-02T12:00:00Z",
+             "OriginalLink": "https://example.org", "Metadata": {}}
+    post(client, click)
+    assert Subscriber.objects.get().status == "unsubscribed"
+
+
+def test_a_suppressed_address_cannot_be_resubscribed_by_a_third_party(client, mailoutbox):
+    alice = make_subscriber()
+    post(client, bounce(alice))
+    client.post("/subscribe/", {"email": "alice@example.org", "frequency": "daily"})
+    assert Subscriber.objects.get().status == "suppressed" and mailoutbox == []
+
+
+def test_events_for_unknown_addresses_are_still_recorded(client):
+    ghost = Subscriber(pk=999, email="ghost@example.org")
+    assert post(client, bounce(ghost)).status_code == 200
+    assert SubscriberEvent.objects.get().subscriber is None
+
+
+def test_soft_bounces_far_apart_do_not_add_up(client):
+    alice = make_subscriber()
+    for n, day in enumerate(["2026-01-01", "2026-02-15", "2026-04-01"]):
+        post(client, bounce(alice, "SoftBounce", 400 + n, at=f"{day}T10:00:00Z"))
+    assert Subscriber.objects.get().status == "active"

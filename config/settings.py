@@ -79,6 +79,13 @@ DATABASES = {
         default=f"sqlite:///{VAR_DIR / 'paperboy.sqlite3'}", conn_max_age=60
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Workers write at the same time: write-ahead log, wait for locks rather than fail.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -184,8 +191,8 @@ DIGEST_BATCH_SIZE = env_int("DIGEST_BATCH_SIZE", 500, minimum=1)
 DIGEST_DAILY_LOOKBACK_DAYS = env_int("DIGEST_DAILY_LOOKBACK_DAYS", 2, minimum=1)
 DIGEST_WEEKLY_LOOKBACK_DAYS = env_int("DIGEST_WEEKLY_LOOKBACK_DAYS", 8, minimum=1)
 # Rows claimed at a time while sending: a worker killed mid-batch leaves at most this many
-# unresolved (marked failed by the reconciler, never resent).
-DIGEST_CLAIM_SIZE = env_int("DIGEST_CLAIM_SIZE", 20, minimum=1)
+# unresolved (marked failed by the reconciler, never resent); fewer costs more queries.
+DIGEST_CLAIM_SIZE = env_int("DIGEST_CLAIM_SIZE", 100, minimum=1)
 DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", 6, minimum=1)
 DIGEST_SENDING_TIMEOUT_MINUTES = env_int("DIGEST_SENDING_TIMEOUT_MINUTES", 30, minimum=1)
 

@@ -7,12 +7,15 @@ share one render; only the per-recipient links are substituted afterwards.
 """
 
 import datetime as dt
+import json
 import logging
 import random
+import time
 import smtplib
 import socket
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from anymail.exceptions import AnymailAPIError, AnymailInvalidAddress, AnymailRecipientsRefused
@@ -24,19 +27,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from newsletter import tokens
-from newsletter.emails import build_message, list_headers, render_parts
 from newsletter.models import Delivery, Edition, Subscriber
-from newsletter.ranking import Candidate, Interests, rank
+from newsletter.ranking import Candidate, Interests, keyword_hits, rank
+from newsletter.rendering import EditionRenderer, personal_message, site_domain
 from newsletter.schedule import local_date
 from newsletter.services import absolute, schedule_next
 from papers.models import Feature, Paper, Topic
 
 log = logging.getLogger(__name__)
 
-# Stand-ins for per-recipient values in a shared render: plain letters survive escaping,
-# CSS inlining and quoted-printable line breaks untouched.
-UNSUBSCRIBE_TOKEN = "xxunsubscribetokenxx"
-PREFERENCES_TOKEN = "xxpreferencestokenxx"
 NO_REPEAT_DAYS = 30
 
 
@@ -68,7 +67,7 @@ def deliveries_enqueue(edition, subscriber_ids):
         send_deliveries_task.delay(edition.pk, subscriber_ids[start : start + size])
 
 
-def _create_deliveries(edition, subscriber_ids):
+def deliveries_create(edition, subscriber_ids):
     Delivery.objects.bulk_create(
         [Delivery(edition=edition, subscriber_id=pk) for pk in subscriber_ids],
         ignore_conflicts=True,
@@ -99,7 +98,7 @@ def digests_dispatch(*, now=None):
             Subscriber.objects.bulk_update(batch, ["next_digest_at"])
             editions = {day: edition_get(day) for day in by_day}
             for day, ids in by_day.items():
-                _create_deliveries(editions[day], ids)
+                deliveries_create(editions[day], ids)
         for day, ids in by_day.items():
             deliveries_enqueue(editions[day], ids)
         total += len(batch)
@@ -120,7 +119,7 @@ def digests_dispatch_day(*, day):
     new = list(new.iterator(chunk_size=5000))
     size = settings.DIGEST_BATCH_SIZE
     for start in range(0, len(new), size):
-        _create_deliveries(edition, new[start : start + size])
+        deliveries_create(edition, new[start : start + size])
     pending = edition.deliveries.filter(state=Delivery.State.PENDING).order_by("subscriber_id")
     ids = list(pending.values_list("subscriber_id", flat=True).iterator(chunk_size=5000))
     deliveries_enqueue(edition, ids)
@@ -132,7 +131,8 @@ def digests_dispatch_day(*, day):
 
 @dataclass
 class EditionPapers:
-    """What one edition offers subscribers of one frequency: loaded once, used for many."""
+    """What one edition offers subscribers of one frequency: loaded once per worker process
+    and used for every subscriber it sends to."""
 
     edition: Edition
     candidates: list
@@ -140,6 +140,51 @@ class EditionPapers:
     papers: dict
     notes: dict
     topic_names: dict = field(default_factory=dict)
+    recent_editions: list = field(default_factory=list)
+    picks_memo: dict = field(default_factory=dict)
+    hits_memo: dict = field(default_factory=dict)
+    _renderer: EditionRenderer | None = None
+
+    @property
+    def renderer(self):
+        if self._renderer is None:
+            self._renderer = EditionRenderer(self.edition, self.papers, self.notes)
+        return self._renderer
+
+    def picks_for(self, interests, received):
+        """Subscribers who follow the same things and received the same of these papers get
+        the same picks: rank once for all of them."""
+        key = (interests, frozenset(received.intersection(self.papers)))
+        if key not in self.picks_memo:
+            for keyword in interests.keywords:
+                if keyword not in self.hits_memo:
+                    self.hits_memo[keyword] = keyword_hits(self.candidates, keyword)
+            self.picks_memo[key] = tuple(
+                rank(
+                    candidates=self.candidates,
+                    featured=self.featured,
+                    interests=interests,
+                    exclude=key[1],
+                    topic_names=self.topic_names,
+                    limit=settings.DIGEST_MAX_PAPERS,
+                    hits=self.hits_memo,
+                )
+            )
+        return self.picks_memo[key]
+
+
+_OFFERS = {}
+OFFER_TTL = 300  # seconds a worker keeps an edition's papers before reading them again
+
+
+def offer_for(edition, frequency):
+    key = (edition.pk, frequency)
+    cached = _OFFERS.get(key)
+    if cached is None or cached[0] < time.monotonic() - OFFER_TTL:
+        for other in [k for k in _OFFERS if k[0] != edition.pk]:
+            del _OFFERS[other]  # a worker needs the edition it is sending, not yesterday's
+        cached = _OFFERS[key] = (time.monotonic(), edition_papers(edition, frequency))
+    return cached[1]
 
 
 def _candidate(paper, topic_ids):
@@ -170,86 +215,56 @@ def edition_papers(edition, frequency):
         papers=papers,
         notes={f.paper_id: f.note for f in features},
         topic_names=dict(Topic.objects.values_list("id", "name")),
+        recent_editions=recent_editions(edition),
     )
 
 
-def received_papers(subscriber_ids, edition):
+def recent_editions(edition):
+    return list(
+        Edition.objects.filter(
+            date__gte=edition.date - dt.timedelta(days=NO_REPEAT_DAYS), date__lt=edition.date
+        ).values_list("pk", flat=True)
+    )
+
+
+def received_papers(subscriber_ids, edition, recent=None):
     """Paper ids each subscriber already received in recent editions."""
     received = defaultdict(set)
-    rows = Delivery.objects.filter(
-        subscriber_id__in=subscriber_ids,
-        edition__date__gte=edition.date - dt.timedelta(days=NO_REPEAT_DAYS),
-        state__in=[Delivery.State.SENT, Delivery.State.SENDING],
-    ).exclude(edition__date=edition.date)
-    for subscriber_id, picks in rows.values_list("subscriber_id", "picks"):
-        received[subscriber_id].update(paper_id for paper_id, _ in picks)
+    recent = recent_editions(edition) if recent is None else recent
+    rows = Delivery.objects.filter(subscriber_id__in=subscriber_ids, edition_id__in=recent)
+    for subscriber_id, state, picks in rows.values_list("subscriber_id", "state", "picks"):
+        if state in (Delivery.State.SENT, Delivery.State.SENDING):
+            received[subscriber_id].update(paper_id for paper_id, _ in picks)
     return received
 
 
-def interests_of(subscribers):
+def interests_of(keywords_by_subscriber):
+    """{subscriber id: Interests} from {subscriber id: their keywords string}, topics in one query."""
     topic_ids = defaultdict(set)
-    through = Subscriber.topics.through.objects.filter(subscriber_id__in=[s.pk for s in subscribers])
+    through = Subscriber.topics.through.objects.filter(subscriber_id__in=list(keywords_by_subscriber))
     for subscriber_id, topic_id in through.values_list("subscriber_id", "topic_id"):
         topic_ids[subscriber_id].add(topic_id)
     return {
-        s.pk: Interests(topic_ids=frozenset(topic_ids[s.pk]), keywords=tuple(k.lower() for k in s.keyword_list()))
-        for s in subscribers
+        pk: Interests(
+            topic_ids=frozenset(topic_ids[pk]),
+            keywords=tuple(k.strip().lower() for k in keywords.split(",") if k.strip()),
+        )
+        for pk, keywords in keywords_by_subscriber.items()
     }
-
-
-def digest_picks(offer, interests, received):
-    return rank(
-        candidates=offer.candidates,
-        featured=offer.featured,
-        interests=interests,
-        exclude=received,
-        topic_names=offer.topic_names,
-        limit=settings.DIGEST_MAX_PAPERS,
-    )
 
 
 # Rendering
 
 
-def render_digest(offer, picks):
-    """Render the shared parts of a digest with these picks: (subject, text, html) with placeholders."""
-    items = [
-        {"paper": offer.papers[paper_id], "reason": reason, "note": offer.notes.get(paper_id, "")}
-        for paper_id, reason in picks
-    ]
-    ctx = {
-        "edition": offer.edition,
-        "items": items,
-        "featured_items": [i for i in items if i["note"] or i["reason"] == "featured by the editors"],
-        "archive_url": settings.SITE_URL + offer.edition.get_absolute_url(),
-        "preferences_url": absolute("newsletter:preferences", PREFERENCES_TOKEN),
-        "unsubscribe_url": absolute("newsletter:unsubscribe", UNSUBSCRIBE_TOKEN),
-    }
-    return render_parts("digest", ctx)
-
-
-def personalise(part, subscriber_id):
-    return part.replace(UNSUBSCRIBE_TOKEN, tokens.make(tokens.UNSUBSCRIBE, subscriber_id)).replace(
-        PREFERENCES_TOKEN, tokens.make(tokens.PREFERENCES, subscriber_id)
-    )
-
-
-def digest_message(rendered, subscriber, edition):
-    subject, text, html = rendered
-    unsubscribe = absolute("newsletter:unsubscribe", tokens.make(tokens.UNSUBSCRIBE, subscriber.pk))
-    domain = settings.SITE_URL.split("://", 1)[-1].split("/")[0].split(":")[0]
-    headers = list_headers(unsubscribe) | {
+def digest_message(offer, picks, subscriber_id, email):
+    return personal_message(
+        offer.renderer.content(picks),
+        email=email,
+        unsubscribe_token=tokens.make(tokens.UNSUBSCRIBE, subscriber_id),
+        preferences_token=tokens.make(tokens.PREFERENCES, subscriber_id),
         # The same id if a copy were ever sent twice, so mail clients fold duplicates.
-        "Message-ID": f"<digest.{edition.date:%Y%m%d}.{subscriber.pk}@{domain}>",
-    }
-    return build_message(
-        subject,
-        personalise(text, subscriber.pk),
-        personalise(html, subscriber.pk),
-        subscriber.email,
-        headers=headers,
-        tags=["digest"],
-        metadata={"subscriber": str(subscriber.pk), "edition": edition.date.isoformat()},
+        message_id=f"<digest.{offer.edition.date:%Y%m%d}.{subscriber_id}@{site_domain()}>",
+        metadata={"subscriber": str(subscriber_id), "edition": offer.edition.date.isoformat()},
     )
 
 
@@ -269,16 +284,67 @@ def _is_transient(error):
     return isinstance(error, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.error, TimeoutError))
 
 
+@dataclass(slots=True)
+class Claimed:
+    """A claimed delivery and what sending it needs of its subscriber: plain values, not
+    model instances, because this runs for every recipient."""
+
+    id: int
+    attempts: int
+    subscriber_id: int
+    email: str
+    status: str
+    keywords: str
+    frequency: str
+    state: str = Delivery.State.SENDING
+    picks: tuple = ()
+    sent_at: dt.datetime | None = None
+    message_id: str = ""
+    note: str = ""
+
+
+def _table():
+    return db_connection.ops.quote_name(Delivery._meta.db_table)
+
+
 def _claim(edition, subscriber_ids):
-    claim = uuid.uuid4().hex
-    Delivery.objects.filter(edition=edition, subscriber_id__in=subscriber_ids, state=Delivery.State.PENDING).update(
-        state=Delivery.State.SENDING, claim=claim, claimed_at=timezone.now()
+    """pending -> sending for these subscribers' rows, in one statement that also returns
+    them (UPDATE ... RETURNING, on PostgreSQL and SQLite alike): only rows this call moved
+    come back, so two workers never get the same row."""
+    marks = ", ".join(["%s"] * len(subscriber_ids))
+    sql = (
+        f"UPDATE {_table()} SET state = %s, claim = %s, claimed_at = %s "
+        f"WHERE edition_id = %s AND state = %s AND subscriber_id IN ({marks}) RETURNING id, attempts, subscriber_id"
     )
-    return list(Delivery.objects.filter(claim=claim, state=Delivery.State.SENDING).select_related("subscriber"))
+    params = [Delivery.State.SENDING, uuid.uuid4().hex, db_connection.ops.adapt_datetimefield_value(timezone.now()),
+              edition.pk, Delivery.State.PENDING, *subscriber_ids]
+    with transaction.atomic(), db_connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    fields = ("pk", "email", "status", "keywords", "frequency")
+    people = {row[0]: row[1:] for row in Subscriber.objects.filter(pk__in=[r[2] for r in rows]).values_list(*fields)}
+    return [Claimed(pk, attempts, subscriber_id, *people[subscriber_id]) for pk, attempts, subscriber_id in rows]
 
 
-def _finish(deliveries):
-    Delivery.objects.bulk_update(deliveries, ["state", "picks", "sent_at", "message_id", "note", "attempts"])
+def _finish(claimed):
+    """Record every outcome of a group in one UPDATE ... FROM (VALUES ...) statement."""
+    postgres = db_connection.vendor == "postgresql"
+    jsonb, timestamptz, integer = ("::jsonb", "::timestamptz", "::integer") if postgres else ("", "", "")
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(claimed))
+    sql = (
+        f"WITH v(id, state, picks, sent_at, message_id, note, attempts) AS (VALUES {values}) "
+        f"UPDATE {_table()} SET state = v.state, picks = v.picks{jsonb}, sent_at = v.sent_at{timestamptz}, "
+        f"message_id = v.message_id, note = v.note, attempts = v.attempts{integer} "
+        f"FROM v WHERE {_table()}.id = v.id{'::bigint' if postgres else ''}"
+    )
+    adapt = db_connection.ops.adapt_datetimefield_value
+    params = [
+        value
+        for c in claimed
+        for value in (c.id, c.state, json.dumps(c.picks), adapt(c.sent_at), c.message_id, c.note, c.attempts)
+    ]
+    with transaction.atomic(), db_connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 @dataclass
@@ -287,10 +353,19 @@ class SendStats:
     skipped: int = 0
     failed: int = 0
     renders: int = 0
+    # Seconds spent per stage (claim, assemble, render, build, hand-off, record): the benchmark's figures.
+    seconds: Counter = field(default_factory=Counter)
 
     def add(self, other):
         for name in ("sent", "skipped", "failed", "renders"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.seconds.update(other.seconds)
+
+    @contextmanager
+    def timing(self, stage):
+        start = time.perf_counter()
+        yield
+        self.seconds[stage] += time.perf_counter() - start
 
 
 def deliveries_send(*, edition_id, subscriber_ids, connection=None):
@@ -298,51 +373,51 @@ def deliveries_send(*, edition_id, subscriber_ids, connection=None):
     batch is harmless. Raises TransientSendError (after putting unsent rows back to pending)
     when the ESP fails in a way worth retrying."""
     edition = Edition.objects.get(pk=edition_id)
-    offers = {}
-    renders = {}
     stats = SendStats()
     connection = connection or get_connection()
     with connection:
         for start in range(0, len(subscriber_ids), settings.DIGEST_CLAIM_SIZE):
-            claimed = _claim(edition, subscriber_ids[start : start + settings.DIGEST_CLAIM_SIZE])
+            with stats.timing("claim"):
+                claimed = _claim(edition, subscriber_ids[start : start + settings.DIGEST_CLAIM_SIZE])
             if claimed:
-                stats.add(_send_claimed(edition, claimed, offers, renders, connection))
+                stats.add(_send_claimed(edition, claimed, connection))
     return stats
 
 
-def _send_claimed(edition, claimed, offers, renders, connection):
+def _send_claimed(edition, claimed, connection):
     stats = SendStats()
-    subscribers = [d.subscriber for d in claimed]
-    interests = interests_of(subscribers)
-    received = received_papers([s.pk for s in subscribers], edition)
+    with stats.timing("assemble"):
+        interests = interests_of({c.subscriber_id: c.keywords for c in claimed})
+        recent = offer_for(edition, Subscriber.Frequency.DAILY).recent_editions
+        received = received_papers([c.subscriber_id for c in claimed], edition, recent)
     now = timezone.now()
     pending_error = None
     for delivery in claimed:
-        subscriber = delivery.subscriber
         delivery.attempts += 1
         if pending_error is not None:
             delivery.state = Delivery.State.PENDING
             continue
-        if subscriber.status != Subscriber.Status.ACTIVE:
+        if delivery.status != Subscriber.Status.ACTIVE:
             # Unsubscribed, paused or suppressed after the edition was fanned out.
-            delivery.state, delivery.note = Delivery.State.SKIPPED, f"subscriber {subscriber.status} at send time"
+            delivery.state, delivery.note = Delivery.State.SKIPPED, f"subscriber {delivery.status} at send time"
             stats.skipped += 1
             continue
-        if subscriber.frequency not in offers:
-            offers[subscriber.frequency] = edition_papers(edition, subscriber.frequency)
-        offer = offers[subscriber.frequency]
-        picks = digest_picks(offer, interests[subscriber.pk], received[subscriber.pk])
+        with stats.timing("assemble"):
+            offer = offer_for(edition, delivery.frequency)
+            picks = offer.picks_for(interests[delivery.subscriber_id], received[delivery.subscriber_id])
         if not picks:
             delivery.state, delivery.note = Delivery.State.SKIPPED, "nothing new"
             stats.skipped += 1
             continue
-        key = (subscriber.frequency, tuple(picks))
-        if key not in renders:
-            renders[key] = render_digest(offer, picks)
+        if picks not in offer.renderer.contents:
             stats.renders += 1
-        message = digest_message(renders[key], subscriber, edition)
+            with stats.timing("render"):
+                offer.renderer.content(picks)
+        with stats.timing("build"):
+            message = digest_message(offer, picks, delivery.subscriber_id, delivery.email)
         try:
-            connection.send_messages([message])
+            with stats.timing("hand-off"):
+                connection.send_messages([message])
         except Exception as error:  # noqa: BLE001 - classified below, never swallowed
             if _is_transient(error) and delivery.attempts < settings.DIGEST_MAX_ATTEMPTS:
                 delivery.state = Delivery.State.PENDING
@@ -351,13 +426,14 @@ def _send_claimed(edition, claimed, offers, renders, connection):
                 continue
             delivery.state, delivery.note = Delivery.State.FAILED, f"{type(error).__name__}: {error}"[:500]
             stats.failed += 1
-            log.warning("digest to subscriber %s failed: %s", subscriber.pk, error)
+            log.warning("digest to subscriber %s failed: %s", delivery.subscriber_id, error)
             continue
         status = getattr(message, "anymail_status", None)
-        delivery.state, delivery.picks, delivery.sent_at = Delivery.State.SENT, [list(p) for p in picks], now
+        delivery.state, delivery.picks, delivery.sent_at = Delivery.State.SENT, picks, now
         delivery.message_id = (getattr(status, "message_id", None) or message.extra_headers["Message-ID"])[:200]
         stats.sent += 1
-    _finish(claimed)
+    with stats.timing("record"):
+        _finish(claimed)
     if pending_error is not None:
         raise TransientSendError(str(pending_error))
     return stats
@@ -400,7 +476,7 @@ def deliveries_reconcile(*, now=None):
 def edition_general_picks(edition):
     """The non-personal version of an edition, for the web archive: featured, then trending."""
     offer = edition_papers(edition, Subscriber.Frequency.DAILY)
-    return offer, digest_picks(offer, Interests(), set())
+    return offer, offer.picks_for(Interests(), set())
 
 
 def digests_preview(*, day):
@@ -412,13 +488,13 @@ def digests_preview(*, day):
     subscribers = scheduled_on(day).order_by("pk")
     for start in range(0, subscribers.count(), settings.DIGEST_BATCH_SIZE):
         batch = list(subscribers[start : start + settings.DIGEST_BATCH_SIZE])
-        interests = interests_of(batch)
+        interests = interests_of({s.pk: s.keywords for s in batch})
         received = received_papers([s.pk for s in batch], edition)
         for subscriber in batch:
             counts["scheduled"] += 1
             if subscriber.frequency not in offers:
                 offers[subscriber.frequency] = edition_papers(edition, subscriber.frequency)
-            picks = digest_picks(offers[subscriber.frequency], interests[subscriber.pk], received[subscriber.pk])
+            picks = offers[subscriber.frequency].picks_for(interests[subscriber.pk], received[subscriber.pk])
             if not picks:
                 counts["nothing_new"] += 1
                 continue

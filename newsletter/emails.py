@@ -4,6 +4,7 @@ Each kind has three templates: emails/<kind>-subject.txt, -body.txt and -body.ht
 """
 
 import logging
+import re
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -23,12 +24,16 @@ def inline_css(html):
     ).transform()
 
 
+# Where newsletter.rendering cuts a digest into reusable fragments; invisible otherwise.
+FRAGMENT_MARKERS = re.compile(r"<!--pb:/?items?-->")
+
+
 def render_parts(kind, ctx):
     """Return (subject, text, html) for an e-mail kind, the HTML with its CSS inlined."""
     ctx = {"SITE_NAME": settings.SITE_NAME, "SITE_URL": settings.SITE_URL, **ctx}
     subject = " ".join(render_to_string(f"emails/{kind}-subject.txt", ctx).split())
-    text = render_to_string(f"emails/{kind}-body.txt", ctx)
-    html = inline_css(render_to_string(f"emails/{kind}-body.html", ctx))
+    text = FRAGMENT_MARKERS.sub("", render_to_string(f"emails/{kind}-body.txt", ctx))
+    html = FRAGMENT_MARKERS.sub("", inline_css(render_to_string(f"emails/{kind}-body.html", ctx)))
     return subject, text, html
 
 

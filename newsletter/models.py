@@ -151,7 +151,8 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
 
     subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="deliveries")
-    edition = models.ForeignKey(Edition, on_delete=models.CASCADE, related_name="deliveries")
+    # Indexed by the (edition, subscriber) constraint below, which serves every per-edition query.
+    edition = models.ForeignKey(Edition, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
     # [[paper_id, reason], ...] in the order mailed: what "never a repeat" checks against.
     picks = models.JSONField(default=list, blank=True)
@@ -168,11 +169,14 @@ class Delivery(models.Model):
     class Meta:
         verbose_name_plural = "deliveries"
         constraints = [
-            models.UniqueConstraint(fields=["subscriber", "edition"], name="one_delivery_per_subscriber_and_edition")
+            models.UniqueConstraint(fields=["edition", "subscriber"], name="one_delivery_per_subscriber_and_edition")
         ]
+        # Few indexes: every delivery is inserted and updated twice on the hot path. This one
+        # holds only rows in flight, for the reconciler.
         indexes = [
-            models.Index(fields=["edition", "state"], name="delivery_edition_state"),
-            models.Index(fields=["state", "claimed_at"], name="delivery_state_claimed"),
+            models.Index(
+                fields=["created_at"], name="delivery_in_flight", condition=models.Q(state__in=["pending", "sending"])
+            )
         ]
 
     def __str__(self):

@@ -7,6 +7,7 @@ matches run short, gets trending papers to fill. Never a paper they already rece
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 FEATURED = "featured by the editors"
 
@@ -31,32 +32,31 @@ class Interests:
         return bool(self.topic_ids or self.keywords)
 
 
+@lru_cache(maxsize=4096)
 def keyword_pattern(keyword):
     return re.compile(rf"(?<!\w){re.escape(keyword.lower())}(?!\w)")
+
+
+def keyword_hits(candidates, keyword):
+    """Ids of the candidates that mention keyword as a whole word or phrase."""
+    pattern = keyword_pattern(keyword)
+    return frozenset(c.id for c in candidates if pattern.search(c.text))
 
 
 def sort_key(candidate):
     return (-candidate.upvotes, -candidate.listed_ordinal, -candidate.id)
 
 
-def match_reason(candidate, interests, topic_names, patterns):
-    for topic_id in sorted(candidate.topic_ids & interests.topic_ids, key=lambda t: topic_names.get(t, "")):
-        return f"matches your topic {topic_names.get(topic_id, 'you follow')}"
-    for keyword, pattern in patterns:
-        if pattern.search(candidate.text):
-            return f"mentions '{keyword}'"
-    return None
-
-
 def trending_reason(candidate):
     return f"trending: {candidate.upvotes} upvote{'s' if candidate.upvotes != 1 else ''}"
 
 
-def rank(*, candidates, featured, interests, exclude, topic_names, limit, trending_fill=3):
+def rank(*, candidates, featured, interests, exclude, topic_names, limit, trending_fill=3, hits=None):
     """Return [(paper_id, reason), ...] for one subscriber's digest; empty means no digest.
 
     candidates: Candidates in the edition's window; featured: Candidates the editors picked;
-    exclude: ids of papers the subscriber already received.
+    exclude: ids of papers the subscriber already received; hits: optional {keyword: ids},
+    keyword_hits() computed once for many subscribers.
     """
     picks = []
     taken = set(exclude)
@@ -64,16 +64,25 @@ def rank(*, candidates, featured, interests, exclude, topic_names, limit, trendi
         if candidate.id not in taken:
             picks.append((candidate.id, FEATURED))
             taken.add(candidate.id)
-    patterns = [(k, keyword_pattern(k)) for k in interests.keywords]
-    fresh = sorted((c for c in candidates if c.id not in taken), key=sort_key)
+    hits = hits if hits is not None else {k: keyword_hits(candidates, k) for k in interests.keywords}
     matched, others = [], []
-    for candidate in fresh:
-        reason = match_reason(candidate, interests, topic_names, patterns) if interests.follows_anything else None
-        (matched if reason else others).append((candidate.id, reason))
+    for candidate in sorted(candidates, key=sort_key):
+        if candidate.id in taken:
+            continue
+        reason = None
+        followed = candidate.topic_ids & interests.topic_ids
+        if followed:
+            reason = f"matches your topic {min(topic_names.get(t, 'you follow') for t in followed)}"
+        else:
+            keyword = next((k for k in interests.keywords if candidate.id in hits[k]), None)
+            reason = keyword and f"mentions '{keyword}'"
+        if reason:
+            matched.append((candidate.id, reason))
+        else:
+            others.append(candidate)
     picks.extend(matched[:limit])
     room = limit - min(len(matched), limit)
     if interests.follows_anything:
         room = min(room, trending_fill)
-    by_id = {c.id: c for c in fresh}
-    picks.extend((paper_id, trending_reason(by_id[paper_id])) for paper_id, _ in others[:room])
+    picks.extend((c.id, trending_reason(c)) for c in others[:room])
     return picks

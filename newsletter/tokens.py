@@ -1,6 +1,7 @@
 """Signed links. One salt per purpose, so a token made for one link never opens another."""
 
 import datetime as dt
+from functools import lru_cache
 
 from django.conf import settings
 from django.core import signing
@@ -18,8 +19,15 @@ class BadToken(Exception):
         self.expired = expired
 
 
+@lru_cache(maxsize=16)
+def _signer(purpose, secret):
+    return signing.TimestampSigner(key=secret, salt=purpose)
+
+
 def make(purpose, subscriber_id):
-    return signing.dumps(subscriber_id, salt=purpose, compress=False)
+    """The same token as signing.dumps(subscriber_id, salt=purpose); a digest run makes two
+    per recipient, so the signer is made once."""
+    return _signer(purpose, settings.SECRET_KEY).sign_object(subscriber_id)
 
 
 def read(purpose, token, max_age=None):

@@ -43,7 +43,10 @@ def pytest_runtest_setup(item):
 def _clean_cache():
     from django.core.cache import cache
 
+    from newsletter import digests
+
     cache.clear()
+    digests._OFFERS.clear()  # a worker's per-edition cache; test databases reuse primary keys
 
 
 @pytest.fixture

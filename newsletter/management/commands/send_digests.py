@@ -2,7 +2,7 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand
 
-from newsletter.digests import digests_dispatch, digests_dispatch_day, digests_preview, render_digest
+from newsletter.digests import digests_dispatch, digests_dispatch_day, digests_preview
 from newsletter.models import Edition
 
 
@@ -23,8 +23,8 @@ class Command(BaseCommand):
             self.stdout.write(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
             if sample:
                 subscriber, offer, picks = sample
-                subject, text, _ = render_digest(offer, picks)
-                self.stdout.write(f"\nFor example, to {subscriber.email}:\nSubject: {subject}\n\n{text}")
+                content = offer.renderer.content(picks)
+                self.stdout.write(f"\nFor example, to {subscriber.email}:\nSubject: {content.subject}\n\n{content.text}")
             return
         queued = digests_dispatch_day(day=date) if date else digests_dispatch()
         self.stdout.write(f"Queued {queued} digest(s).")

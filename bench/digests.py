@@ -1,0 +1,227 @@
+#!/usr/bin/env python
+"""Daily digests end to end: due subscribers -> delivery rows -> assembled, rendered messages
+handed to an in-memory backend (bench/sink.py), by worker processes as Celery would run them.
+
+    .venv/bin/python bench/digests.py                      # 100,000 subscribers, SQLite and PostgreSQL
+    .venv/bin/python bench/digests.py --subscribers 10000 --database sqlite
+
+Prints per-stage times, distinct renders, the naive path's rate on a sample (render + premailer +
+Django MIME per subscriber) and the speed-up over it, peak RSS, and last `N digests/s`.
+PostgreSQL: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/paperboy_bench) is
+dropped and created afresh.
+"""
+
+import argparse
+import datetime as dt
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT.parent / "shared" / "sample"
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/paperboy_bench")
+KEYWORDS = ["quantization", "robot", "reasoning", "diffusion", "attack", "reward", "graph", "agents", "LLM", "3D"]
+
+
+def parse():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (the machine has 2 cores)")
+    parser.add_argument("--batch", type=int, default=500, help="recipients per task")
+    parser.add_argument("--naive-sample", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    return parser.parse_args()
+
+
+def configure(database):
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    os.environ["EMAIL_BACKEND"] = "bench.sink.SinkBackend"
+    os.environ.pop("REDIS_URL", None)
+    os.environ["VAR_DIR"] = tempfile.mkdtemp(prefix="paperboy-bench-")
+    os.environ["LOG_LEVEL"] = "WARNING"
+    if database == "postgres":
+        import psycopg
+
+        base, name = POSTGRES_URL.rsplit("/", 1)
+        with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        os.environ["DATABASE_URL"] = POSTGRES_URL
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def load_papers():
+    from django.core.management import call_command
+
+    from papers.models import Paper
+    from papers.services import paper_feature
+
+    files = sorted(SAMPLE.glob("daily_papers_*.json"))
+    call_command("import_papers", *map(str, files), stdout=open(os.devnull, "w"))
+    day = Paper.objects.latest_day()
+    paper_feature(paper=Paper.objects.listed_on(day).trending().first(), day=day, note="Editor's pick: <b>start here</b>.")
+    return day
+
+
+def create_subscribers(count, seed):
+    """Varied preferences: 0-3 topics, a fifth with keywords, a tenth weekly (not due today)."""
+    from django.utils import timezone
+
+    from newsletter.models import Subscriber
+    from papers.models import Topic
+
+    rng = random.Random(seed)
+    topic_ids = list(Topic.objects.values_list("pk", flat=True))
+    through = Subscriber.topics.through
+    now = timezone.now()
+    for start in range(0, count, 10_000):
+        batch = []
+        for n in range(start, min(count, start + 10_000)):
+            keywords = ", ".join(rng.sample(KEYWORDS, rng.randint(1, 2))) if rng.random() < 0.2 else ""
+            weekly = rng.random() < 0.1
+            batch.append(Subscriber(
+                email=f"reader{n}@example.org", status="active", keywords=keywords, confirmed_at=now,
+                frequency="weekly" if weekly else "daily", weekday=rng.randint(0, 6), next_digest_at=now,
+            ))
+        created = Subscriber.objects.bulk_create(batch)
+        links = [through(subscriber_id=s.pk, topic_id=t) for s in created for t in rng.sample(topic_ids, rng.randint(0, 3))]
+        through.objects.bulk_create(links, batch_size=10_000)
+
+
+def naive(day, sample):
+    """The straightforward path: rank, render the templates, premailer, Django MIME - per subscriber."""
+    from newsletter.digests import edition_papers, interests_of
+    from newsletter.emails import build_message, list_headers, render_parts
+    from newsletter.models import Edition
+    from newsletter.ranking import rank
+    from newsletter import tokens
+    from newsletter.digests import scheduled_on
+    from newsletter.rendering import PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, digest_context
+    from newsletter.services import absolute
+
+    subscribers = list(scheduled_on(day).order_by("pk")[:sample])
+    offer = edition_papers(Edition(date=day), "daily")
+    interests = interests_of({s.pk: s.keywords for s in subscribers})
+    start = time.perf_counter()
+    for subscriber in subscribers:
+        picks = rank(candidates=offer.candidates, featured=offer.featured, interests=interests[subscriber.pk],
+                     exclude=set(), topic_names=offer.topic_names, limit=10)
+        items = [{"paper": offer.papers[p], "reason": r, "note": offer.notes.get(p, "")} for p, r in picks]
+        subject, text, html = render_parts("digest", digest_context(offer.edition, items))
+        unsubscribe = tokens.make(tokens.UNSUBSCRIBE, subscriber.pk)
+        preferences = tokens.make(tokens.PREFERENCES, subscriber.pk)
+        text, html = (
+            part.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences) for part in (text, html)
+        )
+        headers = list_headers(absolute("newsletter:unsubscribe", unsubscribe))
+        build_message(subject, text, html, subscriber.email, headers=headers).message().as_bytes()
+    return len(subscribers) / (time.perf_counter() - start)
+
+
+def _worker_init():
+    from django.db import connections
+
+    connections.close_all()
+
+
+def _send(edition_id, ids):
+    from bench.sink import SinkBackend
+    from newsletter.digests import deliveries_send
+
+    stats = deliveries_send(edition_id=edition_id, subscriber_ids=ids)
+    return stats, SinkBackend.messages, SinkBackend.bytes
+
+
+def fast(day, workers, batch):
+    """Fan-out and sending as production runs them, with a process pool in Celery's place."""
+    import multiprocessing
+
+    from django.db import connections
+
+    from newsletter.digests import SendStats, deliveries_create, edition_get, scheduled_on
+
+    edition = edition_get(day)
+    connections.close_all()
+    stats = SendStats()
+    start = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
+        pending = []
+        last = 0
+        while True:
+            ids = list(scheduled_on(day).filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:batch])
+            if not ids:
+                break
+            last = ids[-1]
+            deliveries_create(edition, ids)
+            pending.append(pool.apply_async(_send, (edition.pk, ids)))
+            while len(pending) > 2 * workers:  # stream: never queue the whole edition
+                stats.add(pending.pop(0).get()[0])
+        for result in pending:
+            stats.add(result.get()[0])
+        elapsed = time.perf_counter() - start
+    return edition, stats, elapsed
+
+
+def run(args):
+    configure(args.database)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    day = load_papers()
+    t = time.perf_counter()
+    create_subscribers(args.subscribers, args.seed)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # as autovacuum would have done on a live database
+    setup = time.perf_counter() - t
+    naive_rate = naive(day, args.naive_sample)
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = (me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime)
+    edition, stats, elapsed = fast(day, args.workers, args.batch)
+    totals = edition.deliveries.totals()
+    rate = stats.sent / elapsed
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    rss_self, rss_children = me.ru_maxrss / 1024, children.ru_maxrss / 1024
+    cpu_self = me.ru_utime + me.ru_stime - cpu_before[0]
+    cpu_workers = children.ru_utime + children.ru_stime - cpu_before[1]
+    print(f"== {args.database}: {args.subscribers:,} subscribers, {args.workers} workers, {args.batch} per task "
+          f"(setup {setup:.1f} s, not timed)")
+    print(f"deliveries: {totals['sent']:,} sent, {totals['skipped']:,} skipped, {totals['failed']:,} failed, "
+          f"{totals['pending'] + totals['sending']} left; weekly readers not due today: {args.subscribers - totals['due']:,}")
+    print(f"distinct digests rendered: {stats.renders:,} (summed over workers)")
+    busy = sum(stats.seconds.values())
+    print("per-stage CPU time in workers: " + ", ".join(
+        f"{name} {seconds:.2f} s ({seconds / max(stats.sent, 1) * 1e6:.0f} us/digest)" for name, seconds in stats.seconds.most_common()
+    ) + f"; total {busy:.2f} s")
+    print(f"naive path: {naive_rate:,.0f} digests/s on one core (render + premailer + Django MIME per subscriber); "
+          f"speed-up vs naive on {args.workers} cores: {rate / (naive_rate * args.workers):.0f}x")
+    print(f"wall {elapsed:.1f} s; CPU: workers {cpu_workers:.1f} s, fan-out {cpu_self:.1f} s, "
+          f"database server and the rest {max(0.0, elapsed * 2 - cpu_workers - cpu_self):.1f} s of the 2 cores' {elapsed * 2:.1f} s")
+    print(f"peak RSS: coordinator {rss_self:.0f} MB, largest worker {rss_children:.0f} MB")
+    print(f"{rate:,.0f} digests/s")
+
+
+def main():
+    args = parse()
+    if args.database != "both":
+        return run(args)
+    for database in ("sqlite", "postgres"):
+        argv = [sys.executable, __file__, *sys.argv[1:], "--database", database]
+        subprocess.run(argv, check=True)
+
+
+if __name__ == "__main__":
+    main()

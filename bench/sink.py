@@ -1,0 +1,15 @@
+"""An in-memory e-mail backend for the benchmark: serialises each message, as an SMTP or
+file backend would, then drops it (keeping every message would make memory grow with N)."""
+
+from django.core.mail.backends.base import BaseEmailBackend
+
+
+class SinkBackend(BaseEmailBackend):
+    messages = 0
+    bytes = 0
+
+    def send_messages(self, email_messages):
+        for message in email_messages:
+            SinkBackend.bytes += len(message.message().as_bytes())
+            SinkBackend.messages += 1
+        return len(email_messages)

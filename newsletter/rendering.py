@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email.header import Header
 from email.utils import formatdate
 
+from cachetools import LRUCache
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
@@ -111,7 +112,9 @@ class EditionRenderer:
         self.html_cards = dict(zip(order, html_cards))
         # Text cards start with their number; it is put back when assembling.
         self.text_cards = {pid: card.split(". ", 1)[1] for pid, card in zip(order, text_cards)}
-        self.contents = {}
+        # Bounded: distinct contents grow with the number of subscribers, memory must not.
+        self.contents = LRUCache(maxsize=300)
+        self.subjects = {}
 
     def content(self, picks):
         picks = tuple(picks)
@@ -128,9 +131,17 @@ class EditionRenderer:
             text_cards.append(f"\n{n}. " + self.text_cards[pid].replace(REASON, reason))
         html = self.html_shell[0] + "".join(html_cards) + self.html_shell[1]
         text = self.text_shell[0] + "".join(text_cards) + self.text_shell[1]
-        items = [{"paper": self.papers[pid], "reason": reason} for pid, reason in picks]
-        subject = " ".join(render_to_string("emails/digest-subject.txt", digest_context(self.edition, items)).split())
+        subject = self._subject(picks)
         return Content(subject, text, html, compose_mime(subject, text, html))
+
+    def _subject(self, picks):
+        # The subject names the first paper and counts the rest: far fewer than the contents.
+        key = (picks[0][0], len(picks))
+        if key not in self.subjects:
+            items = [{"paper": self.papers[pid], "reason": reason} for pid, reason in picks]
+            subject = render_to_string("emails/digest-subject.txt", digest_context(self.edition, items))
+            self.subjects[key] = " ".join(subject.split())
+        return self.subjects[key]
 
 
 def _part(content_type, body):

@@ -147,6 +147,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "newsletter.tasks.reconcile_deliveries_task",
         "schedule": crontab(minute="*/15"),
     },
+    "fetch-papers": {
+        "task": "papers.tasks.fetch_papers_task",
+        "schedule": crontab(minute=0, hour=env_int("FETCH_HOUR", 5, minimum=0)),
+    },
     "purge-unconfirmed": {
         "task": "newsletter.tasks.purge_unconfirmed_task",
         "schedule": crontab(minute=17, hour=3),
@@ -195,6 +199,19 @@ DIGEST_WEEKLY_LOOKBACK_DAYS = env_int("DIGEST_WEEKLY_LOOKBACK_DAYS", 8, minimum=
 DIGEST_CLAIM_SIZE = env_int("DIGEST_CLAIM_SIZE", 100, minimum=1)
 DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", 6, minimum=1)
 DIGEST_SENDING_TIMEOUT_MINUTES = env_int("DIGEST_SENDING_TIMEOUT_MINUTES", 30, minimum=1)
+
+# Paper sources (papers/sources.py). Base URLs, so tests and mirrors can point elsewhere.
+DAILY_PAPERS_API = env_str("DAILY_PAPERS_API", "https://huggingface.co").rstrip("/")
+ARXIV_API = env_str("ARXIV_API", "https://export.arxiv.org").rstrip("/")
+ARXIV_CATEGORIES = env_list("ARXIV_CATEGORIES", "")  # e.g. cs.LG,cs.CL: new submissions to watch
+ARXIV_MAX_RESULTS = env_int("ARXIV_MAX_RESULTS", 100, minimum=1)
+ARXIV_MIN_INTERVAL = float(env_int("ARXIV_MIN_INTERVAL_MS", 3000, minimum=0)) / 1000  # arXiv asks for 3 s
+FETCH_HOUR = env_int("FETCH_HOUR", 5, minimum=0)  # UTC; before the earliest digest hour
+FETCH_CATCH_UP_DAYS = env_int("FETCH_CATCH_UP_DAYS", 7, minimum=1)
+HTTP_CONNECT_TIMEOUT = env_int("HTTP_CONNECT_TIMEOUT_MS", 5000, minimum=1) / 1000
+HTTP_READ_TIMEOUT = env_int("HTTP_READ_TIMEOUT_MS", 30000, minimum=1) / 1000
+HTTP_RETRIES = env_int("HTTP_RETRIES", 4, minimum=0)
+HTTP_BACKOFF = env_int("HTTP_BACKOFF_MS", 2000, minimum=0) / 1000
 
 LOGGING = {
     "version": 1,

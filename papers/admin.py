@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.utils import timezone
 
-from papers.models import Feature, Paper, Topic
+from papers.models import Feature, FetchRun, Paper, Topic
 from papers.services import paper_feature, paper_tag, paper_unfeature, papers_retag
 
 
@@ -117,3 +117,17 @@ class FeatureAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         obj.featured_by = obj.featured_by or request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(FetchRun)
+class FetchRunAdmin(admin.ModelAdmin):
+    list_display = ["started_at", "source", "day", "status", "created", "updated", "rejected", "requests", "short_error"]
+    list_filter = ["source", "status", "day"]
+    readonly_fields = [f.name for f in FetchRun._meta.fields]
+
+    @admin.display(description="error")
+    def short_error(self, run):
+        return run.error[:120]
+
+    def has_add_permission(self, request):
+        return False

@@ -163,3 +163,50 @@ class Feature(models.Model):
         # Sanitised on every path (admin, services, shell): templates render it as markup.
         self.note = sanitize_note(self.note)
         super().save(*args, **kwargs)
+
+
+class FetchRunQuerySet(models.QuerySet):
+    def last_success(self, source):
+        return self.filter(source=source, status=FetchRun.Status.SUCCESS).order_by("-finished_at").first()
+
+
+class FetchRun(models.Model):
+    """One fetch of one source for one day: what came in, and what went wrong."""
+
+    class Source(models.TextChoices):
+        DAILY = "daily", "Daily papers listing"
+        ARXIV = "arxiv", "arXiv enrichment"
+        WATCH = "watch", "arXiv category watch"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCESS = "success", "Success"
+        NOT_MODIFIED = "not_modified", "Not modified"
+        FAILED = "failed", "Failed"
+
+    source = models.CharField(max_length=10, choices=Source.choices)
+    day = models.DateField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    etag = models.CharField(max_length=200, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+
+    objects = FetchRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            # The claim that keeps two overlapping runs from importing the same day twice.
+            models.UniqueConstraint(
+                fields=["source", "day"], condition=models.Q(status="running"), name="one_running_fetch_per_source_day"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_source_display()} {self.day}: {self.status}"

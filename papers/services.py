@@ -1,14 +1,18 @@
 """Business logic for papers: import, topic tagging, curation."""
 
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from papers.models import Feature, Paper, Topic, title_key
+from papers.models import Feature, FetchRun, Paper, Topic, title_key
 from papers.notes import validate_note
-from papers.parsers import PaperRecord, detect_format, parse, parse_text
+from papers.parsers import FeedError, PaperRecord, detect_format, parse, parse_text
+from papers.sources import SOURCES, SourceError, session
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +149,81 @@ def papers_import_feed(*, data, fmt=None, listed_on=None):
     fmt = fmt or detect_format(data)
     items = parse_text(data, listed_on=listed_on) if fmt == "text" else parse(data, fmt)
     return fmt, papers_import(items=items, source=SOURCE_BY_FORMAT[fmt])
+
+
+# Fetching from the paper sources
+
+FETCH_STALE_AFTER = dt.timedelta(hours=1)  # a 'running' run older than this died with its worker
+PAPER_SOURCE = {
+    FetchRun.Source.DAILY: Paper.Source.DAILY,
+    FetchRun.Source.ARXIV: Paper.Source.ARXIV,
+    FetchRun.Source.WATCH: Paper.Source.ARXIV,
+}
+
+
+def _claim_run(source, day):
+    """A 'running' record for (source, day), or None if another run holds it."""
+    FetchRun.objects.filter(
+        source=source, day=day, status=FetchRun.Status.RUNNING, started_at__lt=timezone.now() - FETCH_STALE_AFTER
+    ).update(status=FetchRun.Status.FAILED, finished_at=timezone.now(), error="abandoned: the run never finished")
+    try:
+        with transaction.atomic():
+            return FetchRun.objects.create(source=source, day=day)
+    except IntegrityError:
+        return None
+
+
+def papers_fetch(*, source, day, http=None):
+    """Fetch one source for one day and import what it gives. Never raises for a bad answer:
+    the run records it. Returns the run, or None if an overlapping run holds that day."""
+    run = _claim_run(source, day)
+    if run is None:
+        log.info("fetch of %s for %s skipped: another run is under way", source, day)
+        return None
+    previous = (
+        FetchRun.objects.filter(source=source, day=day, status=FetchRun.Status.SUCCESS).exclude(pk=run.pk).first()
+    )
+    try:
+        items = SOURCES[source].fetch(http or session(), day, run, previous)
+        if items is None:
+            run.status = FetchRun.Status.NOT_MODIFIED
+        else:
+            result = papers_import(items=items, source=PAPER_SOURCE[source])
+            run.created, run.updated, run.rejected = result.created, result.updated, result.rejected
+            run.error = "\n".join(result.errors)[:5000]
+            run.status = FetchRun.Status.SUCCESS
+    except (SourceError, FeedError) as e:
+        run.status, run.error = FetchRun.Status.FAILED, str(e)[:5000]
+    except Exception as e:  # noqa: BLE001 - a scheduled job must record, not crash the beat
+        log.exception("fetch of %s for %s failed", source, day)
+        run.status, run.error = FetchRun.Status.FAILED, f"unexpected error: {e!r}"[:5000]
+    run.finished_at = timezone.now()
+    run.save()
+    if run.status == FetchRun.Status.FAILED:
+        last = FetchRun.objects.last_success(source)
+        if last is None or last.finished_at < timezone.now() - dt.timedelta(days=1):
+            log.error("source %s has not succeeded for more than a day; last error: %s", source, run.error)
+    return run
+
+
+def papers_fetch_days(*, last_day, days, sources=None):
+    """Fetch the `days` days ending at last_day, oldest first; the category watch (not per
+    day) runs once, for last_day. Returns the runs."""
+    sources = sources or list(FetchRun.Source.values)
+    http = session()
+    runs = []
+    for offset in range(days - 1, -1, -1):
+        day = last_day - dt.timedelta(days=offset)
+        for source in sources:
+            if source == FetchRun.Source.WATCH and day != last_day:
+                continue
+            runs.append(papers_fetch(source=source, day=day, http=http))
+    return runs
+
+
+def days_to_fetch(*, today):
+    """Today and yesterday (the listing grows during the day), plus any days missed while
+    the service was down, up to FETCH_CATCH_UP_DAYS."""
+    last = FetchRun.objects.last_success(FetchRun.Source.DAILY)
+    missed = (today - last.day).days + 1 if last else settings.FETCH_CATCH_UP_DAYS
+    return max(2, min(missed, settings.FETCH_CATCH_UP_DAYS))

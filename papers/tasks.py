@@ -2,7 +2,9 @@ from pathlib import Path
 
 from celery import shared_task
 
-from papers.services import papers_import_feed
+from django.utils import timezone
+
+from papers.services import days_to_fetch, papers_fetch_days, papers_import_feed
 
 
 @shared_task
@@ -10,3 +12,11 @@ def import_papers_task(path, fmt=None):
     """Import one feed file; the scheduled twin of `manage.py import_papers`."""
     fmt, result = papers_import_feed(data=Path(path).read_bytes(), fmt=fmt)
     return {"format": fmt, "created": result.created, "updated": result.updated, "rejected": result.rejected}
+
+
+@shared_task
+def fetch_papers_task():
+    """Beat: today, yesterday and any days missed while down, before the first digests."""
+    today = timezone.localdate()
+    runs = papers_fetch_days(last_day=today, days=days_to_fetch(today=today))
+    return [f"{r.source} {r.day}: {r.status}" for r in runs if r]

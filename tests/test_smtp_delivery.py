@@ -1,0 +1,54 @@
+"""Digests through Django's SMTP backend to a real SMTP server on 127.0.0.1 (aiosmtpd)."""
+
+import email
+import socket
+from email import policy
+from io import StringIO
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.core.management import call_command
+
+from newsletter.models import Delivery
+from tests.conftest import DAY, make_paper, make_subscriber
+
+pytestmark = pytest.mark.django_db
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, envelope.original_content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(settings):
+    inbox = Inbox()
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    yield inbox
+    controller.stop()
+
+
+def test_digests_arrive_whole_at_a_real_smtp_server(smtp):
+    make_paper("Robot arms that learn", upvotes=3, listed_on=DAY)
+    make_subscriber("alice@example.org", topics=["robotics"])
+    make_subscriber("bob@example.org")
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    assert sorted(rcpt for rcpts, _ in smtp.messages for rcpt in rcpts) == ["alice@example.org", "bob@example.org"]
+    raw = dict((rcpts[0], data) for rcpts, data in smtp.messages)["alice@example.org"]
+    assert b"\r\nList-Unsubscribe: <https://paperboy.test/u/" in raw  # one line, CRLF on the wire
+    message = email.message_from_bytes(raw, policy=policy.default)
+    assert message["To"] == "alice@example.org"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "Why: matches your topic Robotics" in message.get_body(("plain",)).get_content()
+    assert "Robot arms that learn" in message.get_body(("html",)).get_content()
+    assert Delivery.objects.filter(state="sent").count() == 2

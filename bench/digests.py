@@ -37,6 +37,7 @@ def parse():
     parser.add_argument("--batch", type=int, default=500, help="recipients per task")
     parser.add_argument("--naive-sample", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--votes", type=int, default=0, help="votes per subscriber on yesterday's papers (profiles)")
     return parser.parse_args()
 
 
@@ -123,6 +124,32 @@ def yesterday_sent(day):
         )
 
 
+def add_votes(day, per_subscriber, seed):
+    """Every subscriber voted on some of yesterday's papers: everyone has a profile."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from newsletter.models import Subscriber, Vote
+    from papers.models import Paper
+
+    rng = random.Random(seed)
+    papers = list(Paper.objects.listed_on(day - dt.timedelta(days=1)).values_list("pk", flat=True))
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    sql = (f"INSERT INTO {Vote._meta.db_table} (subscriber_id, paper_id, value, created_at, updated_at) "
+           "VALUES (%s, %s, %s, %s, %s)")
+    ids = Subscriber.objects.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=10_000)
+    batch = []
+    with connection.cursor() as cursor:
+        for pk in ids:
+            batch.extend((pk, paper, 1 if rng.random() < 0.7 else -1, now, now)
+                         for paper in rng.sample(papers, min(per_subscriber, len(papers))))
+            if len(batch) >= 10_000:
+                cursor.executemany(sql, batch)
+                batch = []
+        if batch:
+            cursor.executemany(sql, batch)
+
+
 def naive(day, sample):
     """The straightforward path: rank, render the templates, premailer, Django MIME - per subscriber."""
     from newsletter.digests import edition_papers, interests_of
@@ -131,12 +158,12 @@ def naive(day, sample):
     from newsletter.ranking import rank
     from newsletter import tokens
     from newsletter.digests import scheduled_on
-    from newsletter.rendering import PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, digest_context
+    from newsletter.rendering import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, digest_context
     from newsletter.services import absolute
 
     subscribers = list(scheduled_on(day).order_by("pk")[:sample])
     offer = edition_papers(Edition(date=day), "daily")
-    interests = interests_of({s.pk: s.keywords for s in subscribers})
+    interests = interests_of({s.pk: (s.keywords, s.authors) for s in subscribers})
     start = time.perf_counter()
     for subscriber in subscribers:
         picks = rank(candidates=offer.candidates, featured=offer.featured, interests=interests[subscriber.pk],
@@ -145,8 +172,10 @@ def naive(day, sample):
         subject, text, html = render_parts("digest", digest_context(offer.edition, items))
         unsubscribe = tokens.make(tokens.UNSUBSCRIBE, subscriber.pk)
         preferences = tokens.make(tokens.PREFERENCES, subscriber.pk)
+        feedback = tokens.make(tokens.FEEDBACK, subscriber.pk)
         text, html = (
-            part.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences) for part in (text, html)
+            part.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences).replace(FEEDBACK_TOKEN, feedback)
+            for part in (text, html)
         )
         headers = list_headers(absolute("newsletter:unsubscribe", unsubscribe))
         build_message(subject, text, html, subscriber.email, headers=headers).message().as_bytes()
@@ -206,6 +235,8 @@ def run(args):
     t = time.perf_counter()
     create_subscribers(args.subscribers, args.seed)
     yesterday_sent(day)
+    if args.votes:
+        add_votes(day, args.votes, args.seed)
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -221,7 +252,8 @@ def run(args):
     rss_self, rss_children = me.ru_maxrss / 1024, children.ru_maxrss / 1024
     cpu_self = me.ru_utime + me.ru_stime - cpu_before[0]
     cpu_workers = children.ru_utime + children.ru_stime - cpu_before[1]
-    print(f"== {args.database}: {args.subscribers:,} subscribers, {args.workers} workers, {args.batch} per task "
+    print(f"== {args.database}: {args.subscribers:,} subscribers{f' with {args.votes} votes each' if args.votes else ''}, "
+          f"{args.workers} workers, {args.batch} per task "
           f"(setup {setup:.1f} s, not timed)")
     print(f"deliveries: {totals['sent']:,} sent, {totals['skipped']:,} skipped, {totals['failed']:,} failed, "
           f"{totals['pending'] + totals['sending']} left; weekly readers not due today: {args.subscribers - totals['due']:,}")

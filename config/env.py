@@ -42,3 +42,17 @@ def env_int(name, default, minimum=None):
 def env_list(name, default=""):
     raw = os.environ.get(name, default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_floats(name, allowed):
+    """NAME=key:1.5,other:2 as {key: 1.5, other: 2.0}; keys must be among `allowed`."""
+    result = {}
+    for item in env_list(name):
+        key, _, value = item.partition(":")
+        if key not in allowed:
+            raise ImproperlyConfigured(f"{name}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
+        try:
+            result[key] = float(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {key} must be a number, got {value!r}") from None
+    return result

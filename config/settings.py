@@ -12,7 +12,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_floats, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -199,6 +199,10 @@ DIGEST_WEEKLY_LOOKBACK_DAYS = env_int("DIGEST_WEEKLY_LOOKBACK_DAYS", 8, minimum=
 DIGEST_CLAIM_SIZE = env_int("DIGEST_CLAIM_SIZE", 100, minimum=1)
 DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", 6, minimum=1)
 DIGEST_SENDING_TIMEOUT_MINUTES = env_int("DIGEST_SENDING_TIMEOUT_MINUTES", 30, minimum=1)
+
+# Ranking weights (newsletter/ranking.py; README "Ranking"). RANKING_WEIGHTS=profile:3,author:1
+# overrides some of them.
+RANKING_WEIGHTS = env_floats("RANKING_WEIGHTS", {"topic", "keyword", "author", "profile", "trending", "threshold"})
 
 # Paper sources (papers/sources.py). Base URLs, so tests and mirrors can point elsewhere.
 DAILY_PAPERS_API = env_str("DAILY_PAPERS_API", "https://huggingface.co").rstrip("/")

@@ -16,6 +16,7 @@ import socket
 import uuid
 from collections import Counter, defaultdict
 from contextlib import contextmanager
+from functools import cached_property
 from dataclasses import dataclass, field
 
 from cachetools import LRUCache
@@ -28,12 +29,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from newsletter import tokens
-from newsletter.models import Delivery, Edition, Subscriber
-from newsletter.ranking import Candidate, Interests, keyword_hits, rank
+from newsletter.models import Delivery, Edition, Subscriber, Vote
+from newsletter.profiles import profiles
+from newsletter.ranking import Candidate, Interests, Weights, keyword_hits, rank, rank_many
 from newsletter.rendering import EditionRenderer, personal_message, site_domain
 from newsletter.schedule import local_date
 from newsletter.services import absolute, schedule_next
-from papers.models import Feature, Paper, Topic
+from papers import vectors
+from papers.models import Feature, Paper, Topic, author_key
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +154,7 @@ class EditionPapers:
     recent_editions: list = field(default_factory=list)
     # Bounded, so a worker's memory stays flat however many subscribers it serves.
     picks_memo: LRUCache = field(default_factory=lambda: LRUCache(maxsize=20_000))
+    voted_papers: LRUCache = field(default_factory=lambda: LRUCache(maxsize=20_000))  # id -> (dense, title)
     hits_memo: dict = field(default_factory=dict)
     _renderer: EditionRenderer | None = None
 
@@ -160,26 +164,76 @@ class EditionPapers:
             self._renderer = EditionRenderer(self.edition, self.papers, self.notes)
         return self._renderer
 
-    def picks_for(self, interests, received):
+    def picks_for(self, interests, received, similar=None):
         """Subscribers who follow the same things and received the same of these papers get
-        the same picks: rank once for all of them."""
+        the same picks: rank once for all of them. A subscriber with a profile (`similar`)
+        is ranked alone."""
         key = (interests, frozenset(received.intersection(self.papers)))
-        if key not in self.picks_memo:
+        if similar is None and key in self.picks_memo:
+            return self.picks_memo[key]
+        for keyword in interests.keywords:
+            if keyword not in self.hits_memo:
+                self.hits_memo[keyword] = keyword_hits(self.candidates, keyword)
+        picks = tuple(
+            rank(
+                candidates=self.candidates,
+                featured=self.featured,
+                interests=interests,
+                exclude=key[1],
+                topic_names=self.topic_names,
+                limit=settings.DIGEST_MAX_PAPERS,
+                hits=self.hits_memo,
+                similar=similar,
+                weights=ranking_weights(),
+            )
+        )
+        if similar is None:
+            self.picks_memo[key] = picks
+        return picks
+
+    @cached_property
+    def candidate_dense(self):
+        return vectors.dense(vectors.matrix([self.papers[c.id].vector for c in self.candidates]))
+
+    def profiles_for(self, votes_by_subscriber):
+        """Profiles (newsletter/profiles.py) of these voters against the offer's papers. The
+        voted papers' dense vectors are kept: the same papers recur across subscribers."""
+        voted = {paper_id for votes in votes_by_subscriber.values() for paper_id, _ in votes}
+        missing = voted - self.voted_papers.keys()
+        if missing:
+            rows = list(Paper.objects.filter(pk__in=missing).values_list("pk", "vector", "title"))
+            if rows:
+                projected = vectors.dense(vectors.matrix([vector for _, vector, _ in rows]))
+                for (pk, _, title), row in zip(rows, projected):
+                    self.voted_papers[pk] = (row, title)
+        known = {pid: self.voted_papers[pid] for pid in voted if pid in self.voted_papers}
+        return profiles(
+            votes_by_subscriber,
+            {pid: row for pid, (row, _) in known.items()},
+            {pid: title for pid, (_, title) in known.items()},
+            [c.id for c in self.candidates],
+            self.candidate_dense,
+        )
+
+    def picks_with_profiles(self, people, found):
+        """rank_many() for subscribers with profiles: {subscriber: picks}."""
+        for interests, _ in people.values():
             for keyword in interests.keywords:
                 if keyword not in self.hits_memo:
                     self.hits_memo[keyword] = keyword_hits(self.candidates, keyword)
-            self.picks_memo[key] = tuple(
-                rank(
-                    candidates=self.candidates,
-                    featured=self.featured,
-                    interests=interests,
-                    exclude=key[1],
-                    topic_names=self.topic_names,
-                    limit=settings.DIGEST_MAX_PAPERS,
-                    hits=self.hits_memo,
-                )
-            )
-        return self.picks_memo[key]
+        subscribers = list(people)
+        picks = rank_many(
+            candidates=self.candidates,
+            featured=self.featured,
+            people=[(people[s][0], people[s][1] & set(self.papers)) for s in subscribers],
+            topic_names=self.topic_names,
+            limit=settings.DIGEST_MAX_PAPERS,
+            hits=self.hits_memo,
+            cosines=found.cosines[[found.rows[s] for s in subscribers]],
+            closest=lambda row, column: found.closest(found.rows[subscribers[row]], column),
+            weights=ranking_weights(),
+        )
+        return {s: tuple(p) for s, p in zip(subscribers, picks)}
 
 
 _OFFERS = {}
@@ -204,7 +258,12 @@ def _candidate(paper, topic_ids):
         upvotes=paper.upvotes,
         listed_ordinal=paper.listed_on.toordinal() if paper.listed_on else 0,
         topic_ids=frozenset(topic_ids.get(paper.id, ())),
+        authors=tuple((author_key(name), name) for name in paper.authors),
     )
+
+
+def ranking_weights():
+    return Weights(**settings.RANKING_WEIGHTS)
 
 
 def edition_papers(edition, frequency):
@@ -247,19 +306,29 @@ def received_papers(subscriber_ids, edition, recent=None):
     return received
 
 
-def interests_of(keywords_by_subscriber):
-    """{subscriber id: Interests} from {subscriber id: their keywords string}, topics in one query."""
+def interests_of(preferences):
+    """{subscriber id: Interests} from {subscriber id: (keywords, authors)}, topics in one query."""
     topic_ids = defaultdict(set)
-    through = Subscriber.topics.through.objects.filter(subscriber_id__in=list(keywords_by_subscriber))
+    through = Subscriber.topics.through.objects.filter(subscriber_id__in=list(preferences))
     for subscriber_id, topic_id in through.values_list("subscriber_id", "topic_id"):
         topic_ids[subscriber_id].add(topic_id)
     return {
         pk: Interests(
             topic_ids=frozenset(topic_ids[pk]),
             keywords=tuple(k.strip().lower() for k in keywords.split(",") if k.strip()),
+            authors=frozenset(author_key(a) for a in authors.split(",") if a.strip()),
         )
-        for pk, keywords in keywords_by_subscriber.items()
+        for pk, (keywords, authors) in preferences.items()
     }
+
+
+def votes_of(subscriber_ids):
+    votes = defaultdict(list)
+    for subscriber_id, paper_id, value in Vote.objects.filter(subscriber_id__in=subscriber_ids).values_list(
+        "subscriber_id", "paper_id", "value"
+    ):
+        votes[subscriber_id].append((paper_id, value))
+    return votes
 
 
 # Rendering
@@ -271,6 +340,7 @@ def digest_message(offer, picks, subscriber_id, email):
         email=email,
         unsubscribe_token=tokens.make(tokens.UNSUBSCRIBE, subscriber_id),
         preferences_token=tokens.make(tokens.PREFERENCES, subscriber_id),
+        feedback_token=tokens.make(tokens.FEEDBACK, subscriber_id),
         # The same id if a copy were ever sent twice, so mail clients fold duplicates.
         message_id=f"<digest.{offer.edition.date:%Y%m%d}.{subscriber_id}@{site_domain()}>",
         metadata={"subscriber": str(subscriber_id), "edition": offer.edition.date.isoformat()},
@@ -304,6 +374,7 @@ class Claimed:
     email: str
     status: str
     keywords: str
+    authors: str
     frequency: str
     state: str = Delivery.State.SENDING
     picks: tuple = ()
@@ -330,7 +401,7 @@ def _claim(edition, subscriber_ids):
     with transaction.atomic(), db_connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    fields = ("pk", "email", "status", "keywords", "frequency")
+    fields = ("pk", "email", "status", "keywords", "authors", "frequency")
     people = {row[0]: row[1:] for row in Subscriber.objects.filter(pk__in=[r[2] for r in rows]).values_list(*fields)}
     return [Claimed(pk, attempts, subscriber_id, *people[subscriber_id]) for pk, attempts, subscriber_id in rows]
 
@@ -400,9 +471,21 @@ def deliveries_send(*, edition_id, subscriber_ids, connection=None):
 def _send_claimed(edition, claimed, connection):
     stats = SendStats()
     with stats.timing("assemble"):
-        interests = interests_of({c.subscriber_id: c.keywords for c in claimed})
+        interests = interests_of({c.subscriber_id: (c.keywords, c.authors) for c in claimed})
         recent = offer_for(edition, Subscriber.Frequency.DAILY).recent_editions
         received = received_papers([c.subscriber_id for c in claimed], edition, recent)
+        votes = votes_of([c.subscriber_id for c in claimed])
+        learned = {}  # subscriber -> picks, for those with a profile: scored together
+        for frequency in {c.frequency for c in claimed if c.subscriber_id in votes}:
+            offer = offer_for(edition, frequency)
+            group = [c for c in claimed if c.frequency == frequency and c.subscriber_id in votes]
+            found = offer.profiles_for({c.subscriber_id: votes[c.subscriber_id] for c in group})
+            people = {
+                c.subscriber_id: (interests[c.subscriber_id], received[c.subscriber_id])
+                for c in group
+                if c.subscriber_id in found
+            }
+            learned.update(offer.picks_with_profiles(people, found))
     now = timezone.now()
     pending_error = None
     for delivery in claimed:
@@ -417,7 +500,10 @@ def _send_claimed(edition, claimed, connection):
             continue
         with stats.timing("assemble"):
             offer = offer_for(edition, delivery.frequency)
-            picks = offer.picks_for(interests[delivery.subscriber_id], received[delivery.subscriber_id])
+            if delivery.subscriber_id in learned:
+                picks = learned[delivery.subscriber_id]
+            else:
+                picks = offer.picks_for(interests[delivery.subscriber_id], received[delivery.subscriber_id])
         if not picks:
             delivery.state, delivery.note = Delivery.State.SKIPPED, "nothing new"
             stats.skipped += 1
@@ -500,13 +586,17 @@ def digests_preview(*, day):
     subscribers = scheduled_on(day).order_by("pk")
     for start in range(0, subscribers.count(), settings.DIGEST_BATCH_SIZE):
         batch = list(subscribers[start : start + settings.DIGEST_BATCH_SIZE])
-        interests = interests_of({s.pk: s.keywords for s in batch})
+        interests = interests_of({s.pk: (s.keywords, s.authors) for s in batch})
         received = received_papers([s.pk for s in batch], edition)
+        votes = votes_of([s.pk for s in batch])
         for subscriber in batch:
             counts["scheduled"] += 1
             if subscriber.frequency not in offers:
                 offers[subscriber.frequency] = edition_papers(edition, subscriber.frequency)
-            picks = offers[subscriber.frequency].picks_for(interests[subscriber.pk], received[subscriber.pk])
+            offer = offers[subscriber.frequency]
+            found = offer.profiles_for({subscriber.pk: votes[subscriber.pk]}) if subscriber.pk in votes else None
+            similar = found.similar(subscriber.pk) if found and subscriber.pk in found else None
+            picks = offer.picks_for(interests[subscriber.pk], received[subscriber.pk], similar)
             if not picks:
                 counts["nothing_new"] += 1
                 continue

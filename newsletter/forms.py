@@ -66,6 +66,10 @@ class SubscribeForm(forms.Form):
         return bool(self.cleaned_data.get("website"))
 
 
+class VoteForm(forms.Form):
+    vote = forms.TypedChoiceField(choices=[(1, "More like this"), (-1, "Less like this")], coerce=int, widget=forms.RadioSelect)
+
+
 class EmailForm(forms.Form):
     email = forms.EmailField(max_length=254, label="E-mail address")
 
@@ -73,9 +77,29 @@ class EmailForm(forms.Form):
         return clean_single_line(self.cleaned_data["email"], "The e-mail address").strip().lower()
 
 
+class AuthorsField(forms.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(
+            required=False,
+            max_length=1000,
+            label="Followed authors",
+            help_text="Optional. Names separated by commas; matched ignoring case and accents.",
+            widget=forms.TextInput(attrs={"placeholder": "e.g. Ada Lovelace, Zoë Ünal"}),
+            **kwargs,
+        )
+
+    def clean(self, value):
+        value = clean_single_line(super().clean(value), "Authors")
+        names = [" ".join(n.split()) for n in value.split(",") if n.strip()]
+        if any(len(n) > 100 for n in names):
+            raise ValidationError("Each name may be at most 100 characters.")
+        return ", ".join(dict.fromkeys(names))
+
+
 class PreferencesForm(forms.Form):
     topics = TopicsField()
     keywords = KeywordsField()
+    authors = AuthorsField()
     frequency = forms.ChoiceField(choices=Subscriber.Frequency.choices, widget=forms.RadioSelect)
     weekday = forms.TypedChoiceField(choices=Subscriber.Weekday.choices, coerce=int, label="Day (weekly digests)")
     hour = forms.TypedChoiceField(choices=[(h, f"{h:02d}:00") for h in range(24)], coerce=int, label="Send at (your local time)")
@@ -86,6 +110,7 @@ class PreferencesForm(forms.Form):
         initial = {
             "topics": list(subscriber.topics.all()),
             "keywords": subscriber.keywords,
+            "authors": subscriber.authors,
             "frequency": subscriber.frequency,
             "weekday": subscriber.weekday,
             "hour": subscriber.hour,

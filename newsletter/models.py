@@ -51,6 +51,7 @@ class Subscriber(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
     topics = models.ManyToManyField(Topic, blank=True, related_name="subscribers")
     keywords = models.CharField(max_length=500, blank=True, help_text="Comma-separated words or phrases.")
+    authors = models.CharField(max_length=1000, blank=True, help_text="Followed authors, comma-separated.")
     frequency = models.CharField(max_length=6, choices=Frequency.choices, default=Frequency.DAILY)
     weekday = models.PositiveSmallIntegerField(choices=Weekday.choices, default=Weekday.MONDAY)
     hour = models.PositiveSmallIntegerField(default=7, help_text="Local hour the digest is sent (0-23).")
@@ -85,6 +86,25 @@ class Subscriber(models.Model):
 
     def keyword_list(self):
         return [k.strip() for k in self.keywords.split(",") if k.strip()]
+
+    def author_list(self):
+        return [a.strip() for a in self.authors.split(",") if a.strip()]
+
+
+class Vote(models.Model):
+    """'More like this' (+1) or 'less like this' (-1) from a digest; the last vote counts."""
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="votes")
+    paper = models.ForeignKey("papers.Paper", on_delete=models.CASCADE, related_name="+")
+    value = models.SmallIntegerField(choices=[(1, "More like this"), (-1, "Less like this")])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["subscriber", "paper"], name="one_vote_per_subscriber_and_paper")]
+
+    def __str__(self):
+        return f"{self.subscriber_id} {'+' if self.value > 0 else '-'} {self.paper_id}"
 
 
 class Suppression(models.Model):

@@ -17,12 +17,14 @@ the composed MIME equals what Django's e-mail API builds.
 import html as html_lib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from email.header import Header
 from email.utils import formatdate
 
 from cachetools import LRUCache
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.message import EmailAlternative
 from django.template.loader import render_to_string
 from django.utils.text import capfirst
 
@@ -33,6 +35,7 @@ ITEMS, END_ITEMS, ITEM = "<!--pb:items-->", "<!--pb:/items-->", "<!--pb:item-->"
 # Per-recipient stand-ins: plain letters, untouched by escaping, inlining and 8bit transfer.
 UNSUBSCRIBE_TOKEN = "xxunsubscribetokenxx"
 PREFERENCES_TOKEN = "xxpreferencestokenxx"
+FEEDBACK_TOKEN = "xxfeedbacktokenxx"
 REASON = "XXREASONXX"  # capfirst leaves it as it is
 TO = "xxrecipientxx@paperboy.invalid"
 MESSAGE_ID = "<xxmessageidxx@paperboy.invalid>"
@@ -55,6 +58,7 @@ def digest_context(edition, items):
         "archive_url": settings.SITE_URL + edition.get_absolute_url(),
         "preferences_url": absolute("newsletter:preferences", PREFERENCES_TOKEN),
         "unsubscribe_url": absolute("newsletter:unsubscribe", UNSUBSCRIBE_TOKEN),
+        "feedback_token": FEEDBACK_TOKEN,
     }
 
 
@@ -63,11 +67,21 @@ class Stencil:
     single join rather than a scan of the whole text per placeholder."""
 
     def __init__(self, text, placeholders):
-        pattern = b"|".join(map(re.escape, placeholders)) if isinstance(text, bytes) else "|".join(map(re.escape, placeholders))
-        cut = re.compile(pattern)
+        # str.find (a C substring search) rather than one regex alternation: several times faster here.
+        found = []
+        for placeholder in placeholders:
+            at = text.find(placeholder)
+            while at != -1:
+                found.append((at, placeholder))
+                at = text.find(placeholder, at + len(placeholder))
+        found.sort()
         self.empty = text[:0]
-        self.parts = cut.split(text)
-        self.slots = cut.findall(text)
+        self.parts, self.slots, start = [], [], 0
+        for at, placeholder in found:
+            self.parts.append(text[start:at])
+            self.slots.append(placeholder)
+            start = at + len(placeholder)
+        self.parts.append(text[start:])
 
     def fill(self, values):
         out = [self.parts[0]]
@@ -77,8 +91,8 @@ class Stencil:
         return self.empty.join(out)
 
 
-TEXT_SLOTS = [UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN]
-MIME_SLOTS = [s.encode() for s in (TO, MESSAGE_ID, DATE, UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN)]
+TEXT_SLOTS = [UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN, FEEDBACK_TOKEN]
+MIME_SLOTS = [s.encode() for s in (TO, MESSAGE_ID, DATE, UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN, FEEDBACK_TOKEN)]
 
 
 @dataclass
@@ -90,12 +104,17 @@ class Content:
     html: str
     mime: bytes | None  # None when a line is too long for 8bit: Django then builds each message
 
-    def __post_init__(self):
-        self.stencils = (
-            Stencil(self.text, TEXT_SLOTS),
-            Stencil(self.html, TEXT_SLOTS),
-            Stencil(self.mime, MIME_SLOTS) if self.mime is not None else None,
-        )
+    @cached_property
+    def text_stencil(self):
+        return Stencil(self.text, TEXT_SLOTS)
+
+    @cached_property
+    def html_stencil(self):
+        return Stencil(self.html, TEXT_SLOTS)
+
+    @cached_property
+    def mime_stencil(self):
+        return Stencil(self.mime, MIME_SLOTS) if self.mime is not None else None
 
 
 class EditionRenderer:
@@ -146,7 +165,7 @@ class EditionRenderer:
 
 def _part(content_type, body):
     encoded = body.encode()
-    if any(len(line) > MAX_LINE for line in encoded.split(b"\n")):
+    if max(map(len, encoded.split(b"\n"))) > MAX_LINE:
         return None
     return (
         f'Content-Type: {content_type}; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n\n'.encode()
@@ -202,11 +221,34 @@ class RawMIME:
 
 class DigestMessage(EmailMultiAlternatives):
     """A digest personalised from a shared Content. ESP (anymail) backends read its fields
-    like any message's; SMTP, file and in-memory backends get the pre-composed bytes."""
+    like any message's; SMTP, file and in-memory backends get the pre-composed bytes. The
+    text and HTML bodies are filled in only if something reads them."""
 
-    def __init__(self, *args, raw=None, **kwargs):
+    def __init__(self, *args, content, links, raw=None, **kwargs):
+        self._content, self._links = content, links
+        self._body, self._alternatives = None, None
         super().__init__(*args, **kwargs)
         self.raw = raw
+
+    @property
+    def body(self):
+        if self._body is None:
+            self._body = self._content.text_stencil.fill(self._links)
+        return self._body
+
+    @body.setter
+    def body(self, value):
+        self._body = value or None
+
+    @property
+    def alternatives(self):
+        if self._alternatives is None:
+            self._alternatives = [EmailAlternative(self._content.html_stencil.fill(self._links), "text/html")]
+        return self._alternatives
+
+    @alternatives.setter
+    def alternatives(self, value):
+        self._alternatives = value or None
 
     def message(self):
         return RawMIME(self.raw) if self.raw is not None else super().message()
@@ -219,9 +261,9 @@ def site_domain():
     return _DOMAIN.match(settings.SITE_URL).group(1)
 
 
-def personal_message(content, *, email, unsubscribe_token, preferences_token, message_id, metadata):
-    text, html, mime = content.stencils
-    links = {UNSUBSCRIBE_TOKEN: unsubscribe_token, PREFERENCES_TOKEN: preferences_token}
+def personal_message(content, *, email, unsubscribe_token, preferences_token, feedback_token, message_id, metadata):
+    mime = content.mime_stencil
+    links = {UNSUBSCRIBE_TOKEN: unsubscribe_token, PREFERENCES_TOKEN: preferences_token, FEEDBACK_TOKEN: feedback_token}
     unsubscribe_url = f"{settings.SITE_URL}/u/{unsubscribe_token}/"
     headers = {"Message-ID": message_id, **list_headers(unsubscribe_url)}
     raw = None
@@ -232,11 +274,11 @@ def personal_message(content, *, email, unsubscribe_token, preferences_token, me
             DATE.encode(): formatdate().encode(),
             UNSUBSCRIBE_TOKEN.encode(): unsubscribe_token.encode(),
             PREFERENCES_TOKEN.encode(): preferences_token.encode(),
+            FEEDBACK_TOKEN.encode(): feedback_token.encode(),
         })
     message = DigestMessage(
-        content.subject, text.fill(links), settings.DEFAULT_FROM_EMAIL, [email], headers=headers, raw=raw
+        content.subject, None, settings.DEFAULT_FROM_EMAIL, [email], headers=headers, raw=raw, content=content, links=links
     )
-    message.attach_alternative(html.fill(links), "text/html")
     message.tags = ["digest"]
     message.metadata = metadata
     return message

@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from newsletter import tokens
 from newsletter.emails import make_message
-from newsletter.models import Subscriber, SubscriberEvent, Suppression, email_hash
+from newsletter.models import Subscriber, SubscriberEvent, Suppression, Vote, email_hash
+from papers.models import author_key
 from newsletter.schedule import next_digest_time
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ def preferences_path(subscriber):
 
 def preferences_url(subscriber):
     return settings.SITE_URL + preferences_path(subscriber)
+
+
+def feedback_path(subscriber, paper, vote):
+    return reverse("newsletter:feedback", args=[tokens.make(tokens.FEEDBACK, subscriber.pk), paper.pk, vote])
 
 
 def unsubscribe_path(subscriber):
@@ -146,8 +151,10 @@ def subscribers_purge_unconfirmed(*, now=None):
 # Preferences
 
 
-def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour, timezone_name):
+def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour, timezone_name, authors=None):
     subscriber.keywords = keywords
+    if authors is not None:
+        subscriber.authors = authors
     subscriber.frequency = frequency
     subscriber.weekday = weekday
     subscriber.hour = hour
@@ -200,6 +207,31 @@ def subscriber_suppress(*, subscriber, reason, when=None):
     return bool(changed)
 
 
+# Feedback and followed authors
+
+
+def vote_record(*, subscriber, paper, value):
+    """The subscriber's last word on a paper: +1 more like this, -1 less like this."""
+    vote, _ = Vote.objects.update_or_create(subscriber=subscriber, paper=paper, defaults={"value": value})
+    return vote
+
+
+def vote_remove(*, subscriber, paper_id):
+    return Vote.objects.filter(subscriber=subscriber, paper_id=paper_id).delete()[0]
+
+
+def subscriber_follow_authors(*, subscriber, names):
+    """Add names to the followed authors, once each (compared case- and accent-insensitively)."""
+    followed = subscriber.author_list()
+    known = {author_key(a) for a in followed}
+    for name in names:
+        if author_key(name) not in known and len(", ".join([*followed, name])) <= 1000:
+            followed.append(name)
+            known.add(author_key(name))
+    subscriber.authors = ", ".join(followed)
+    subscriber.save(update_fields=["authors", "updated_at"])
+
+
 def subscriber_export(*, subscriber):
     """Everything stored about one subscriber (GDPR Art. 15 and 20)."""
 
@@ -212,6 +244,7 @@ def subscriber_export(*, subscriber):
         "preferences": {
             "topics": [t.name for t in subscriber.topics.all()],
             "keywords": subscriber.keyword_list(),
+            "followed_authors": subscriber.author_list(),
             "frequency": subscriber.frequency,
             "weekday": subscriber.get_weekday_display(),
             "hour": subscriber.hour,
@@ -232,6 +265,10 @@ def subscriber_export(*, subscriber):
         "deliveries": [
             {"edition": d.edition.date.isoformat(), "state": d.state, "sent_at": iso(d.sent_at), "papers": d.paper_ids()}
             for d in subscriber.deliveries.select_related("edition").order_by("edition__date")
+        ],
+        "votes": [
+            {"paper": v.paper.arxiv_id or v.paper.title, "vote": "more" if v.value > 0 else "less", "at": iso(v.updated_at)}
+            for v in subscriber.votes.select_related("paper").order_by("created_at")
         ],
         "events": [
             {"kind": e.kind, "at": iso(e.occurred_at), "description": e.description}

@@ -9,6 +9,7 @@ from django.core import signing
 CONFIRM = "newsletter.confirm"
 PREFERENCES = "newsletter.preferences"
 UNSUBSCRIBE = "newsletter.unsubscribe"
+FEEDBACK = "newsletter.feedback"
 
 PREFERENCES_MAX_AGE = dt.timedelta(days=365)
 

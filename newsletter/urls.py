@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from newsletter import views
 from newsletter.feeds import EditionsFeed
@@ -15,6 +15,7 @@ urlpatterns = [
     path("preferences/<str:token>/export/", views.preferences_export, name="export"),
     path("preferences/<str:token>/delete/", views.preferences_delete, name="delete"),
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    re_path(r"^f/(?P<token>[^/]+)/(?P<paper_id>[0-9]+)/(?P<vote>more|less)/$", views.feedback, name="feedback"),
     path("editions/", views.editions, name="editions"),
     path("editions/feed/", EditionsFeed(), name="editions_feed"),
     path("editions/<date:day>/", views.edition, name="edition"),

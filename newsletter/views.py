@@ -10,8 +10,9 @@ from django_ratelimit.decorators import ratelimit
 
 from newsletter import services, tokens
 from newsletter.digests import edition_general_picks
-from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm
+from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
 from newsletter.models import Edition, Subscriber
+from papers.models import Paper
 
 SIGNUP_RATE = f"{settings.SIGNUPS_PER_IP_PER_HOUR}/h"
 
@@ -102,6 +103,8 @@ def preferences(request, token):
     if error:
         return _bad_link(request, error)
     action = request.POST.get("action", "save")
+    if request.method == "POST" and action in ("unvote", "follow"):
+        return _preferences_vote_action(request, subscriber, action, token)
     form = PreferencesForm.for_subscriber(subscriber, data=request.POST if action == "save" and request.method == "POST" else None)
     saved = ""
     if request.method == "POST":
@@ -121,6 +124,7 @@ def preferences(request, token):
                 weekday=data["weekday"],
                 hour=data["hour"],
                 timezone_name=data["timezone"],
+                authors=data["authors"],
             )
             saved = "Your preferences are saved."
         elif action not in ("save", "pause", "resume"):
@@ -134,8 +138,40 @@ def preferences(request, token):
         "saved": saved,
         "token": token,
         "unsubscribe_url": services.unsubscribe_path(subscriber),
+        "votes": subscriber.votes.select_related("paper").order_by("-updated_at")[:100],
     }
     return render(request, "newsletter/preferences.html", ctx, status=400 if form.errors else 200)
+
+
+def _preferences_vote_action(request, subscriber, action, token):
+    try:
+        paper = Paper.objects.get(pk=int(request.POST.get("paper", "")))
+    except (ValueError, Paper.DoesNotExist):
+        return HttpResponse("Unknown paper.", status=400, content_type="text/plain")
+    if action == "unvote":
+        services.vote_remove(subscriber=subscriber, paper_id=paper.pk)
+    else:
+        services.subscriber_follow_authors(subscriber=subscriber, names=paper.authors)
+    return redirect("newsletter:preferences", token=token)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def feedback(request, token, paper_id, vote):
+    """'More/less like this' from a digest. Mail scanners open links, so GET only shows the
+    paper with the choice pre-selected; the button POSTs it."""
+    subscriber, error = _subscriber_from(tokens.FEEDBACK, token)
+    if error or subscriber is None:
+        return _bad_link(request, "invalid")
+    paper = get_object_or_404(Paper, pk=paper_id)
+    initial = 1 if vote == "more" else -1
+    form = VoteForm(request.POST or None, initial={"vote": initial})
+    if request.method == "POST":
+        if not form.is_valid():
+            return render(request, "newsletter/feedback.html", {"paper": paper, "form": form}, status=400)
+        services.vote_record(subscriber=subscriber, paper=paper, value=form.cleaned_data["vote"])
+        ctx = {"paper": paper, "recorded": form.cleaned_data["vote"], "preferences_url": services.preferences_path(subscriber)}
+        return render(request, "newsletter/feedback.html", ctx)
+    return render(request, "newsletter/feedback.html", {"paper": paper, "form": form})
 
 
 def preferences_export(request, token):

@@ -8,12 +8,19 @@ from django.urls import reverse
 
 from papers.arxiv_ids import validate_arxiv_id
 from papers.notes import sanitize_note, validate_note
+from papers.vectors import matrix, most_similar, text_vector
 
 
 def title_key(title):
     """A paper's title folded for matching listings that carry no identifier."""
     text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()[:200]
+
+
+def author_key(name):
+    """An author's name folded for matching: case- and accent-insensitive ("Zoë" = "zoe")."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return " ".join(text.casefold().split())
 
 
 class Topic(models.Model):
@@ -93,6 +100,7 @@ class Paper(models.Model):
     pdf_link = models.URLField("PDF link", blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.ADMIN)
     topics = models.ManyToManyField(Topic, blank=True, related_name="papers")
+    vector = models.JSONField(default=dict, blank=True, editable=False, help_text="Text vector (papers.vectors).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -106,6 +114,7 @@ class Paper(models.Model):
 
     def save(self, *args, **kwargs):
         self.title_key = title_key(self.title)
+        self.vector = text_vector(self.title, self.abstract)
         super().save(*args, **kwargs)
 
     def get_absolute_url(self):
@@ -132,6 +141,12 @@ class Paper(models.Model):
     @property
     def tagging_text(self):
         return f"{self.title}\n{self.abstract}"
+
+    def similar(self, n=5):
+        """The n papers closest in text (cosine on the vectors), among recent ones."""
+        recent = Paper.objects.exclude(pk=self.pk).exclude(vector={}).order_by("-listed_on", "-id")
+        pool = list(recent.only("id", "arxiv_id", "title", "authors", "upvotes", "listed_on", "vector")[:2000])
+        return [(pool[i], score) for i, score in most_similar(self.vector, matrix([p.vector for p in pool]), n)]
 
 
 class FeatureQuerySet(models.QuerySet):

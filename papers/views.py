@@ -28,7 +28,12 @@ def day(request, day=None):
 
 
 def _detail(request, paper):
-    ctx = {"paper": paper, "features": paper.features.all()[:5], "topics": paper.topics.all()}
+    ctx = {
+        "paper": paper,
+        "features": paper.features.all()[:5],
+        "topics": paper.topics.all(),
+        "similar": paper.similar(n=5),
+    }
     return render(request, "papers/detail.html", ctx)
 
 

@@ -11,6 +11,7 @@ from newsletter.digests import edition_papers
 from newsletter.emails import build_message, list_headers, render_parts
 from newsletter.models import Edition
 from newsletter.rendering import (
+    FEEDBACK_TOKEN,
     PREFERENCES_TOKEN,
     UNSUBSCRIBE_TOKEN,
     Content,
@@ -71,16 +72,16 @@ def test_assembled_html_equals_premailer_on_the_whole_document(offer):
 def test_the_composed_mime_equals_what_djangos_email_api_builds(offer):
     picks = picks_of(offer)
     content = offer.renderer.content(picks)
-    unsubscribe, preferences = "MQ:unsub:sig", "MQ:prefs:sig"
+    unsubscribe, preferences, feedback = "MQ:unsub:sig", "MQ:prefs:sig", "MQ:fb:sig"
     ours = personal_message(content, email="zoe@example.org", unsubscribe_token=unsubscribe,
-                            preferences_token=preferences, message_id="<digest.1@paperboy.test>",
+                            preferences_token=preferences, feedback_token=feedback, message_id="<digest.1@paperboy.test>",
                             metadata={"subscriber": "1"})
     subject, text, html = whole_document(offer, picks)
     unsubscribe_url = f"https://paperboy.test/u/{unsubscribe}/"
     django = build_message(
         subject,
-        text.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences),
-        html.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences),
+        text.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences).replace(FEEDBACK_TOKEN, feedback),
+        html.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences).replace(FEEDBACK_TOKEN, feedback),
         "zoe@example.org",
         headers={"Message-ID": "<digest.1@paperboy.test>", **list_headers(unsubscribe_url)},
     )
@@ -106,7 +107,7 @@ def test_a_line_too_long_for_8bit_falls_back_to_djangos_encoding(offer):
     html = shared.html.replace("</h1>", "x" * 2000 + "</h1>")
     content = Content(shared.subject, shared.text, html, compose_mime(shared.subject, shared.text, html))
     assert content.mime is None
-    message = personal_message(content, email="zoe@example.org", unsubscribe_token="u", preferences_token="p",
+    message = personal_message(content, email="zoe@example.org", unsubscribe_token="u", preferences_token="p", feedback_token="f",
                                message_id="<m@paperboy.test>", metadata={})
     parsed = email.message_from_bytes(message.message().as_bytes(), policy=policy.default)
     assert "x" * 2000 in parsed.get_body(("html",)).get_content()

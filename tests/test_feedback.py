@@ -1,0 +1,94 @@
+import email
+import json
+import re
+from email import policy
+from io import StringIO
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+
+from newsletter import tokens
+from newsletter.models import Subscriber, Vote
+from tests.conftest import DAY, make_paper, make_subscriber
+
+pytestmark = pytest.mark.django_db
+
+
+def url(subscriber, paper, vote="more", purpose=tokens.FEEDBACK):
+    return reverse("newsletter:feedback", args=[tokens.make(purpose, subscriber.pk), paper.pk, vote])
+
+
+@pytest.fixture
+def alice():
+    return make_subscriber()
+
+
+@pytest.fixture
+def paper():
+    return make_paper("Robot arms that learn", listed_on=DAY, authors=["Zoë Ünal", "Ada Lovelace"])
+
+
+def test_get_shows_the_paper_with_the_choice_preselected_and_records_nothing(client, alice, paper):
+    page = client.get(url(alice, paper, "less")).content.decode()
+    assert "Robot arms that learn" in page
+    assert re.search(r'value="-1"[^>]*checked', page) and not re.search(r'value="1"[^>]*checked', page)
+    client.head(url(alice, paper, "more"))
+    assert not Vote.objects.exists()
+
+
+def test_post_records_once_and_the_last_vote_wins(client, alice, paper):
+    assert client.post(url(alice, paper), {"vote": "1"}).status_code == 200
+    assert client.post(url(alice, paper), {"vote": "1"}).status_code == 200
+    assert list(Vote.objects.values_list("value", flat=True)) == [1]
+    client.post(url(alice, paper, "less"), {"vote": "-1"})
+    assert list(Vote.objects.values_list("value", flat=True)) == [-1]
+
+
+@pytest.mark.parametrize("bad", ["tampered", "other purpose"])
+def test_a_bad_token_is_a_clear_error(client, alice, paper, bad):
+    link = url(alice, paper, purpose=tokens.PREFERENCES) if bad == "other purpose" else url(alice, paper).replace(":", ":x", 1)
+    response = client.post(link, {"vote": "1"})
+    assert response.status_code == 400 and "not valid" in response.content.decode()
+    assert not Vote.objects.exists()
+
+
+def test_an_unknown_paper_or_vote_is_refused(client, alice, paper):
+    token = tokens.make(tokens.FEEDBACK, alice.pk)
+    assert client.get(f"/f/{token}/999999/more/").status_code == 404
+    assert client.get(f"/f/{token}/{paper.pk}/maybe/").status_code == 404
+    assert client.post(url(alice, paper), {"vote": "7"}).status_code == 400
+    assert not Vote.objects.exists()
+
+
+def test_votes_are_listed_removable_and_exported_on_the_preferences_page(client, alice, paper):
+    client.post(url(alice, paper), {"vote": "1"})
+    prefs = reverse("newsletter:preferences", args=[tokens.make(tokens.PREFERENCES, alice.pk)])
+    page = client.get(prefs).content.decode()
+    assert "Your votes" in page and "Robot arms that learn" in page
+    export = json.loads(client.get(prefs + "export/").content)
+    assert export["votes"][0]["vote"] == "more"
+    client.post(prefs, {"action": "follow", "paper": paper.pk})
+    alice.refresh_from_db()
+    assert alice.author_list() == ["Zoë Ünal", "Ada Lovelace"]
+    client.post(prefs, {"action": "follow", "paper": paper.pk})  # not twice
+    alice.refresh_from_db()
+    assert alice.author_list() == ["Zoë Ünal", "Ada Lovelace"]
+    client.post(prefs, {"action": "unvote", "paper": paper.pk})
+    assert not Vote.objects.exists()
+    assert client.post(prefs, {"action": "unvote", "paper": "x"}).status_code == 400
+
+
+def test_the_feedback_links_in_a_digest_work(paper, alice):
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    message = email.message_from_bytes(mail.outbox[0].message().as_bytes(), policy=policy.default)
+    text = message.get_body(("plain",)).get_content()
+    more = re.search(r"More like this: https://paperboy\.test(/f/\S+/)", text).group(1)
+    assert more.endswith(f"/{paper.pk}/more/")
+    assert more in message.get_body(("html",)).get_content()
+    browser = Client()
+    assert "Save my choice" in browser.get(more).content.decode()
+    browser.post(more, {"vote": "1"})
+    assert Vote.objects.get(subscriber=alice, paper=paper).value == 1

@@ -1,0 +1,145 @@
+"""Followed authors, profiles from votes, the blended ranking, similar papers, topic feeds."""
+
+import datetime as dt
+import re
+from io import StringIO
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+
+from newsletter.digests import edition_papers
+from newsletter.models import Delivery, Edition, Vote
+from newsletter.ranking import Candidate, Interests, Weights, rank
+from papers.models import author_key
+from tests.conftest import DAY, make_paper, make_subscriber
+
+pytestmark = pytest.mark.django_db
+
+QUANT = "We quantize large language model weights to four bits with tiny accuracy loss and fast kernels."
+ROBOT = "A legged robot learns to walk over rough terrain with reinforcement learning in simulation."
+
+
+def test_author_names_match_without_case_or_accents():
+    assert author_key("Zoë  ÜNAL") == author_key("zoe unal") == "zoe unal"
+
+
+def candidate(id, upvotes=0, authors=(), topics=()):
+    return Candidate(id=id, title=f"P{id}", text="", upvotes=upvotes, listed_ordinal=1,
+                     topic_ids=frozenset(topics), authors=tuple((author_key(a), a) for a in authors))
+
+
+def run(candidates, interests, similar=None):
+    return rank(candidates=candidates, featured=[], interests=interests, exclude=set(), topic_names={1: "Robotics"},
+                limit=10, similar=similar, weights=Weights())
+
+
+def test_each_reason_appears_when_it_should():
+    cands = [candidate(1, 500), candidate(2, 1, authors=["Zoë Ünal"]), candidate(3, 2, topics=[1]), candidate(4, 3)]
+    picks = dict(run(cands, Interests(topic_ids=frozenset([1]), authors=frozenset(["zoe unal"])),
+                     similar={4: (0.9, "Liked paper"), 1: (0.05, "Liked paper")}))
+    assert picks[2] == "by Zoë Ünal, whom you follow"
+    assert picks[3] == "matches your topic Robotics"
+    assert picks[4] == "similar to 'Liked paper', which you liked"
+    assert picks[1] == "trending: 500 upvotes"  # too dissimilar to count as a match
+
+
+def test_the_blend_puts_strong_profile_matches_above_weak_topic_ones():
+    cands = [candidate(1, 100, topics=[1]), candidate(2, 1)]
+    picks = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.8, "Liked")})
+    assert [p for p, _ in picks] == [2, 1]  # 2.0 * 0.8 > 1.0 + trending
+    weak = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.25, "Liked")})
+    assert [p for p, _ in weak] == [1, 2]
+
+
+def test_without_votes_or_authors_the_ranking_is_exactly_the_topic_one():
+    cands = [candidate(n, n, topics=[1] if n % 2 else []) for n in range(1, 8)]
+    assert run(cands, Interests(topic_ids=frozenset([1]))) == [
+        (7, "matches your topic Robotics"), (5, "matches your topic Robotics"), (3, "matches your topic Robotics"),
+        (1, "matches your topic Robotics"), (6, "trending: 6 upvotes"), (4, "trending: 4 upvotes"),
+        (2, "trending: 2 upvotes")]
+
+
+def test_profiles_come_from_liked_minus_disliked_papers():
+    liked = make_paper("Four-bit LLM weights", abstract=QUANT, listed_on=DAY - dt.timedelta(days=5))
+    disliked = make_paper("Walking robots", abstract=ROBOT, listed_on=DAY - dt.timedelta(days=5))
+    quant = make_paper("Quantized language models at four bits", abstract=QUANT.replace("tiny", "small"), listed_on=DAY)
+    robot = make_paper("Robots that walk", abstract=ROBOT.replace("legged", "quadruped"), listed_on=DAY)
+    offer = edition_papers(Edition.objects.create(date=DAY), "daily")
+    similar = offer.profiles_for({1: [(liked.pk, 1), (disliked.pk, -1)]}).similar(1)
+    assert similar[quant.pk][0] > 0.3 and similar[quant.pk][1] == "Four-bit LLM weights"
+    assert robot.pk not in similar or similar[robot.pk][0] < similar[quant.pk][0] / 3
+    assert 2 not in offer.profiles_for({2: [(disliked.pk, -1)]})  # nothing liked: no profile
+
+
+def test_a_digest_follows_votes_and_authors(settings):
+    liked = make_paper("Four-bit LLM weights", abstract=QUANT, listed_on=DAY - dt.timedelta(days=5))
+    make_paper("Quantized language models at four bits", abstract=QUANT.replace("tiny", "small"), listed_on=DAY, upvotes=1)
+    make_paper("Robots that walk", abstract=ROBOT, listed_on=DAY, upvotes=90, authors=["Grace Hopper"])
+    make_paper("Something else entirely", abstract="Graph colouring with SAT solvers.", listed_on=DAY, upvotes=50)
+    alice = make_subscriber("alice@example.org")
+    Vote.objects.create(subscriber=alice, paper=liked, value=1)
+    make_subscriber("bob@example.org", authors="grace HOPPER")
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    bodies = {m.to[0]: m.body for m in mail.outbox}
+    assert "Why: similar to 'Four-bit LLM weights', which you liked" in bodies["alice@example.org"]
+    alice_text = bodies["alice@example.org"]
+    assert alice_text.index("Quantized language models") < alice_text.index("Robots that walk")
+    assert "Why: by Grace Hopper, whom you follow" in bodies["bob@example.org"]
+    assert Delivery.objects.filter(state="sent").count() == 2
+
+
+def test_the_detail_page_lists_similar_papers(client):
+    a = make_paper("Four-bit LLM weights", arxiv_id="2403.00001", abstract=QUANT)
+    make_paper("Quantized language models at four bits", abstract=QUANT.replace("tiny", "small"))
+    make_paper("Robots that walk", abstract=ROBOT)
+    page = client.get(a.get_absolute_url()).content.decode()
+    listed = re.findall(r'<li><a href="[^"]+">([^<]+)</a>', page.split("Similar papers", 1)[1])
+    assert listed[0] == "Quantized language models at four bits"
+
+
+def test_each_topic_has_a_feed_of_the_days_papers(client):
+    make_paper("Robots that walk", abstract=ROBOT, listed_on=DAY, upvotes=3)
+    make_paper("Robot arms", abstract="Robot arms grasp things.", listed_on=DAY - dt.timedelta(days=1))
+    make_paper("Four-bit LLM weights", abstract=QUANT, listed_on=DAY)
+    feed = client.get("/topics/robotics/feed/").content.decode()
+    assert "<feed" in feed and "Robots that walk" in feed
+    assert "Robot arms" not in feed and "Four-bit" not in feed
+    assert client.get("/topics/nope/feed/").status_code == 404
+    page = client.get("/?topic=robotics").content.decode()
+    assert 'href="/topics/robotics/feed/"' in page
+
+
+def test_scoring_many_at_once_gives_what_rank_gives_one_by_one():
+    import random
+
+    import numpy as np
+
+    from newsletter.ranking import keyword_hits, rank_many
+
+    rng = random.Random(3)
+    names = ["Ada Lovelace", "Zoë Ünal", "Alan Turing", "Grace Hopper"]
+    for trial in range(30):
+        cands = [
+            Candidate(id=n, title=f"P{n}", text=rng.choice(["robots walk", "llm quantization", "graphs"]),
+                      upvotes=rng.randint(0, 50), listed_ordinal=rng.randint(1, 3),
+                      topic_ids=frozenset(rng.sample([1, 2, 3], rng.randint(0, 2))),
+                      authors=tuple((author_key(a), a) for a in rng.sample(names, rng.randint(0, 2))))
+            for n in range(1, 25)
+        ]
+        featured = [cands.pop()] if trial % 3 == 0 else []
+        people, cos = [], np.zeros((8, len(cands)))
+        for row in range(8):
+            interests = Interests(topic_ids=frozenset(rng.sample([1, 2, 3], rng.randint(0, 2))),
+                                  keywords=tuple(rng.sample(["robots", "llm", "quantization"], rng.randint(0, 1))),
+                                  authors=frozenset(author_key(a) for a in rng.sample(names, rng.randint(0, 2))))
+            people.append((interests, set(rng.sample([c.id for c in cands], 3))))
+            cos[row] = [max(0.0, rng.uniform(-0.3, 0.9)) for _ in cands]
+        hits = {k: keyword_hits(cands, k) for k in ["robots", "llm", "quantization"]}
+        many = rank_many(candidates=cands, featured=featured, people=people, topic_names={1: "A", 2: "B", 3: "C"},
+                         limit=6, hits=hits, cosines=cos, closest=lambda r, c: f"liked {r}-{c}")
+        for row, (interests, exclude) in enumerate(people):
+            similar = {cands[j].id: (cos[row, j], f"liked {row}-{j}") for j in range(len(cands)) if cos[row, j] > 0}
+            one = rank(candidates=cands, featured=featured, interests=interests, exclude=exclude,
+                       topic_names={1: "A", 2: "B", 3: "C"}, limit=6, hits=hits, similar=similar)
+            assert many[row] == one, (trial, row)

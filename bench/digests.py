@@ -38,12 +38,57 @@ def parse():
     parser.add_argument("--naive-sample", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--votes", type=int, default=0, help="votes per subscriber on yesterday's papers (profiles)")
+    parser.add_argument("--mode", choices=["message", "batch"], default="message",
+                        help="batch: ESP batch calls (anymail's Mailgun backend) to a local HTTP server")
     return parser.parse_args()
 
 
-def configure(database):
+class FakeMailgun:
+    """A local HTTP server answering Mailgun's send API: counts recipients and bytes."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        counts = self.counts = {"calls": 0, "recipients": 0, "bytes": 0}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                counts["calls"] += 1
+                if "multipart" in self.headers.get("Content-Type", ""):
+                    counts["recipients"] += body.count(b'name="to"')
+                else:
+                    from urllib.parse import parse_qs
+
+                    counts["recipients"] += len(parse_qs(body.decode()).get("to", []))
+                counts["bytes"] += len(body)
+                reply = b'{"id": "<bench@paperboy.test>", "message": "Queued. Thank you."}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v3"
+
+
+def configure(database, mode="message"):
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["EMAIL_BACKEND"] = "bench.sink.SinkBackend"
+    esp = None
+    if mode == "batch":
+        esp = FakeMailgun()
+        os.environ.update({
+            "EMAIL_BACKEND": "anymail.backends.mailgun.EmailBackend", "ANYMAIL_MAILGUN_API_KEY": "bench",
+            "ANYMAIL_MAILGUN_API_URL": esp.url, "DIGEST_SENDING": "batch",
+            "DEFAULT_FROM_EMAIL": "Paperboy <digest@paperboy.test>",
+        })
     os.environ.pop("REDIS_URL", None)
     os.environ["VAR_DIR"] = tempfile.mkdtemp(prefix="paperboy-bench-")
     os.environ["LOG_LEVEL"] = "WARNING"
@@ -61,6 +106,7 @@ def configure(database):
     import django
 
     django.setup()
+    return esp
 
 
 def load_papers():
@@ -227,7 +273,7 @@ def fast(day, workers, batch):
 
 
 def run(args):
-    configure(args.database)
+    esp = configure(args.database, args.mode)
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -252,7 +298,7 @@ def run(args):
     rss_self, rss_children = me.ru_maxrss / 1024, children.ru_maxrss / 1024
     cpu_self = me.ru_utime + me.ru_stime - cpu_before[0]
     cpu_workers = children.ru_utime + children.ru_stime - cpu_before[1]
-    print(f"== {args.database}: {args.subscribers:,} subscribers{f' with {args.votes} votes each' if args.votes else ''}, "
+    print(f"== {args.database}, {args.mode} mode: {args.subscribers:,} subscribers{f' with {args.votes} votes each' if args.votes else ''}, "
           f"{args.workers} workers, {args.batch} per task "
           f"(setup {setup:.1f} s, not timed)")
     print(f"deliveries: {totals['sent']:,} sent, {totals['skipped']:,} skipped, {totals['failed']:,} failed, "
@@ -267,6 +313,10 @@ def run(args):
     print(f"wall {elapsed:.1f} s; CPU: workers {cpu_workers:.1f} s, fan-out {cpu_self:.1f} s, "
           f"database server and the rest {max(0.0, elapsed * 2 - cpu_workers - cpu_self):.1f} s of the 2 cores' {elapsed * 2:.1f} s")
     print(f"peak RSS: coordinator {rss_self:.0f} MB, largest worker {rss_children:.0f} MB")
+    if esp:
+        c = esp.counts
+        print(f"batch mode: {c['calls']:,} API calls to the local ESP server, {c['recipients']:,} recipients, "
+              f"{c['bytes'] / 1e6:.0f} MB; {c['recipients'] / elapsed:,.0f} recipients/s handed over")
     print(f"{rate:,.0f} digests/s")
 
 

@@ -198,6 +198,14 @@ DIGEST_WEEKLY_LOOKBACK_DAYS = env_int("DIGEST_WEEKLY_LOOKBACK_DAYS", 8, minimum=
 # unresolved (marked failed by the reconciler, never resent); fewer costs more queries.
 DIGEST_CLAIM_SIZE = env_int("DIGEST_CLAIM_SIZE", 100, minimum=1)
 DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", 6, minimum=1)
+# "message": one message per recipient (SMTP, any ESP). "batch": one ESP API call per group of
+# recipients with identical content, personalised by merge data; needs an anymail ESP that
+# merges on the fly (Mailgun, SparkPost, Brevo, Mailjet...) and its merge-field syntax.
+DIGEST_SENDING = env_str("DIGEST_SENDING", "message")
+if DIGEST_SENDING not in ("message", "batch"):
+    raise ImproperlyConfigured(f"DIGEST_SENDING must be 'message' or 'batch', got {DIGEST_SENDING!r}")
+DIGEST_MERGE_FIELD = env_str("DIGEST_MERGE_FIELD", "%recipient.{}%")  # Mailgun; SparkPost: {{{{{}}}}}
+DIGEST_BATCH_LIMIT = env_int("DIGEST_BATCH_LIMIT", 1000, minimum=1)  # recipients per call: Mailgun 1000, Postmark 500, SES 50
 DIGEST_SENDING_TIMEOUT_MINUTES = env_int("DIGEST_SENDING_TIMEOUT_MINUTES", 30, minimum=1)
 
 # Ranking weights (newsletter/ranking.py; README "Ranking"). RANKING_WEIGHTS=profile:3,author:1

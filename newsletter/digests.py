@@ -32,7 +32,15 @@ from newsletter import tokens
 from newsletter.models import Delivery, Edition, Subscriber, Vote
 from newsletter.profiles import profiles
 from newsletter.ranking import Candidate, Interests, Weights, keyword_hits, rank, rank_many
-from newsletter.rendering import EditionRenderer, personal_message, site_domain
+from newsletter.rendering import (
+    FEEDBACK_TOKEN,
+    PREFERENCES_TOKEN,
+    UNSUBSCRIBE_TOKEN,
+    EditionRenderer,
+    batch_message,
+    personal_message,
+    site_domain,
+)
 from newsletter.schedule import local_date
 from newsletter.services import absolute, schedule_next
 from papers import vectors
@@ -146,6 +154,7 @@ class EditionPapers:
     and used for every subscriber it sends to."""
 
     edition: Edition
+    frequency_key: str
     candidates: list
     featured: list
     papers: dict
@@ -278,6 +287,7 @@ def edition_papers(edition, frequency):
     featured_ids = list(dict.fromkeys(f.paper_id for f in features))
     return EditionPapers(
         edition=edition,
+        frequency_key=frequency,
         candidates=[_candidate(p, topic_ids) for pid, p in papers.items() if pid not in featured_ids],
         featured=[_candidate(papers[pid], topic_ids) for pid in featured_ids],
         papers=papers,
@@ -334,6 +344,11 @@ def votes_of(subscriber_ids):
 # Rendering
 
 
+def _message_id(offer, subscriber_id):
+    # The same id if a copy were ever sent twice, so mail clients fold duplicates.
+    return f"<digest.{offer.edition.date:%Y%m%d}.{subscriber_id}@{site_domain()}>"
+
+
 def digest_message(offer, picks, subscriber_id, email):
     return personal_message(
         offer.renderer.content(picks),
@@ -341,8 +356,7 @@ def digest_message(offer, picks, subscriber_id, email):
         unsubscribe_token=tokens.make(tokens.UNSUBSCRIBE, subscriber_id),
         preferences_token=tokens.make(tokens.PREFERENCES, subscriber_id),
         feedback_token=tokens.make(tokens.FEEDBACK, subscriber_id),
-        # The same id if a copy were ever sent twice, so mail clients fold duplicates.
-        message_id=f"<digest.{offer.edition.date:%Y%m%d}.{subscriber_id}@{site_domain()}>",
+        message_id=_message_id(offer, subscriber_id),
         metadata={"subscriber": str(subscriber_id), "edition": offer.edition.date.isoformat()},
     )
 
@@ -487,12 +501,9 @@ def _send_claimed(edition, claimed, connection):
             }
             learned.update(offer.picks_with_profiles(people, found))
     now = timezone.now()
-    pending_error = None
+    ready = []  # (delivery, offer, picks) to send
     for delivery in claimed:
         delivery.attempts += 1
-        if pending_error is not None:
-            delivery.state = Delivery.State.PENDING
-            continue
         if delivery.status != Subscriber.Status.ACTIVE:
             # Unsubscribed, paused or suppressed after the edition was fanned out.
             delivery.state, delivery.note = Delivery.State.SKIPPED, f"subscriber {delivery.status} at send time"
@@ -512,29 +523,103 @@ def _send_claimed(edition, claimed, connection):
             stats.renders += 1
             with stats.timing("render"):
                 offer.renderer.content(picks)
-        try:
-            with stats.timing("build and hand-off"):
-                message = digest_message(offer, picks, delivery.subscriber_id, delivery.email)
-                connection.send_messages([message])
-        except Exception as error:  # noqa: BLE001 - classified below, never swallowed
-            if _is_transient(error) and delivery.attempts < settings.DIGEST_MAX_ATTEMPTS:
-                delivery.state = Delivery.State.PENDING
-                delivery.note = f"will retry: {error}"[:500]
-                pending_error = error
-                continue
-            delivery.state, delivery.note = Delivery.State.FAILED, f"{type(error).__name__}: {error}"[:500]
-            stats.failed += 1
-            log.warning("digest to subscriber %s failed: %s", delivery.subscriber_id, error)
-            continue
-        status = getattr(message, "anymail_status", None)
-        delivery.state, delivery.picks, delivery.sent_at = Delivery.State.SENT, picks, now
-        delivery.message_id = (getattr(status, "message_id", None) or message.extra_headers["Message-ID"])[:200]
-        stats.sent += 1
+        ready.append((delivery, offer, picks))
+    send = _send_batches if settings.DIGEST_SENDING == "batch" else _send_each
+    with stats.timing("build and hand-off"):
+        pending_error = send(ready, connection, stats, now)
     with stats.timing("record"):
         _finish(claimed)
     if pending_error is not None:
         raise TransientSendError(str(pending_error))
     return stats
+
+
+def _failed(deliveries, error, stats):
+    """Record a failed send; returns the error if the deliveries go back to pending for a retry."""
+    if _is_transient(error) and all(d.attempts < settings.DIGEST_MAX_ATTEMPTS for d in deliveries):
+        for d in deliveries:
+            d.state, d.note = Delivery.State.PENDING, f"will retry: {error}"[:500]
+        return error
+    for d in deliveries:
+        d.state, d.note = Delivery.State.FAILED, f"{type(error).__name__}: {error}"[:500]
+    stats.failed += len(deliveries)
+    log.warning("digest to %d subscriber(s) failed: %s", len(deliveries), error)
+    return None
+
+
+def _sent(delivery, picks, now, message_id, stats):
+    delivery.state, delivery.picks, delivery.sent_at, delivery.message_id = Delivery.State.SENT, picks, now, message_id[:200]
+    stats.sent += 1
+
+
+def _send_each(ready, connection, stats, now):
+    """One message per recipient (SMTP, and any ESP without batch sending)."""
+    for n, (delivery, offer, picks) in enumerate(ready):
+        message = digest_message(offer, picks, delivery.subscriber_id, delivery.email)
+        try:
+            connection.send_messages([message])
+        except Exception as error:  # noqa: BLE001 - classified in _failed, never swallowed
+            retry = _failed([delivery], error, stats)
+            if retry is not None:
+                for later, _, _ in ready[n + 1 :]:
+                    later.state = Delivery.State.PENDING
+                return retry
+            continue
+        esp_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
+        _sent(delivery, picks, now, str(esp_id) if esp_id is not None else message.extra_headers["Message-ID"], stats)
+    return None
+
+
+def _send_batches(ready, connection, stats, now):
+    """One ESP API call per group of recipients with identical content (anymail merge data),
+    chunked to DIGEST_BATCH_LIMIT. A failed call concerns its recipients only."""
+    groups = defaultdict(list)
+    for delivery, offer, picks in ready:
+        groups[(offer.edition.pk, offer.frequency_key, picks)].append((delivery, offer))
+    chunks = [
+        (picks, members[i : i + settings.DIGEST_BATCH_LIMIT])
+        for (_, _, picks), members in groups.items()
+        for i in range(0, len(members), settings.DIGEST_BATCH_LIMIT)
+    ]
+    for n, (picks, members) in enumerate(chunks):
+        offer = members[0][1]
+        deliveries = [d for d, _ in members]
+        message = batch_message(
+            offer.renderer.content(picks),
+            [
+                (
+                    d.email,
+                    {
+                        UNSUBSCRIBE_TOKEN: tokens.make(tokens.UNSUBSCRIBE, d.subscriber_id),
+                        PREFERENCES_TOKEN: tokens.make(tokens.PREFERENCES, d.subscriber_id),
+                        FEEDBACK_TOKEN: tokens.make(tokens.FEEDBACK, d.subscriber_id),
+                    },
+                    _message_id(offer, d.subscriber_id),
+                    {"subscriber": str(d.subscriber_id), "edition": offer.edition.date.isoformat()},
+                )
+                for d in deliveries
+            ],
+        )
+        try:
+            connection.send_messages([message])
+        except Exception as error:  # noqa: BLE001 - classified in _failed, never swallowed
+            retry = _failed(deliveries, error, stats)
+            if retry is not None:
+                for _, later in chunks[n + 1 :]:
+                    for d, _ in later:
+                        d.state = Delivery.State.PENDING
+                return retry
+            continue
+        recipients = getattr(getattr(message, "anymail_status", None), "recipients", {})
+        for d in deliveries:
+            status = recipients.get(d.email)
+            if status is not None and status.status in ("rejected", "invalid", "failed"):
+                d.state, d.note = Delivery.State.FAILED, f"the ESP {status.status} this recipient"
+                stats.failed += 1
+            else:
+                esp_id = status.message_id if status is not None else None
+                _sent(d, picks, now, str(esp_id) if esp_id is not None else _message_id(offer, d.subscriber_id), stats)
+    return None
 
 
 def retry_countdown(retries):

@@ -282,3 +282,31 @@ def personal_message(content, *, email, unsubscribe_token, preferences_token, fe
     message.tags = ["digest"]
     message.metadata = metadata
     return message
+
+
+def batch_message(content, recipients):
+    """One message for many recipients of the same content, for ESPs that send in batches:
+    per-recipient links as the ESP's merge fields (DIGEST_MERGE_FIELD, e.g. Mailgun's
+    %recipient.unsubscribe%), per-recipient List-Unsubscribe and Message-ID as merge headers,
+    per-recipient metadata so tracking webhooks map back to (subscriber, edition).
+
+    recipients: [(email, {placeholder: token}, message id, metadata)].
+    """
+    fields = {UNSUBSCRIBE_TOKEN: "unsubscribe", PREFERENCES_TOKEN: "preferences", FEEDBACK_TOKEN: "feedback"}
+    merge = {placeholder: settings.DIGEST_MERGE_FIELD.format(name) for placeholder, name in fields.items()}
+    message = EmailMultiAlternatives(
+        content.subject,
+        content.text_stencil.fill(merge),
+        settings.DEFAULT_FROM_EMAIL,
+        [email for email, _, _, _ in recipients],
+        headers={k: v for k, v in list_headers("").items() if k != "List-Unsubscribe"},
+    )
+    message.attach_alternative(content.html_stencil.fill(merge), "text/html")
+    message.merge_data = {email: {fields[p]: t for p, t in links.items()} for email, links, _, _ in recipients}
+    message.merge_headers = {
+        email: {"List-Unsubscribe": f"<{settings.SITE_URL}/u/{links[UNSUBSCRIBE_TOKEN]}/>", "Message-ID": message_id}
+        for email, links, message_id, _ in recipients
+    }
+    message.merge_metadata = {email: metadata for email, _, _, metadata in recipients}
+    message.tags = ["digest"]
+    return message

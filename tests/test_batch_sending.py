@@ -1,0 +1,74 @@
+"""Batch mode against a real local HTTP server that speaks Mailgun's API (pytest-httpserver)."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from newsletter.models import Delivery
+from tests.conftest import DAY, make_paper, make_subscriber
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def mailgun(httpserver, settings):
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = {"MAILGUN_API_KEY": "key-test", "MAILGUN_API_URL": httpserver.url_for("/v3"), "WEBHOOK_SECRET": "a:b"}
+    settings.DEFAULT_FROM_EMAIL = "Paperboy <digest@paperboy.test>"
+    settings.DIGEST_SENDING = "batch"
+    return httpserver
+
+
+def readers(n):
+    make_paper("Robot arms that learn", upvotes=3, listed_on=DAY)
+    return [make_subscriber(f"reader{i}@example.org", topics=["robotics"]) for i in range(n)]
+
+
+def test_identical_digests_go_out_in_one_call_with_per_recipient_merge_data(mailgun):
+    people = readers(3)
+    mailgun.expect_request("/v3/paperboy.test/messages", method="POST").respond_with_json(
+        {"id": "<batch-1@paperboy.test>", "message": "Queued. Thank you."})
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    assert len(mailgun.log) == 1
+    form = mailgun.log[0][0].form
+    assert sorted(form.getlist("to")) == [p.email for p in people]
+    variables = json.loads(form["recipient-variables"])
+    tokens = {email: v["unsubscribe"] for email, v in variables.items()}
+    assert len(set(tokens.values())) == 3  # each recipient their own link
+    assert "%recipient.unsubscribe%" in form["text"] and "%recipient.feedback%" in form["html"]
+    assert form["h:List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "%recipient." in form["h:List-Unsubscribe"]  # a merge header, filled per recipient
+    assert variables["reader0@example.org"]["v:subscriber"] == str(people[0].pk)  # metadata for webhooks
+    assert Delivery.objects.filter(state="sent").count() == 3
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    assert len(mailgun.log) == 1  # exactly once
+
+
+def test_a_failed_batch_call_is_retried_for_its_recipients_only(mailgun, settings):
+    settings.DIGEST_BATCH_LIMIT = 2
+    readers(3)
+    mailgun.expect_ordered_request("/v3/paperboy.test/messages").respond_with_json({"id": "<b1@x>", "message": "Queued. Thank you."})
+    mailgun.expect_ordered_request("/v3/paperboy.test/messages").respond_with_data("busy", status=503)
+    mailgun.expect_ordered_request("/v3/paperboy.test/messages").respond_with_json({"id": "<b2@x>", "message": "Queued. Thank you."})
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    calls = [sorted(r.form.getlist("to")) for r, _ in mailgun.log]
+    assert calls == [["reader0@example.org", "reader1@example.org"], ["reader2@example.org"], ["reader2@example.org"]]
+    assert Delivery.objects.filter(state="sent").count() == 3
+    assert Delivery.objects.get(subscriber__email="reader2@example.org").attempts == 2
+
+
+def test_with_anymails_test_backend_metadata_maps_every_recipient(settings):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    settings.DIGEST_SENDING = "batch"
+    people = readers(2)
+    from django.core import mail
+
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.merge_metadata == {p.email: {"subscriber": str(p.pk), "edition": DAY.isoformat()} for p in people}
+    assert set(message.anymail_status.recipients) == {p.email for p in people}
+    assert all(Delivery.objects.get(subscriber=p).message_id == str(message.anymail_status.recipients[p.email].message_id)
+               for p in people)

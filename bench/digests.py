@@ -81,6 +81,9 @@ class FakeMailgun:
 def configure(database, mode="message"):
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["EMAIL_BACKEND"] = "bench.sink.SinkBackend"
+    # As in production: with DEBUG on, Django keeps every query's SQL, and memory grows.
+    os.environ["DEBUG"] = "0"
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production-0123456789")
     esp = None
     if mode == "batch":
         esp = FakeMailgun()

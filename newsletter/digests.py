@@ -325,7 +325,7 @@ def interests_of(preferences):
     return {
         pk: Interests(
             topic_ids=frozenset(topic_ids[pk]),
-            keywords=tuple(k.strip().lower() for k in keywords.split(",") if k.strip()),
+            keywords=tuple(k.strip() for k in keywords.split(",") if k.strip()),
             authors=frozenset(author_key(a) for a in authors.split(",") if a.strip()),
         )
         for pk, (keywords, authors) in preferences.items()

@@ -97,6 +97,16 @@ def _reasons(candidate, interests, topic_names, hits, similar, weights):
     return found
 
 
+def _featured_first(featured, exclude):
+    """The editors' picks not yet received, and every paper now taken."""
+    picks, taken = [], set(exclude)
+    for candidate in featured:
+        if candidate.id not in taken:
+            picks.append((candidate.id, FEATURED))
+            taken.add(candidate.id)
+    return picks, taken
+
+
 def rank(*, candidates, featured, interests, exclude, topic_names, limit, trending_fill=3, hits=None, similar=None,
          weights=Weights()):
     """Return [(paper_id, reason), ...] for one subscriber's digest; empty means no digest.
@@ -106,12 +116,7 @@ def rank(*, candidates, featured, interests, exclude, topic_names, limit, trendi
     keyword_hits() computed once for many subscribers; similar: {paper id: (cosine to the
     subscriber's profile, title of the liked paper closest to it)} for a subscriber who voted.
     """
-    picks = []
-    taken = set(exclude)
-    for candidate in featured:
-        if candidate.id not in taken:
-            picks.append((candidate.id, FEATURED))
-            taken.add(candidate.id)
+    picks, taken = _featured_first(featured, exclude)
     hits = hits if hits is not None else {k: keyword_hits(candidates, k) for k in interests.keywords}
     blended = bool(interests.authors or similar)
     top_upvotes = math.log1p(max((c.upvotes for c in candidates), default=0)) or 1
@@ -164,12 +169,7 @@ def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines
     topic_masks = {}
     results = []
     for row, (interests, exclude) in enumerate(people):
-        picks = []
-        taken = set(exclude)
-        for c in featured:
-            if c.id not in taken:
-                picks.append((c.id, FEATURED))
-                taken.add(c.id)
+        picks, taken = _featured_first(featured, exclude)
         free = np.ones(len(ordered), dtype=bool)
         free[[at[i] for i in taken if i in at]] = False
         if interests.topic_ids not in topic_masks:

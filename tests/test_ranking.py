@@ -61,3 +61,8 @@ def test_limits_matches_and_trending_fill():
     assert len(few) == 2 + 3  # followers get at most three trending papers beside their matches
     everyone = run(candidates, limit=10)
     assert [p for p, _ in everyone] == list(range(29, 19, -1))
+
+
+def test_keywords_are_quoted_as_the_subscriber_wrote_them():
+    picks = run([paper(1, text="fast llm inference")], Interests(keywords=("LLM",)))
+    assert picks == [(1, "mentions 'LLM'")]

@@ -42,7 +42,7 @@ from newsletter.rendering import (
     site_domain,
 )
 from newsletter.schedule import local_date
-from newsletter.services import absolute, schedule_next
+from newsletter.services import COMPLAINT_PAUSE, absolute, schedule_next, sending_paused
 from papers import vectors
 from papers.models import Feature, Paper, Topic, author_key
 
@@ -98,6 +98,9 @@ def digests_dispatch(*, now=None):
     """Create deliveries for every subscriber whose hour has come and hand them to workers in
     batches; each subscriber's schedule moves forward in the same transaction. Returns how many."""
     now = now or timezone.now()
+    if sending_paused(now=now):
+        log.error("digests paused: spam complaints above %.1f%% in the last day", COMPLAINT_PAUSE * 100)
+        return 0
     total = 0
     last_pk = 0
     while True:

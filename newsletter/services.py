@@ -346,3 +346,25 @@ def tracking_event_record(*, event, esp_name):
     elif event.event_type in SUPPRESSING:
         subscriber_suppress(subscriber=subscriber, reason=SUPPRESSING[event.event_type], when=occurred_at)
     return True
+
+
+# Complaint rate (Gmail and Yahoo bulk-sender rules)
+
+COMPLAINT_WARN = 0.001  # 0.1 %: warn in the admin
+COMPLAINT_PAUSE = 0.003  # 0.3 %: Gmail's limit; stop sending until someone looks
+COMPLAINT_MIN_SENT = 100  # below this many sends a single complaint says little
+
+
+def complaint_rate(*, now=None):
+    """(complaints, digests sent, rate) over the last 24 hours."""
+    from newsletter.models import Delivery
+
+    since = (now or timezone.now()) - dt.timedelta(days=1)
+    complaints = SubscriberEvent.objects.filter(kind="complained", occurred_at__gte=since).count()
+    sent = Delivery.objects.filter(state=Delivery.State.SENT, sent_at__gte=since).count()
+    return complaints, sent, complaints / sent if sent else 0.0
+
+
+def sending_paused(*, now=None):
+    complaints, sent, rate = complaint_rate(now=now)
+    return sent >= COMPLAINT_MIN_SENT and rate > COMPLAINT_PAUSE

@@ -120,3 +120,24 @@ def test_soft_bounces_far_apart_do_not_add_up(client):
     for n, day in enumerate(["2026-01-01", "2026-02-15", "2026-04-01"]):
         post(client, bounce(alice, "SoftBounce", 400 + n, at=f"{day}T10:00:00Z"))
     assert Subscriber.objects.get().status == "active"
+
+
+def test_a_high_complaint_rate_warns_in_the_admin_and_pauses_sending(client, admin_client, time_machine):
+    import datetime as dt
+
+    from newsletter.digests import digests_dispatch
+    from newsletter.models import Delivery, Edition
+
+    time_machine.move_to("2026-03-02T10:00Z")
+    edition = Edition.objects.create(date="2026-03-02")
+    people = [make_subscriber(f"r{n}@example.org") for n in range(200)]
+    Delivery.objects.bulk_create([Delivery(subscriber=p, edition=edition, state="sent", sent_at="2026-03-02T07:00Z")
+                                  for p in people])
+    complaint = {**bounce(people[0], "SpamComplaint", 900, at="2026-03-02T09:00:00Z"), "RecordType": "SpamComplaint"}
+    post(client, complaint)
+    page = admin_client.get("/admin/").content.decode()
+    assert "1 (0.50 %)" in page and "digests are paused" in page
+    Subscriber.objects.filter(email="r5@example.org").update(next_digest_at="2026-03-02T09:00Z")
+    assert digests_dispatch(now=dt.datetime(2026, 3, 2, 10, tzinfo=dt.timezone.utc)) == 0
+    time_machine.move_to("2026-03-04T10:00Z")  # a day later the rate is back to nothing
+    assert digests_dispatch(now=dt.datetime(2026, 3, 4, 10, tzinfo=dt.timezone.utc)) > 0

@@ -1,0 +1,18 @@
+from django import template
+
+from newsletter.services import COMPLAINT_PAUSE, COMPLAINT_WARN, complaint_rate, sending_paused
+
+register = template.Library()
+
+
+@register.inclusion_tag("admin/newsletter/sending_health.html")
+def sending_health():
+    complaints, sent, rate = complaint_rate()
+    return {
+        "complaints": complaints,
+        "sent": sent,
+        "rate": rate * 100,
+        "warn": rate > COMPLAINT_WARN,
+        "paused": sending_paused(),
+        "pause_at": COMPLAINT_PAUSE * 100,
+    }

@@ -1,0 +1,42 @@
+"""Settings come from the environment; production refuses unsafe or malformed ones."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "a-long-random-secret-key-for-the-deploy-check-0123456789abcdef",
+    "ALLOWED_HOSTS": "paperboy.example.org",
+    "SITE_URL": "https://paperboy.example.org",
+    "EMAIL_BACKEND": "anymail.backends.mailgun.EmailBackend",
+    "ANYMAIL_MAILGUN_API_KEY": "key",
+    "ANYMAIL_WEBHOOK_SECRET": "user:password",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+
+
+def manage(*args, **env):
+    base = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "DJANGO_SETTINGS_MODULE"}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_deploy_check_passes_with_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_refuses_to_start_without_a_secret_key_or_a_real_mail_backend():
+    no_key = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
+    assert "SECRET_KEY must be set" in manage("check", **no_key).stderr
+    file_mail = {**PRODUCTION, "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend"}
+    assert "Set EMAIL_BACKEND" in manage("check", **file_mail).stderr
+
+
+def test_a_malformed_value_is_an_error_not_a_default():
+    assert "DEBUG must be a boolean" in manage("check", DEBUG="maybe").stderr
+    assert "DIGEST_MAX_PAPERS must be an integer" in manage("check", DIGEST_MAX_PAPERS="ten").stderr
+    assert "RANKING_WEIGHTS: unknown key 'colour'" in manage("check", RANKING_WEIGHTS="colour:1").stderr

@@ -146,7 +146,6 @@ def main():
     global TOPICS
     from newsletter.profiles import profiles
     from newsletter.ranking import Interests, Weights, rank
-    from papers import vectors
     from papers.models import Topic, author_key
 
     TOPICS = list(Topic.objects.all())

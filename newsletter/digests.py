@@ -42,7 +42,7 @@ from newsletter.rendering import (
     site_domain,
 )
 from newsletter.schedule import local_date
-from newsletter.services import COMPLAINT_PAUSE, absolute, schedule_next, sending_paused
+from newsletter.services import COMPLAINT_PAUSE, schedule_next, sending_paused
 from papers import vectors
 from papers.models import Feature, Paper, Topic, author_key
 

@@ -16,7 +16,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from papers.models import FetchRun, Paper
-from papers.parsers import FeedError, parse_arxiv_atom, parse_daily_json
+from papers.parsers import parse_arxiv_atom, parse_daily_json
 
 ARXIV_BATCH = 100  # ids per id_list request; arXiv's page size
 

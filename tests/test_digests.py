@@ -60,15 +60,15 @@ def sent_mail():
         if not getattr(m, "merge_data", None):
             messages.append(m)
             continue
-        for email in m.to:
-            def fill(text, values=m.merge_data[email]):
+        for address in m.to:
+            def fill(text, values=m.merge_data[address]):
                 for name, value in values.items():
                     text = text.replace(settings.DIGEST_MERGE_FIELD.format(name), value)
                 return text
 
-            one = build_message(m.subject, fill(m.body), fill(m.alternatives[0][0]), email,
-                                headers={**m.extra_headers, **m.merge_headers[email]},
-                                tags=m.tags, metadata=m.merge_metadata[email])
+            one = build_message(m.subject, fill(m.body), fill(m.alternatives[0][0]), address,
+                                headers={**m.extra_headers, **m.merge_headers[address]},
+                                tags=m.tags, metadata=m.merge_metadata[address])
             messages.append(one)
     return messages
 

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from newsletter import tokens
-from newsletter.models import Subscriber, Vote
+from newsletter.models import Vote
 from tests.conftest import DAY, make_paper, make_subscriber
 
 pytestmark = pytest.mark.django_db

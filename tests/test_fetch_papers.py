@@ -1,7 +1,6 @@
 """Fetching from the sources, against a real HTTP server on 127.0.0.1 (pytest-httpserver)."""
 
 import datetime as dt
-import json
 import time
 import types
 from io import StringIO

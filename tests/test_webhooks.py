@@ -59,7 +59,7 @@ def test_the_same_event_twice_is_one_record_and_one_transition(client):
 
 def test_a_complaint_and_an_esp_unsubscribe_suppress(client):
     alice = make_subscriber()
-    bob = make_subscriber("bob@example.org")
+    make_subscriber("bob@example.org")
     complaint = {**bounce(alice, "SpamComplaint", 7), "RecordType": "SpamComplaint"}
     post(client, complaint)
     change = {"RecordType": "SubscriptionChange", "MessageID": "m-9", "ChangedAt": "2026-03-02T11:00:00Z",

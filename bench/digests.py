@@ -238,7 +238,7 @@ def _worker_init():
 
 def _send(edition_id, ids):
     from bench.sink import SinkBackend
-    from newsletter.digests import deliveries_send
+    from newsletter.delivery import deliveries_send
 
     stats = deliveries_send(edition_id=edition_id, subscriber_ids=ids)
     return stats, SinkBackend.messages, SinkBackend.bytes
@@ -250,7 +250,8 @@ def fast(day, workers, batch):
 
     from django.db import connections
 
-    from newsletter.digests import SendStats, deliveries_create, edition_get, scheduled_on
+    from newsletter.delivery import SendStats
+    from newsletter.digests import deliveries_create, edition_get, scheduled_on
 
     edition = edition_get(day)
     connections.close_all()

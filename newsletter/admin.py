@@ -5,7 +5,7 @@ from django.db.models import Count, Q
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from newsletter.digests import deliveries_requeue
+from newsletter.delivery import deliveries_requeue
 from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression
 from papers.models import Topic
 

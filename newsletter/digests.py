@@ -1,28 +1,19 @@
-"""Daily digests: schedule, assembly, rendering and exactly-once delivery.
+"""Daily digests: schedule and fan-out, and what each subscriber gets (assembly).
 
-A Delivery row per (subscriber, edition) is created when the subscriber falls due; sending
-claims rows with a conditional UPDATE (pending -> sending) in small groups, so a task that
-runs twice, or a worker that dies, never mails anyone twice. Digests with the same papers
-share one render; only the per-recipient links are substituted afterwards.
+A Delivery row per (subscriber, edition) is created when the subscriber falls due and handed
+to workers in batches; newsletter/delivery.py sends them exactly once. Digests with the same
+papers share one render; only the per-recipient parts are filled in afterwards.
 """
 
 import datetime as dt
-import json
 import logging
-import random
 import time
-import smtplib
-import socket
-import uuid
-from collections import Counter, defaultdict
-from contextlib import contextmanager
-from functools import cached_property
+from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from cachetools import LRUCache
-from anymail.exceptions import AnymailAPIError, AnymailInvalidAddress, AnymailRecipientsRefused
 from django.conf import settings
-from django.core.mail import get_connection
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
@@ -32,15 +23,7 @@ from newsletter import tokens
 from newsletter.models import Delivery, Edition, Subscriber, Vote
 from newsletter.profiles import profiles
 from newsletter.ranking import Candidate, Interests, Weights, keyword_hits, rank, rank_many
-from newsletter.rendering import (
-    FEEDBACK_TOKEN,
-    PREFERENCES_TOKEN,
-    UNSUBSCRIBE_TOKEN,
-    EditionRenderer,
-    batch_message,
-    personal_message,
-    site_domain,
-)
+from newsletter.rendering import EditionRenderer, personal_message, site_domain
 from newsletter.schedule import local_date
 from newsletter.services import COMPLAINT_PAUSE, schedule_next, sending_paused
 from papers import vectors
@@ -49,10 +32,6 @@ from papers.models import Feature, Paper, Topic, author_key
 log = logging.getLogger(__name__)
 
 NO_REPEAT_DAYS = 30
-
-
-class TransientSendError(Exception):
-    """The ESP or SMTP server failed in a way worth retrying later."""
 
 
 # Editions and schedule
@@ -72,11 +51,15 @@ def edition_get(day):
 def deliveries_enqueue(edition, subscriber_ids):
     """Hand deliveries to workers, a batch per task (never a task per recipient). Call after
     the rows are committed; enqueuing twice is harmless, as only pending rows are claimed."""
-    from newsletter.tasks import send_deliveries_task
+    from newsletter.tasks import send_deliveries_task  # tasks call this module's services
 
     size = settings.DIGEST_BATCH_SIZE
     for start in range(0, len(subscriber_ids), size):
         send_deliveries_task.delay(edition.pk, subscriber_ids[start : start + size])
+
+
+def delivery_table():
+    return db_connection.ops.quote_name(Delivery._meta.db_table)
 
 
 def deliveries_create(edition, subscriber_ids):
@@ -85,7 +68,7 @@ def deliveries_create(edition, subscriber_ids):
     ops = db_connection.ops
     marks = ", ".join(["%s"] * len(subscriber_ids))
     sql = (
-        f"INSERT INTO {_table()} (edition_id, subscriber_id, state, picks, attempts, claim, message_id, note, created_at) "
+        f"INSERT INTO {delivery_table()} (edition_id, subscriber_id, state, picks, attempts, claim, message_id, note, created_at) "
         f"SELECT %s, id, %s, %s, 0, '', '', '', %s FROM {ops.quote_name(Subscriber._meta.db_table)} "
         f"WHERE id IN ({marks}) ON CONFLICT DO NOTHING"
     )
@@ -146,6 +129,10 @@ def digests_dispatch_day(*, day):
     ids = list(pending.values_list("subscriber_id", flat=True).iterator(chunk_size=5000))
     deliveries_enqueue(edition, ids)
     return len(ids)
+
+
+def deliverydelivery_table():
+    return db_connection.ops.quote_name(Delivery._meta.db_table)
 
 
 # Assembly
@@ -362,301 +349,6 @@ def digest_message(offer, picks, subscriber_id, email):
         message_id=_message_id(offer, subscriber_id),
         metadata={"subscriber": str(subscriber_id), "edition": offer.edition.date.isoformat()},
     )
-
-
-# Delivery
-
-
-def _is_transient(error):
-    if isinstance(error, (AnymailRecipientsRefused, AnymailInvalidAddress)):
-        return False
-    if isinstance(error, AnymailAPIError):
-        status = getattr(error, "status_code", None)
-        return status is None or status == 429 or status >= 500
-    if isinstance(error, smtplib.SMTPResponseException):
-        return 400 <= error.smtp_code < 500
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return all(400 <= code < 500 for code, _ in error.recipients.values())
-    return isinstance(error, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.error, TimeoutError))
-
-
-@dataclass(slots=True)
-class Claimed:
-    """A claimed delivery and what sending it needs of its subscriber: plain values, not
-    model instances, because this runs for every recipient."""
-
-    id: int
-    attempts: int
-    subscriber_id: int
-    email: str
-    status: str
-    keywords: str
-    authors: str
-    frequency: str
-    state: str = Delivery.State.SENDING
-    picks: tuple = ()
-    sent_at: dt.datetime | None = None
-    message_id: str = ""
-    note: str = ""
-
-
-def _table():
-    return db_connection.ops.quote_name(Delivery._meta.db_table)
-
-
-def _claim(edition, subscriber_ids):
-    """pending -> sending for these subscribers' rows, in one statement that also returns
-    them (UPDATE ... RETURNING, on PostgreSQL and SQLite alike): only rows this call moved
-    come back, so two workers never get the same row."""
-    marks = ", ".join(["%s"] * len(subscriber_ids))
-    sql = (
-        f"UPDATE {_table()} SET state = %s, claim = %s, claimed_at = %s "
-        f"WHERE edition_id = %s AND state = %s AND subscriber_id IN ({marks}) RETURNING id, attempts, subscriber_id"
-    )
-    params = [Delivery.State.SENDING, uuid.uuid4().hex, db_connection.ops.adapt_datetimefield_value(timezone.now()),
-              edition.pk, Delivery.State.PENDING, *subscriber_ids]
-    with transaction.atomic(), db_connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    fields = ("pk", "email", "status", "keywords", "authors", "frequency")
-    people = {row[0]: row[1:] for row in Subscriber.objects.filter(pk__in=[r[2] for r in rows]).values_list(*fields)}
-    return [Claimed(pk, attempts, subscriber_id, *people[subscriber_id]) for pk, attempts, subscriber_id in rows]
-
-
-def _finish(claimed):
-    """Record every outcome of a group in one UPDATE ... FROM (VALUES ...) statement."""
-    postgres = db_connection.vendor == "postgresql"
-    jsonb, timestamptz, integer = ("::jsonb", "::timestamptz", "::integer") if postgres else ("", "", "")
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(claimed))
-    sql = (
-        f"WITH v(id, state, picks, sent_at, message_id, note, attempts) AS (VALUES {values}) "
-        f"UPDATE {_table()} SET state = v.state, picks = v.picks{jsonb}, sent_at = v.sent_at{timestamptz}, "
-        f"message_id = v.message_id, note = v.note, attempts = v.attempts{integer} "
-        f"FROM v WHERE {_table()}.id = v.id{'::bigint' if postgres else ''}"
-    )
-    adapt = db_connection.ops.adapt_datetimefield_value
-    params = [
-        value
-        for c in claimed
-        for value in (c.id, c.state, json.dumps(c.picks), adapt(c.sent_at), c.message_id, c.note, c.attempts)
-    ]
-    with transaction.atomic(), db_connection.cursor() as cursor:
-        if postgres:
-            # Safe to lose in a database crash: the rows stay 'sending' and the reconciler marks
-            # them failed, never resends them. The claim, which must not be lost, stays synchronous.
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        cursor.execute(sql, params)
-
-
-@dataclass
-class SendStats:
-    sent: int = 0
-    skipped: int = 0
-    failed: int = 0
-    renders: int = 0
-    # Seconds spent per stage (claim, assemble, render, build and hand-off, record): the benchmark's figures.
-    seconds: Counter = field(default_factory=Counter)
-
-    def add(self, other):
-        for name in ("sent", "skipped", "failed", "renders"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.seconds.update(other.seconds)
-
-    @contextmanager
-    def timing(self, stage):
-        start = time.perf_counter()
-        yield
-        self.seconds[stage] += time.perf_counter() - start
-
-
-def deliveries_send(*, edition_id, subscriber_ids, connection=None):
-    """Send one batch of an edition. Only rows still pending are claimed, so re-running a
-    batch is harmless. Raises TransientSendError (after putting unsent rows back to pending)
-    when the ESP fails in a way worth retrying."""
-    edition = Edition.objects.get(pk=edition_id)
-    stats = SendStats()
-    connection = connection or get_connection()
-    with connection:
-        for start in range(0, len(subscriber_ids), settings.DIGEST_CLAIM_SIZE):
-            with stats.timing("claim"):
-                claimed = _claim(edition, subscriber_ids[start : start + settings.DIGEST_CLAIM_SIZE])
-            if claimed:
-                stats.add(_send_claimed(edition, claimed, connection))
-    return stats
-
-
-def _send_claimed(edition, claimed, connection):
-    stats = SendStats()
-    with stats.timing("assemble"):
-        interests = interests_of({c.subscriber_id: (c.keywords, c.authors) for c in claimed})
-        recent = offer_for(edition, Subscriber.Frequency.DAILY).recent_editions
-        received = received_papers([c.subscriber_id for c in claimed], edition, recent)
-        votes = votes_of([c.subscriber_id for c in claimed])
-        learned = {}  # subscriber -> picks, for those with a profile: scored together
-        for frequency in {c.frequency for c in claimed if c.subscriber_id in votes}:
-            offer = offer_for(edition, frequency)
-            group = [c for c in claimed if c.frequency == frequency and c.subscriber_id in votes]
-            found = offer.profiles_for({c.subscriber_id: votes[c.subscriber_id] for c in group})
-            people = {
-                c.subscriber_id: (interests[c.subscriber_id], received[c.subscriber_id])
-                for c in group
-                if c.subscriber_id in found
-            }
-            learned.update(offer.picks_with_profiles(people, found))
-    now = timezone.now()
-    ready = []  # (delivery, offer, picks) to send
-    for delivery in claimed:
-        delivery.attempts += 1
-        if delivery.status != Subscriber.Status.ACTIVE:
-            # Unsubscribed, paused or suppressed after the edition was fanned out.
-            delivery.state, delivery.note = Delivery.State.SKIPPED, f"subscriber {delivery.status} at send time"
-            stats.skipped += 1
-            continue
-        with stats.timing("assemble"):
-            offer = offer_for(edition, delivery.frequency)
-            if delivery.subscriber_id in learned:
-                picks = learned[delivery.subscriber_id]
-            else:
-                picks = offer.picks_for(interests[delivery.subscriber_id], received[delivery.subscriber_id])
-        if not picks:
-            delivery.state, delivery.note = Delivery.State.SKIPPED, "nothing new"
-            stats.skipped += 1
-            continue
-        if picks not in offer.renderer.contents:
-            stats.renders += 1
-            with stats.timing("render"):
-                offer.renderer.content(picks)
-        ready.append((delivery, offer, picks))
-    send = _send_batches if settings.DIGEST_SENDING == "batch" else _send_each
-    with stats.timing("build and hand-off"):
-        pending_error = send(ready, connection, stats, now)
-    with stats.timing("record"):
-        _finish(claimed)
-    if pending_error is not None:
-        raise TransientSendError(str(pending_error))
-    return stats
-
-
-def _failed(deliveries, error, stats):
-    """Record a failed send; returns the error if the deliveries go back to pending for a retry."""
-    if _is_transient(error) and all(d.attempts < settings.DIGEST_MAX_ATTEMPTS for d in deliveries):
-        for d in deliveries:
-            d.state, d.note = Delivery.State.PENDING, f"will retry: {error}"[:500]
-        return error
-    for d in deliveries:
-        d.state, d.note = Delivery.State.FAILED, f"{type(error).__name__}: {error}"[:500]
-    stats.failed += len(deliveries)
-    log.warning("digest to %d subscriber(s) failed: %s", len(deliveries), error)
-    return None
-
-
-def _sent(delivery, picks, now, message_id, stats):
-    delivery.state, delivery.picks, delivery.sent_at, delivery.message_id = Delivery.State.SENT, picks, now, message_id[:200]
-    stats.sent += 1
-
-
-def _send_each(ready, connection, stats, now):
-    """One message per recipient (SMTP, and any ESP without batch sending)."""
-    for n, (delivery, offer, picks) in enumerate(ready):
-        message = digest_message(offer, picks, delivery.subscriber_id, delivery.email)
-        try:
-            connection.send_messages([message])
-        except Exception as error:  # noqa: BLE001 - classified in _failed, never swallowed
-            retry = _failed([delivery], error, stats)
-            if retry is not None:
-                for later, _, _ in ready[n + 1 :]:
-                    later.state = Delivery.State.PENDING
-                return retry
-            continue
-        esp_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
-        _sent(delivery, picks, now, str(esp_id) if esp_id is not None else message.extra_headers["Message-ID"], stats)
-    return None
-
-
-def _send_batches(ready, connection, stats, now):
-    """One ESP API call per group of recipients with identical content (anymail merge data),
-    chunked to DIGEST_BATCH_LIMIT. A failed call concerns its recipients only."""
-    groups = defaultdict(list)
-    for delivery, offer, picks in ready:
-        groups[(offer.edition.pk, offer.frequency_key, picks)].append((delivery, offer))
-    chunks = [
-        (picks, members[i : i + settings.DIGEST_BATCH_LIMIT])
-        for (_, _, picks), members in groups.items()
-        for i in range(0, len(members), settings.DIGEST_BATCH_LIMIT)
-    ]
-    for n, (picks, members) in enumerate(chunks):
-        offer = members[0][1]
-        deliveries = [d for d, _ in members]
-        message = batch_message(
-            offer.renderer.content(picks),
-            [
-                (
-                    d.email,
-                    {
-                        UNSUBSCRIBE_TOKEN: tokens.make(tokens.UNSUBSCRIBE, d.subscriber_id),
-                        PREFERENCES_TOKEN: tokens.make(tokens.PREFERENCES, d.subscriber_id),
-                        FEEDBACK_TOKEN: tokens.make(tokens.FEEDBACK, d.subscriber_id),
-                    },
-                    _message_id(offer, d.subscriber_id),
-                    {"subscriber": str(d.subscriber_id), "edition": offer.edition.date.isoformat()},
-                )
-                for d in deliveries
-            ],
-        )
-        try:
-            connection.send_messages([message])
-        except Exception as error:  # noqa: BLE001 - classified in _failed, never swallowed
-            retry = _failed(deliveries, error, stats)
-            if retry is not None:
-                for _, later in chunks[n + 1 :]:
-                    for d, _ in later:
-                        d.state = Delivery.State.PENDING
-                return retry
-            continue
-        recipients = getattr(getattr(message, "anymail_status", None), "recipients", {})
-        for d in deliveries:
-            status = recipients.get(d.email)
-            if status is not None and status.status in ("rejected", "invalid", "failed"):
-                d.state, d.note = Delivery.State.FAILED, f"the ESP {status.status} this recipient"
-                stats.failed += 1
-            else:
-                esp_id = status.message_id if status is not None else None
-                _sent(d, picks, now, str(esp_id) if esp_id is not None else _message_id(offer, d.subscriber_id), stats)
-    return None
-
-
-def retry_countdown(retries):
-    """Exponential backoff with full jitter, capped at an hour."""
-    return random.uniform(0, min(3600, 30 * 2**retries))
-
-
-def deliveries_requeue(*, deliveries):
-    """Send failed deliveries again (an operator's decision, e.g. after checking the ESP's log)."""
-    failed = deliveries.filter(state=Delivery.State.FAILED)
-    by_edition = defaultdict(list)
-    for edition_id, subscriber_id in failed.values_list("edition_id", "subscriber_id"):
-        by_edition[edition_id].append(subscriber_id)
-    count = failed.update(state=Delivery.State.PENDING, note="requeued by an operator")
-    for edition in Edition.objects.filter(pk__in=by_edition):
-        deliveries_enqueue(edition, by_edition[edition.pk])
-    return count
-
-
-def deliveries_reconcile(*, now=None):
-    """Resolve rows left behind: 'sending' rows of a worker that died are marked failed (whether
-    their mail went out is unknown, and a duplicate is worse than a gap); 'pending' rows whose
-    task was lost (e.g. Redis restarted) are handed to workers again. Returns (failed, requeued)."""
-    cutoff = (now or timezone.now()) - dt.timedelta(minutes=settings.DIGEST_SENDING_TIMEOUT_MINUTES)
-    failed = Delivery.objects.filter(state=Delivery.State.SENDING, claimed_at__lt=cutoff).update(
-        state=Delivery.State.FAILED, note="interrupted while sending; not resent to avoid a duplicate"
-    )
-    stale = Delivery.objects.filter(state=Delivery.State.PENDING, created_at__lt=cutoff)
-    by_edition = defaultdict(list)
-    for edition_id, subscriber_id in stale.values_list("edition_id", "subscriber_id").iterator(chunk_size=5000):
-        by_edition[edition_id].append(subscriber_id)
-    for edition in Edition.objects.filter(pk__in=by_edition):
-        deliveries_enqueue(edition, by_edition[edition.pk])
-    return failed, sum(len(ids) for ids in by_edition.values())
 
 
 def edition_general_picks(edition):

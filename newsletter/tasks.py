@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from newsletter import digests, services
+from newsletter import delivery, digests, services
 
 
 @shared_task
@@ -13,18 +13,18 @@ def dispatch_digests_task():
 @shared_task(bind=True, max_retries=None, acks_late=True)
 def send_deliveries_task(self, edition_id, subscriber_ids):
     try:
-        stats = digests.deliveries_send(edition_id=edition_id, subscriber_ids=subscriber_ids)
-    except digests.TransientSendError as error:
+        stats = delivery.deliveries_send(edition_id=edition_id, subscriber_ids=subscriber_ids)
+    except delivery.TransientSendError as error:
         # Rows not yet sent are pending again; the retry claims only those. throw=False: the
         # retry is scheduled and this run ends cleanly (and in embedded, eager mode Celery
         # runs the retry at once, which a raised Retry would prevent).
-        return self.retry(exc=error, countdown=digests.retry_countdown(self.request.retries), throw=False)
+        return self.retry(exc=error, countdown=delivery.retry_countdown(self.request.retries), throw=False)
     return {"sent": stats.sent, "skipped": stats.skipped, "failed": stats.failed}
 
 
 @shared_task
 def reconcile_deliveries_task():
-    return digests.deliveries_reconcile()
+    return delivery.deliveries_reconcile()
 
 
 @shared_task

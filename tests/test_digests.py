@@ -10,7 +10,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.test import Client
 
-from newsletter import digests
+from newsletter import delivery
 from newsletter.emails import build_message
 from newsletter.services import unsubscribe_path
 from newsletter.models import Delivery, Edition, Subscriber
@@ -222,7 +222,7 @@ def test_a_crash_between_sending_and_sent_never_mails_anyone_twice(papers, setti
     settings.DIGEST_CLAIM_SIZE = 2
     for n in range(5):
         make_subscriber(f"reader{n}@example.org")
-    real_finish = digests._finish
+    real_finish = delivery._finish
     calls = []
 
     def crash_once(deliveries):
@@ -231,7 +231,7 @@ def test_a_crash_between_sending_and_sent_never_mails_anyone_twice(papers, setti
             raise SystemExit("worker killed")  # after the first two were handed to the backend
         real_finish(deliveries)
 
-    monkeypatch.setattr(digests, "_finish", crash_once)
+    monkeypatch.setattr(delivery, "_finish", crash_once)
     time_machine.move_to("2026-03-02T10:00Z")
     with pytest.raises(SystemExit):
         send()
@@ -241,7 +241,7 @@ def test_a_crash_between_sending_and_sent_never_mails_anyone_twice(papers, setti
     send()  # the run restarted
     assert sorted(m.to[0] for m in sent_mail()) == [f"reader{n}@example.org" for n in range(5)]
     time_machine.move_to("2026-03-02T11:00Z")
-    assert digests.deliveries_reconcile() == (2, 0)
+    assert delivery.deliveries_reconcile() == (2, 0)
     send()
     assert len(sent_mail()) == 5  # the two ambiguous ones were not resent
     assert Delivery.objects.filter(state="failed", note__startswith="interrupted").count() == 2
@@ -281,7 +281,7 @@ def test_identical_digests_share_one_render(papers):
     edition = Edition.objects.create(date=DAY)
     ids = list(Subscriber.objects.values_list("pk", flat=True))
     Delivery.objects.bulk_create([Delivery(edition=edition, subscriber_id=pk) for pk in ids])
-    stats = digests.deliveries_send(edition_id=edition.pk, subscriber_ids=ids)
+    stats = delivery.deliveries_send(edition_id=edition.pk, subscriber_ids=ids)
     assert stats.sent == 6 and stats.renders == 1
     bodies = {m.body for m in sent_mail()}
     assert len(bodies) == 6  # but every copy has its own links

@@ -128,7 +128,7 @@ def create_subscribers(count, seed):
     """Varied preferences: 0-3 topics, a fifth with keywords, a tenth weekly (not due today)."""
     from django.utils import timezone
 
-    from newsletter.models import Subscriber
+    from newsletter.models import Subscriber, interest_key
     from papers.models import Topic
 
     rng = random.Random(seed)
@@ -136,16 +136,19 @@ def create_subscribers(count, seed):
     through = Subscriber.topics.through
     now = timezone.now()
     for start in range(0, count, 10_000):
-        batch = []
+        batch, chosen = [], []
         for n in range(start, min(count, start + 10_000)):
             keywords = ", ".join(rng.sample(KEYWORDS, rng.randint(1, 2))) if rng.random() < 0.2 else ""
-            weekly = rng.random() < 0.1
+            frequency = "weekly" if rng.random() < 0.1 else "daily"
+            topics = rng.sample(topic_ids, rng.randint(0, 3))
+            chosen.append(topics)
             batch.append(Subscriber(
                 email=f"reader{n}@example.org", status="active", keywords=keywords, confirmed_at=now,
-                frequency="weekly" if weekly else "daily", weekday=rng.randint(0, 6), next_digest_at=now,
+                frequency=frequency, weekday=rng.randint(0, 6), next_digest_at=now,
+                interest_key=interest_key(frequency, topics, keywords, ""),
             ))
         created = Subscriber.objects.bulk_create(batch)
-        links = [through(subscriber_id=s.pk, topic_id=t) for s in created for t in rng.sample(topic_ids, rng.randint(0, 3))]
+        links = [through(subscriber_id=s.pk, topic_id=t) for s, topics in zip(created, chosen) for t in topics]
         through.objects.bulk_create(links, batch_size=10_000)
 
 
@@ -249,6 +252,7 @@ def fast(day, workers, batch):
     import multiprocessing
 
     from django.db import connections
+    from django.db.models import Q
 
     from newsletter.delivery import SendStats
     from newsletter.digests import deliveries_create, edition_get, scheduled_on
@@ -259,12 +263,14 @@ def fast(day, workers, batch):
     start = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
         pending = []
-        last = 0
+        last = ("", 0)  # keyset on (interest_key, pk), as digests_dispatch does
         while True:
-            ids = list(scheduled_on(day).filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:batch])
-            if not ids:
+            after = Q(interest_key__gt=last[0]) | Q(interest_key=last[0], pk__gt=last[1])
+            rows = list(scheduled_on(day).filter(after).order_by("interest_key", "pk").values_list("interest_key", "pk")[:batch])
+            if not rows:
                 break
-            last = ids[-1]
+            last = rows[-1]
+            ids = [pk for _, pk in rows]
             deliveries_create(edition, ids)
             pending.append(pool.apply_async(_send, (edition.pk, ids)))
             while len(pending) > 2 * workers:  # stream: never queue the whole edition

@@ -151,10 +151,11 @@ def deliveries_send(*, edition_id, subscriber_ids, connection=None):
     edition = Edition.objects.get(pk=edition_id)
     stats = SendStats()
     connection = connection or get_connection()
+    size = settings.DIGEST_CLAIM_SIZE
     with connection:
-        for start in range(0, len(subscriber_ids), settings.DIGEST_CLAIM_SIZE):
+        for start in range(0, len(subscriber_ids), size):
             with stats.timing("claim"):
-                claimed = _claim(edition, subscriber_ids[start : start + settings.DIGEST_CLAIM_SIZE])
+                claimed = _claim(edition, subscriber_ids[start : start + size])
             if claimed:
                 stats.add(_send_claimed(edition, claimed, connection))
     return stats

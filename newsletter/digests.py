@@ -85,14 +85,15 @@ def digests_dispatch(*, now=None):
         log.error("digests paused: spam complaints above %.1f%% in the last day", COMPLAINT_PAUSE * 100)
         return 0
     total = 0
-    last_pk = 0
+    last = ("", 0)  # keyset: (interest_key, pk), so alike subscribers land in the same batch
     while True:
         with transaction.atomic():
-            due = Subscriber.objects.due(now).filter(pk__gt=last_pk).order_by("pk")
+            after = Q(interest_key__gt=last[0]) | Q(interest_key=last[0], pk__gt=last[1])
+            due = Subscriber.objects.due(now).filter(after).order_by("interest_key", "pk")
             if db_connection.features.has_select_for_update_skip_locked:
                 # Two dispatchers running at once split the work instead of waiting.
                 due = due.select_for_update(skip_locked=True)
-            fields = ("pk", "timezone", "hour", "frequency", "weekday", "next_digest_at")
+            fields = ("pk", "interest_key", "timezone", "hour", "frequency", "weekday", "next_digest_at")
             batch = list(due.only(*fields)[: settings.DIGEST_BATCH_SIZE])
             if not batch:
                 return total
@@ -107,7 +108,7 @@ def digests_dispatch(*, now=None):
         for day, ids in by_day.items():
             deliveries_enqueue(editions[day], ids)
         total += len(batch)
-        last_pk = batch[-1].pk
+        last = (batch[-1].interest_key, batch[-1].pk)
 
 
 def scheduled_on(day):
@@ -120,12 +121,12 @@ def digests_dispatch_day(*, day):
     """Send edition `day` now to everyone scheduled that day who has not had it, whatever the hour
     (`send_digests --date`); re-running it resumes an interrupted run. Returns how many were queued."""
     edition = edition_get(day)
-    new = scheduled_on(day).exclude(deliveries__edition=edition).order_by("pk").values_list("pk", flat=True)
+    new = scheduled_on(day).exclude(deliveries__edition=edition).order_by("interest_key", "pk").values_list("pk", flat=True)
     new = list(new.iterator(chunk_size=5000))
     size = settings.DIGEST_BATCH_SIZE
     for start in range(0, len(new), size):
         deliveries_create(edition, new[start : start + size])
-    pending = edition.deliveries.filter(state=Delivery.State.PENDING).order_by("subscriber_id")
+    pending = edition.deliveries.filter(state=Delivery.State.PENDING).order_by("subscriber__interest_key", "subscriber_id")
     ids = list(pending.values_list("subscriber_id", flat=True).iterator(chunk_size=5000))
     deliveries_enqueue(edition, ids)
     return len(ids)

@@ -106,6 +106,7 @@ def subscriber_signup(*, email, topics, keywords="", frequency=Subscriber.Freque
             subscriber.consent_version = CONSENT_VERSION
             subscriber.save()
             subscriber.topics.set(topics)
+            subscriber.refresh_interest_key()
             _record(subscriber, "signup", f"topics: {', '.join(t.slug for t in topics) or 'none'}")
     if _may_mail(email):
         ctx = {"confirm_url": confirm_url(subscriber), "max_age_hours": settings.CONFIRM_MAX_AGE_HOURS}
@@ -163,6 +164,7 @@ def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour,
         schedule_next(subscriber)
     subscriber.save()
     subscriber.topics.set(topics)
+    subscriber.refresh_interest_key()
 
 
 def subscriber_pause(*, subscriber):
@@ -230,6 +232,7 @@ def subscriber_follow_authors(*, subscriber, names):
             known.add(author_key(name))
     subscriber.authors = ", ".join(followed)
     subscriber.save(update_fields=["authors", "updated_at"])
+    subscriber.refresh_interest_key()
 
 
 def subscriber_export(*, subscriber):

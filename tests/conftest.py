@@ -88,6 +88,7 @@ def make_subscriber(email="alice@example.org", *, status="active", topics=(), ke
         schedule_next(subscriber)
     subscriber.save()
     subscriber.topics.set([topic(s) for s in topics])
+    subscriber.refresh_interest_key()
     return subscriber
 
 

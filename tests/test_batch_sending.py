@@ -72,3 +72,16 @@ def test_with_anymails_test_backend_metadata_maps_every_recipient(settings):
     assert set(message.anymail_status.recipients) == {p.email for p in people}
     assert all(Delivery.objects.get(subscriber=p).message_id == str(message.anymail_status.recipients[p.email].message_id)
                for p in people)
+
+
+def test_fan_out_puts_alike_subscribers_in_the_same_batches(mailgun, settings):
+    settings.DIGEST_BATCH_SIZE = 3
+    make_paper("Robot arms that learn", upvotes=3, listed_on=DAY)
+    make_paper("Jamming attacks on IoT", upvotes=2, listed_on=DAY)
+    for n in range(6):  # interleaved by primary key
+        make_subscriber(f"reader{n}@example.org", topics=["robotics"] if n % 2 else ["security"])
+    mailgun.expect_request("/v3/paperboy.test/messages").respond_with_json({"id": "<b@x>", "message": "Queued. Thank you."})
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    calls = [sorted(r.form.getlist("to")) for r, _ in mailgun.log]
+    assert sorted(calls) == [["reader0@example.org", "reader2@example.org", "reader4@example.org"],
+                             ["reader1@example.org", "reader3@example.org", "reader5@example.org"]]

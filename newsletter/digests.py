@@ -117,23 +117,31 @@ def scheduled_on(day):
     return Subscriber.objects.active().filter(Q(frequency=Subscriber.Frequency.DAILY) | weekly_today)
 
 
+def _pages(queryset, key, pk):
+    """Rows of queryset in (key, pk) order, a batch at a time (keyset pagination: memory stays
+    flat and rows changing state behind the cursor do not shift the pages)."""
+    last = ("", 0)
+    while True:
+        after = Q(**{f"{key}__gt": last[0]}) | Q(**{key: last[0], f"{pk}__gt": last[1]})
+        rows = list(queryset.filter(after).order_by(key, pk).values_list(key, pk)[: settings.DIGEST_BATCH_SIZE])
+        if not rows:
+            return
+        yield [row_pk for _, row_pk in rows]
+        last = rows[-1]
+
+
 def digests_dispatch_day(*, day):
     """Send edition `day` now to everyone scheduled that day who has not had it, whatever the hour
     (`send_digests --date`); re-running it resumes an interrupted run. Returns how many were queued."""
     edition = edition_get(day)
-    new = scheduled_on(day).exclude(deliveries__edition=edition).order_by("interest_key", "pk").values_list("pk", flat=True)
-    new = list(new.iterator(chunk_size=5000))
-    size = settings.DIGEST_BATCH_SIZE
-    for start in range(0, len(new), size):
-        deliveries_create(edition, new[start : start + size])
-    pending = edition.deliveries.filter(state=Delivery.State.PENDING).order_by("subscriber__interest_key", "subscriber_id")
-    ids = list(pending.values_list("subscriber_id", flat=True).iterator(chunk_size=5000))
-    deliveries_enqueue(edition, ids)
-    return len(ids)
-
-
-def deliverydelivery_table():
-    return db_connection.ops.quote_name(Delivery._meta.db_table)
+    for ids in _pages(scheduled_on(day).exclude(deliveries__edition=edition), "interest_key", "pk"):
+        deliveries_create(edition, ids)
+    queued = 0
+    pending = edition.deliveries.filter(state=Delivery.State.PENDING)
+    for ids in _pages(pending, "subscriber__interest_key", "subscriber_id"):
+        deliveries_enqueue(edition, ids)
+        queued += len(ids)
+    return queued
 
 
 # Assembly

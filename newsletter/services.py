@@ -38,10 +38,6 @@ def preferences_url(subscriber):
     return settings.SITE_URL + preferences_path(subscriber)
 
 
-def feedback_path(subscriber, paper, vote):
-    return reverse("newsletter:feedback", args=[tokens.make(tokens.FEEDBACK, subscriber.pk), paper.pk, vote])
-
-
 def unsubscribe_path(subscriber):
     return reverse("newsletter:unsubscribe", args=[tokens.make(tokens.UNSUBSCRIBE, subscriber.pk)])
 

@@ -59,12 +59,6 @@ def dense(m):
     return rows / norms
 
 
-def normalise_rows(m):
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    norms[norms == 0] = 1
-    return sparse.diags(1 / norms) @ m
-
-
 def most_similar(vector, others, n):
     """Indices and cosines of the n rows of `others` (a matrix) closest to vector."""
     if others.shape[0] == 0:

@@ -138,6 +138,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than any task, countdown or retry backoff, or Redis re-delivers tasks still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)}
 CELERY_TIMEZONE = "UTC"
+FETCH_HOUR = env_int("FETCH_HOUR", 5, minimum=0)  # UTC, for the paper sources: before the earliest digest hour
 CELERY_BEAT_SCHEDULE = {
     "dispatch-digests": {
         "task": "newsletter.tasks.dispatch_digests_task",
@@ -149,7 +150,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "fetch-papers": {
         "task": "papers.tasks.fetch_papers_task",
-        "schedule": crontab(minute=0, hour=env_int("FETCH_HOUR", 5, minimum=0)),
+        "schedule": crontab(minute=0, hour=FETCH_HOUR),
     },
     "purge-unconfirmed": {
         "task": "newsletter.tasks.purge_unconfirmed_task",
@@ -218,7 +219,6 @@ ARXIV_API = env_str("ARXIV_API", "https://export.arxiv.org").rstrip("/")
 ARXIV_CATEGORIES = env_list("ARXIV_CATEGORIES", "")  # e.g. cs.LG,cs.CL: new submissions to watch
 ARXIV_MAX_RESULTS = env_int("ARXIV_MAX_RESULTS", 100, minimum=1)
 ARXIV_MIN_INTERVAL = float(env_int("ARXIV_MIN_INTERVAL_MS", 3000, minimum=0)) / 1000  # arXiv asks for 3 s
-FETCH_HOUR = env_int("FETCH_HOUR", 5, minimum=0)  # UTC; before the earliest digest hour
 FETCH_CATCH_UP_DAYS = env_int("FETCH_CATCH_UP_DAYS", 7, minimum=1)
 HTTP_CONNECT_TIMEOUT = env_int("HTTP_CONNECT_TIMEOUT_MS", 5000, minimum=1) / 1000
 HTTP_READ_TIMEOUT = env_int("HTTP_READ_TIMEOUT_MS", 30000, minimum=1) / 1000

@@ -23,7 +23,8 @@ from newsletter import tokens
 from newsletter.models import Delivery, Edition, Subscriber, Vote
 from newsletter.profiles import profiles
 from newsletter.ranking import Candidate, Interests, Weights, keyword_hits, rank, rank_many
-from newsletter.rendering import EditionRenderer, personal_message, site_domain
+from newsletter.emails import site_domain
+from newsletter.rendering import EditionRenderer, personal_message
 from newsletter.schedule import local_date
 from newsletter.services import COMPLAINT_PAUSE, schedule_next, sending_paused
 from papers import vectors

@@ -5,6 +5,7 @@ Each kind has three templates: emails/<kind>-subject.txt, -body.txt and -body.ht
 
 import logging
 import re
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -62,9 +63,14 @@ def make_message(kind, to, ctx, headers=None, metadata=None):
     return build_message(subject, text, html, to, headers=headers, tags=[kind], metadata=metadata)
 
 
+def site_domain():
+    """The host name of SITE_URL, for List-Id and Message-IDs."""
+    return urlsplit(settings.SITE_URL).hostname
+
+
 def list_headers(unsubscribe_url):
     """RFC 2369 / RFC 8058 headers every list mail carries."""
-    domain = settings.SITE_URL.split("://", 1)[-1].split("/")[0].split(":")[0]
+    domain = site_domain()
     return {
         "List-Unsubscribe": f"<{unsubscribe_url}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -15,7 +15,6 @@ the composed MIME equals what Django's e-mail API builds.
 """
 
 import html as html_lib
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from email.header import Header
@@ -252,13 +251,6 @@ class DigestMessage(EmailMultiAlternatives):
 
     def message(self):
         return RawMIME(self.raw) if self.raw is not None else super().message()
-
-
-_DOMAIN = re.compile(r"^[^:]+://([^/:]+)")
-
-
-def site_domain():
-    return _DOMAIN.match(settings.SITE_URL).group(1)
 
 
 def personal_message(content, *, email, unsubscribe_token, preferences_token, feedback_token, message_id, metadata):

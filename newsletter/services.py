@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from newsletter import tokens
 from newsletter.emails import make_message
-from newsletter.models import Subscriber, SubscriberEvent, Suppression, Vote, email_hash
+from newsletter.models import Delivery, Subscriber, SubscriberEvent, Suppression, Vote, email_hash
 from papers.models import author_key
 from newsletter.schedule import next_digest_time
 
@@ -356,8 +356,6 @@ COMPLAINT_MIN_SENT = 100  # below this many sends a single complaint says little
 
 def complaint_rate(*, now=None):
     """(complaints, digests sent, rate) over the last 24 hours."""
-    from newsletter.models import Delivery
-
     since = (now or timezone.now()) - dt.timedelta(days=1)
     complaints = SubscriberEvent.objects.filter(kind="complained", occurred_at__gte=since).count()
     sent = Delivery.objects.filter(state=Delivery.State.SENT, sent_at__gte=since).count()

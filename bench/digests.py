@@ -239,11 +239,11 @@ def _worker_init():
     connections.close_all()
 
 
-def _send(edition_id, ids):
+def _send(ids):
     from bench.sink import SinkBackend
     from newsletter.delivery import deliveries_send
 
-    stats = deliveries_send(edition_id=edition_id, subscriber_ids=ids)
+    stats = deliveries_send(delivery_ids=ids)
     return stats, SinkBackend.messages, SinkBackend.bytes
 
 
@@ -252,10 +252,8 @@ def fast(day, workers, batch):
     import multiprocessing
 
     from django.db import connections
-    from django.db.models import Q
-
     from newsletter.delivery import SendStats
-    from newsletter.digests import deliveries_create, edition_get, scheduled_on
+    from newsletter.digests import deliveries_create, edition_get, keyset_pages, scheduled_on
 
     edition = edition_get(day)
     connections.close_all()
@@ -263,16 +261,8 @@ def fast(day, workers, batch):
     start = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
         pending = []
-        last = ("", 0)  # keyset on (interest_key, pk), as digests_dispatch does
-        while True:
-            after = Q(interest_key__gt=last[0]) | Q(interest_key=last[0], pk__gt=last[1])
-            rows = list(scheduled_on(day).filter(after).order_by("interest_key", "pk").values_list("interest_key", "pk")[:batch])
-            if not rows:
-                break
-            last = rows[-1]
-            ids = [pk for _, pk in rows]
-            deliveries_create(edition, ids)
-            pending.append(pool.apply_async(_send, (edition.pk, ids)))
+        for ids in keyset_pages(scheduled_on(day), "interest_key", "pk"):  # as digests_dispatch orders them
+            pending.append(pool.apply_async(_send, (deliveries_create(edition, ids),)))
             while len(pending) > 2 * workers:  # stream: never queue the whole edition
                 stats.add(pending.pop(0).get()[0])
         for result in pending:

@@ -67,6 +67,7 @@ class Claimed:
     id: int
     attempts: int
     subscriber_id: int
+    edition_id: int
     email: str
     status: str
     keywords: str
@@ -79,23 +80,24 @@ class Claimed:
     note: str = ""
 
 
-def _claim(edition, subscriber_ids):
-    """pending -> sending for these subscribers' rows, in one statement that also returns
-    them (UPDATE ... RETURNING, on PostgreSQL and SQLite alike): only rows this call moved
-    come back, so two workers never get the same row."""
-    marks = ", ".join(["%s"] * len(subscriber_ids))
+def _claim(delivery_ids):
+    """pending -> sending for these rows, in one statement that also returns them (UPDATE ...
+    RETURNING, on PostgreSQL and SQLite alike): only rows this call moved come back, so two
+    workers never get the same row. By primary key: whatever the planner's statistics say
+    (they lag behind a burst of new rows), that is one index probe per row."""
+    marks = ", ".join(["%s"] * len(delivery_ids))
     sql = (
         f"UPDATE {delivery_table()} SET state = %s, claim = %s, claimed_at = %s "
-        f"WHERE edition_id = %s AND state = %s AND subscriber_id IN ({marks}) RETURNING id, attempts, subscriber_id"
+        f"WHERE state = %s AND id IN ({marks}) RETURNING id, attempts, subscriber_id, edition_id"
     )
     params = [Delivery.State.SENDING, uuid.uuid4().hex, db_connection.ops.adapt_datetimefield_value(timezone.now()),
-              edition.pk, Delivery.State.PENDING, *subscriber_ids]
+              Delivery.State.PENDING, *delivery_ids]
     with transaction.atomic(), db_connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     fields = ("pk", "email", "status", "keywords", "authors", "frequency")
     people = {row[0]: row[1:] for row in Subscriber.objects.filter(pk__in=[r[2] for r in rows]).values_list(*fields)}
-    return [Claimed(pk, attempts, subscriber_id, *people[subscriber_id]) for pk, attempts, subscriber_id in rows]
+    return [Claimed(pk, attempts, subscriber_id, edition_id, *people[subscriber_id]) for pk, attempts, subscriber_id, edition_id in rows]
 
 
 def _finish(claimed):
@@ -109,11 +111,13 @@ def _finish(claimed):
         f"message_id = v.message_id, note = v.note, attempts = v.attempts{integer} "
         f"FROM v WHERE {delivery_table()}.id = v.id{'::bigint' if postgres else ''}"
     )
-    adapt = db_connection.ops.adapt_datetimefield_value
+    # Recipients share picks and the time they were sent: each is serialised once.
+    picks = {p: json.dumps(p) for p in {c.picks for c in claimed}}
+    sent_at = {t: db_connection.ops.adapt_datetimefield_value(t) for t in {c.sent_at for c in claimed}}
     params = [
         value
         for c in claimed
-        for value in (c.id, c.state, json.dumps(c.picks), adapt(c.sent_at), c.message_id, c.note, c.attempts)
+        for value in (c.id, c.state, picks[c.picks], sent_at[c.sent_at], c.message_id, c.note, c.attempts)
     ]
     with transaction.atomic(), db_connection.cursor() as cursor:
         if postgres:
@@ -144,20 +148,22 @@ class SendStats:
         self.seconds[stage] += time.perf_counter() - start
 
 
-def deliveries_send(*, edition_id, subscriber_ids, connection=None):
-    """Send one batch of an edition. Only rows still pending are claimed, so re-running a
+def deliveries_send(*, delivery_ids, connection=None):
+    """Send one batch of deliveries. Only rows still pending are claimed, so re-running a
     batch is harmless. Raises TransientSendError (after putting unsent rows back to pending)
     when the ESP fails in a way worth retrying."""
-    edition = Edition.objects.get(pk=edition_id)
     stats = SendStats()
     connection = connection or get_connection()
     size = settings.DIGEST_CLAIM_SIZE
     with connection:
-        for start in range(0, len(subscriber_ids), size):
+        for start in range(0, len(delivery_ids), size):
             with stats.timing("claim"):
-                claimed = _claim(edition, subscriber_ids[start : start + size])
-            if claimed:
-                stats.add(_send_claimed(edition, claimed, connection))
+                claimed = _claim(delivery_ids[start : start + size])
+            by_edition = defaultdict(list)  # one, unless an operator requeued several editions' rows
+            for delivery in claimed:
+                by_edition[delivery.edition_id].append(delivery)
+            for edition in Edition.objects.filter(pk__in=by_edition):
+                stats.add(_send_claimed(edition, by_edition[edition.pk], connection))
     return stats
 
 
@@ -309,27 +315,29 @@ def retry_countdown(retries):
 def deliveries_requeue(*, deliveries):
     """Send failed deliveries again (an operator's decision, e.g. after checking the ESP's log)."""
     failed = deliveries.filter(state=Delivery.State.FAILED)
-    by_edition = defaultdict(list)
-    for edition_id, subscriber_id in failed.values_list("edition_id", "subscriber_id"):
-        by_edition[edition_id].append(subscriber_id)
-    count = failed.update(state=Delivery.State.PENDING, note="requeued by an operator")
-    for edition in Edition.objects.filter(pk__in=by_edition):
-        deliveries_enqueue(edition, by_edition[edition.pk])
+    ids = list(failed.values_list("pk", flat=True))
+    count = Delivery.objects.filter(pk__in=ids, state=Delivery.State.FAILED).update(
+        state=Delivery.State.PENDING, note="requeued by an operator"
+    )
+    deliveries_enqueue(ids)
     return count
 
 
 def deliveries_reconcile(*, now=None):
     """Resolve rows left behind: 'sending' rows of a worker that died are marked failed (whether
     their mail went out is unknown, and a duplicate is worse than a gap); 'pending' rows whose
-    task was lost (e.g. Redis restarted) are handed to workers again. Returns (failed, requeued)."""
-    cutoff = (now or timezone.now()) - dt.timedelta(minutes=settings.DIGEST_SENDING_TIMEOUT_MINUTES)
+    task was lost (e.g. Redis restarted) are handed to workers again. Returns (failed, requeued).
+
+    Lost pending rows are looked for in the editions of the last two days only, through the
+    (edition, subscriber) index: an index on pending rows would tempt the planner into using
+    it for claims, see _claim()."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(minutes=settings.DIGEST_SENDING_TIMEOUT_MINUTES)
     failed = Delivery.objects.filter(state=Delivery.State.SENDING, claimed_at__lt=cutoff).update(
         state=Delivery.State.FAILED, note="interrupted while sending; not resent to avoid a duplicate"
     )
-    stale = Delivery.objects.filter(state=Delivery.State.PENDING, created_at__lt=cutoff)
-    by_edition = defaultdict(list)
-    for edition_id, subscriber_id in stale.values_list("edition_id", "subscriber_id").iterator(chunk_size=5000):
-        by_edition[edition_id].append(subscriber_id)
-    for edition in Edition.objects.filter(pk__in=by_edition):
-        deliveries_enqueue(edition, by_edition[edition.pk])
-    return failed, sum(len(ids) for ids in by_edition.values())
+    recent = Edition.objects.filter(date__gte=now.date() - dt.timedelta(days=2))
+    stale = Delivery.objects.filter(edition__in=recent, state=Delivery.State.PENDING, created_at__lt=cutoff)
+    ids = list(stale.values_list("pk", flat=True).iterator(chunk_size=5000))
+    deliveries_enqueue(ids)
+    return failed, len(ids)

@@ -6,17 +6,20 @@ papers share one render; only the per-recipient parts are filled in afterwards.
 """
 
 import datetime as dt
+import json
 import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from cachetools import LRUCache
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Func, Q, TextField, Value
+from django.db.models.functions import Cast
+from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
 from newsletter import tokens
@@ -49,14 +52,14 @@ def edition_get(day):
     return edition
 
 
-def deliveries_enqueue(edition, subscriber_ids):
+def deliveries_enqueue(delivery_ids):
     """Hand deliveries to workers, a batch per task (never a task per recipient). Call after
     the rows are committed; enqueuing twice is harmless, as only pending rows are claimed."""
     from newsletter.tasks import send_deliveries_task  # tasks call this module's services
 
     size = settings.DIGEST_BATCH_SIZE
-    for start in range(0, len(subscriber_ids), size):
-        send_deliveries_task.delay(edition.pk, subscriber_ids[start : start + size])
+    for start in range(0, len(delivery_ids), size):
+        send_deliveries_task.delay(delivery_ids[start : start + size])
 
 
 def delivery_table():
@@ -65,17 +68,19 @@ def delivery_table():
 
 def deliveries_create(edition, subscriber_ids):
     """A pending row per subscriber, in one INSERT ... SELECT (no model per row); rows that
-    exist already are left alone, so fanning out twice creates nothing twice."""
+    exist already are left alone, so fanning out twice creates nothing twice. Returns the
+    new rows' ids, which workers claim by."""
     ops = db_connection.ops
     marks = ", ".join(["%s"] * len(subscriber_ids))
     sql = (
         f"INSERT INTO {delivery_table()} (edition_id, subscriber_id, state, picks, attempts, claim, message_id, note, created_at) "
         f"SELECT %s, id, %s, %s, 0, '', '', '', %s FROM {ops.quote_name(Subscriber._meta.db_table)} "
-        f"WHERE id IN ({marks}) ON CONFLICT DO NOTHING"
+        f"WHERE id IN ({marks}) ON CONFLICT DO NOTHING RETURNING id"
     )
     params = [edition.pk, Delivery.State.PENDING, "[]", ops.adapt_datetimefield_value(timezone.now()), *subscriber_ids]
     with db_connection.cursor() as cursor:
         cursor.execute(sql, params)
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 def digests_dispatch(*, now=None):
@@ -89,8 +94,7 @@ def digests_dispatch(*, now=None):
     last = ("", 0)  # keyset: (interest_key, pk), so alike subscribers land in the same batch
     while True:
         with transaction.atomic():
-            after = Q(interest_key__gt=last[0]) | Q(interest_key=last[0], pk__gt=last[1])
-            due = Subscriber.objects.due(now).filter(after).order_by("interest_key", "pk")
+            due = Subscriber.objects.due(now).filter(after(last, "interest_key", "pk")).order_by("interest_key", "pk")
             if db_connection.features.has_select_for_update_skip_locked:
                 # Two dispatchers running at once split the work instead of waiting.
                 due = due.select_for_update(skip_locked=True)
@@ -103,11 +107,8 @@ def digests_dispatch(*, now=None):
                 by_day[local_date(now, subscriber.timezone)].append(subscriber.pk)
                 schedule_next(subscriber, now=now)
             Subscriber.objects.bulk_update(batch, ["next_digest_at"])
-            editions = {day: edition_get(day) for day in by_day}
-            for day, ids in by_day.items():
-                deliveries_create(editions[day], ids)
-        for day, ids in by_day.items():
-            deliveries_enqueue(editions[day], ids)
+            created = [pk for day, ids in by_day.items() for pk in deliveries_create(edition_get(day), ids)]
+        deliveries_enqueue(created)
         total += len(batch)
         last = (batch[-1].interest_key, batch[-1].pk)
 
@@ -118,13 +119,26 @@ def scheduled_on(day):
     return Subscriber.objects.active().filter(Q(frequency=Subscriber.Frequency.DAILY) | weekly_today)
 
 
-def _pages(queryset, key, pk):
-    """Rows of queryset in (key, pk) order, a batch at a time (keyset pagination: memory stays
-    flat and rows changing state behind the cursor do not shift the pages)."""
+class Row(Func):
+    """A row value such as (interest_key, id)."""
+
+    function = ""
+    template = "(%(expressions)s)"
+    output_field = TextField()
+
+
+def after(last, key, pk):
+    """Rows after `last` in (key, pk) order, as one row-value comparison: PostgreSQL and SQLite
+    turn it into an index range, where the equivalent OR of two conditions scans from the start."""
+    return GreaterThan(Row(key, pk), Row(Value(last[0]), Value(last[1])))
+
+
+def keyset_pages(queryset, key, pk):
+    """Ids (pk) of queryset's rows in (key, pk) order, a batch at a time (keyset pagination:
+    memory stays flat and rows changing state behind the cursor do not shift the pages)."""
     last = ("", 0)
     while True:
-        after = Q(**{f"{key}__gt": last[0]}) | Q(**{key: last[0], f"{pk}__gt": last[1]})
-        rows = list(queryset.filter(after).order_by(key, pk).values_list(key, pk)[: settings.DIGEST_BATCH_SIZE])
+        rows = list(queryset.filter(after(last, key, pk)).order_by(key, pk).values_list(key, pk)[: settings.DIGEST_BATCH_SIZE])
         if not rows:
             return
         yield [row_pk for _, row_pk in rows]
@@ -135,12 +149,12 @@ def digests_dispatch_day(*, day):
     """Send edition `day` now to everyone scheduled that day who has not had it, whatever the hour
     (`send_digests --date`); re-running it resumes an interrupted run. Returns how many were queued."""
     edition = edition_get(day)
-    for ids in _pages(scheduled_on(day).exclude(deliveries__edition=edition), "interest_key", "pk"):
+    for ids in keyset_pages(scheduled_on(day).exclude(deliveries__edition=edition), "interest_key", "pk"):
         deliveries_create(edition, ids)
     queued = 0
     pending = edition.deliveries.filter(state=Delivery.State.PENDING)
-    for ids in _pages(pending, "subscriber__interest_key", "subscriber_id"):
-        deliveries_enqueue(edition, ids)
+    for ids in keyset_pages(pending, "subscriber__interest_key", "id"):
+        deliveries_enqueue(ids)
         queued += len(ids)
     return queued
 
@@ -309,11 +323,18 @@ def received_papers(subscriber_ids, edition, recent=None):
     """Paper ids each subscriber already received in recent editions."""
     received = defaultdict(set)
     recent = recent_editions(edition) if recent is None else recent
-    rows = Delivery.objects.filter(subscriber_id__in=subscriber_ids, edition_id__in=recent)
-    for subscriber_id, state, picks in rows.values_list("subscriber_id", "state", "picks"):
-        if state in (Delivery.State.SENT, Delivery.State.SENDING):
-            received[subscriber_id].update(paper_id for paper_id, _ in picks)
+    rows = Delivery.objects.filter(
+        subscriber_id__in=subscriber_ids, edition_id__in=recent, state__in=(Delivery.State.SENT, Delivery.State.SENDING)
+    )
+    # As text: most subscribers got one of a few digests, so each distinct one is parsed once.
+    for subscriber_id, picks in rows.values_list("subscriber_id", Cast("picks", TextField())):
+        received[subscriber_id].update(_paper_ids(picks))
     return received
+
+
+@lru_cache(maxsize=4096)
+def _paper_ids(picks):
+    return frozenset(paper_id for paper_id, _ in json.loads(picks))
 
 
 def interests_of(preferences):

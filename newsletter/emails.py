@@ -5,6 +5,7 @@ Each kind has three templates: emails/<kind>-subject.txt, -body.txt and -body.ht
 
 import logging
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -65,7 +66,12 @@ def make_message(kind, to, ctx, headers=None, metadata=None):
 
 def site_domain():
     """The host name of SITE_URL, for List-Id and Message-IDs."""
-    return urlsplit(settings.SITE_URL).hostname
+    return _hostname(settings.SITE_URL)
+
+
+@lru_cache(maxsize=4)
+def _hostname(url):
+    return urlsplit(url).hostname
 
 
 def list_headers(unsubscribe_url):

@@ -15,6 +15,7 @@ the composed MIME equals what Django's e-mail API builds.
 """
 
 import html as html_lib
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from email.header import Header
@@ -62,32 +63,18 @@ def digest_context(edition, items):
 
 
 class Stencil:
-    """A text cut at its placeholders once, so that filling it in for a recipient is a
-    single join rather than a scan of the whole text per placeholder."""
+    """A text whose placeholders are turned into %-format fields once, so that filling it in
+    for a recipient is a single formatting operation (in C) rather than a scan per placeholder."""
 
     def __init__(self, text, placeholders):
-        # str.find (a C substring search) rather than one regex alternation: several times faster here.
-        found = []
-        for placeholder in placeholders:
-            at = text.find(placeholder)
-            while at != -1:
-                found.append((at, placeholder))
-                at = text.find(placeholder, at + len(placeholder))
-        found.sort()
-        self.empty = text[:0]
-        self.parts, self.slots, start = [], [], 0
-        for at, placeholder in found:
-            self.parts.append(text[start:at])
-            self.slots.append(placeholder)
-            start = at + len(placeholder)
-        self.parts.append(text[start:])
+        literal = (lambda s: s) if isinstance(text, str) else str.encode
+        fields = re.compile(literal("|").join(re.escape(p) for p in placeholders))
+        escaped = text.replace(literal("%"), literal("%%"))
+        self.template = fields.sub(lambda m: literal("%(") + m.group() + literal(")s"), escaped)
 
     def fill(self, values):
-        out = [self.parts[0]]
-        for slot, part in zip(self.slots, self.parts[1:]):
-            out.append(values[slot])
-            out.append(part)
-        return self.empty.join(out)
+        """values: {placeholder: its value}, of the text's type."""
+        return self.template % values
 
 
 TEXT_SLOTS = [UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN, FEEDBACK_TOKEN]

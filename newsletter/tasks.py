@@ -11,9 +11,9 @@ def dispatch_digests_task():
 
 
 @shared_task(bind=True, max_retries=None, acks_late=True)
-def send_deliveries_task(self, edition_id, subscriber_ids):
+def send_deliveries_task(self, delivery_ids):
     try:
-        stats = delivery.deliveries_send(edition_id=edition_id, subscriber_ids=subscriber_ids)
+        stats = delivery.deliveries_send(delivery_ids=delivery_ids)
     except delivery.TransientSendError as error:
         # Rows not yet sent are pending again; the retry claims only those. throw=False: the
         # retry is scheduled and this run ends cleanly (and in embedded, eager mode Celery

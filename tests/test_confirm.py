@@ -1,6 +1,7 @@
 import datetime as dt
 
 import pytest
+from django.core import signing
 from django.urls import reverse
 
 from newsletter import tokens
@@ -102,3 +103,12 @@ def test_tokens_expire_only_where_they_should():
     with pytest.raises(tokens.BadToken) as error:
         tokens.read(tokens.UNSUBSCRIBE, token, max_age=dt.timedelta(seconds=-1))
     assert error.value.expired
+
+
+@pytest.mark.parametrize("purpose", [tokens.CONFIRM, tokens.PREFERENCES, tokens.UNSUBSCRIBE, tokens.FEEDBACK])
+def test_tokens_are_the_ones_djangos_signing_makes(purpose, time_machine, settings):
+    time_machine.move_to(dt.datetime(2026, 3, 14, 7, 0, 3, tzinfo=dt.timezone.utc), tick=False)
+    for subscriber_id in (1, 42, 10**9):
+        assert tokens.make(purpose, subscriber_id) == signing.dumps(subscriber_id, salt=purpose)
+    settings.SECRET_KEY = "another-secret-key-for-this-test-only-0123456789"
+    assert tokens.make(purpose, 5) == signing.dumps(5, salt=purpose)

@@ -213,7 +213,7 @@ def test_an_unsubscribe_after_fan_out_is_honoured_at_send_time(papers, readers):
     Client().post(unsubscribe_path(readers["alice"]))
     from newsletter.tasks import send_deliveries_task
 
-    send_deliveries_task.delay(edition.pk, [readers["alice"].pk, readers["bob"].pk])
+    send_deliveries_task.delay(list(edition.deliveries.values_list("pk", flat=True)))
     assert [m.to[0] for m in sent_mail()] == ["bob@example.org"]
     assert Delivery.objects.get(subscriber=readers["alice"]).state == "skipped"
 
@@ -280,8 +280,8 @@ def test_identical_digests_share_one_render(papers):
         make_subscriber(f"robot{n}@example.org", topics=["robotics"])
     edition = Edition.objects.create(date=DAY)
     ids = list(Subscriber.objects.values_list("pk", flat=True))
-    Delivery.objects.bulk_create([Delivery(edition=edition, subscriber_id=pk) for pk in ids])
-    stats = delivery.deliveries_send(edition_id=edition.pk, subscriber_ids=ids)
+    created = Delivery.objects.bulk_create([Delivery(edition=edition, subscriber_id=pk) for pk in ids])
+    stats = delivery.deliveries_send(delivery_ids=[d.pk for d in created])
     assert stats.sent == 6 and stats.renders == 1
     bodies = {m.body for m in sent_mail()}
     assert len(bodies) == 6  # but every copy has its own links
@@ -312,3 +312,33 @@ def test_the_admin_shows_progress_per_edition(client, papers, readers):
     client.force_login(User.objects.create_superuser("ed", "ed@example.org", "pw"))
     page = client.get("/admin/newsletter/edition/").content.decode()
     assert "2024" in page and '<td class="field-sent">2</td>' in page and '<td class="field-due">2</td>' in page
+
+
+def test_rows_whose_task_was_lost_are_sent_by_the_reconciler(papers, readers, time_machine):
+    time_machine.move_to("2024-03-14T07:00Z")
+    edition = Edition.objects.create(date=DAY)
+    from newsletter.digests import deliveries_create
+
+    deliveries_create(edition, [readers["alice"].pk, readers["bob"].pk])  # the tasks never reached a worker
+    assert delivery.deliveries_reconcile() == (0, 0)  # not before the timeout: the task may still be queued
+    time_machine.move_to("2024-03-14T08:00Z")
+    assert delivery.deliveries_reconcile() == (0, 2)
+    assert sorted(m.to[0] for m in sent_mail()) == ["alice@example.org", "bob@example.org"]
+    assert delivery.deliveries_reconcile() == (0, 0)
+
+
+def test_an_operator_can_send_failed_deliveries_again(papers, readers, settings, client):
+    from django.contrib.auth.models import User
+
+    settings.EMAIL_BACKEND = "tests.backends.RefusingBackend"
+    send()
+    bob = Delivery.objects.get(subscriber=readers["bob"], state="failed")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox.clear()
+    client.force_login(User.objects.create_superuser("editor", "e@example.org", "pw"))
+    ids = list(Delivery.objects.values_list("pk", flat=True))
+    response = client.post("/admin/newsletter/delivery/", {"action": "requeue", "_selected_action": ids}, follow=True)
+    assert "Requeued 1 failed deliveries." in response.content.decode()
+    assert [m.to[0] for m in sent_mail()] == ["bob@example.org"]  # alice, already sent, is not mailed again
+    bob.refresh_from_db()
+    assert bob.state == "sent" and bob.attempts == 2

@@ -31,7 +31,7 @@ def squash(text):
 
 @pytest.fixture
 def offer():
-    make_paper("Robots & <friends>: a \"study\"", arxiv_id="2403.00001", upvotes=3, listed_on=DAY,
+    make_paper("Robots & <friends>: a \"study\" of 100% %(them)s", arxiv_id="2403.00001", upvotes=3, listed_on=DAY,
                authors=["Zoë Ünal", "Ada Lovelace"])
     featured = make_paper("Jamming attacks", arxiv_id="2403.00002", upvotes=2, listed_on=DAY)
     make_paper("Quantization for tiny chips", upvotes=1, listed_on=DAY - dt.timedelta(days=1),

@@ -29,11 +29,12 @@ from newsletter import tokens
 from newsletter.digests import (
     _message_id,
     deliveries_enqueue,
-    delivery_table,
     digest_message,
     interests_of,
     offer_for,
     received_papers,
+    select_for,
+    table_name,
     votes_of,
 )
 from newsletter.models import Delivery, Edition, Subscriber
@@ -87,7 +88,7 @@ def _claim(delivery_ids):
     (they lag behind a burst of new rows), that is one index probe per row."""
     marks = ", ".join(["%s"] * len(delivery_ids))
     sql = (
-        f"UPDATE {delivery_table()} SET state = %s, claim = %s, claimed_at = %s "
+        f"UPDATE {table_name(Delivery)} SET state = %s, claim = %s, claimed_at = %s "
         f"WHERE state = %s AND id IN ({marks}) RETURNING id, attempts, subscriber_id, edition_id"
     )
     params = [Delivery.State.SENDING, uuid.uuid4().hex, db_connection.ops.adapt_datetimefield_value(timezone.now()),
@@ -95,8 +96,13 @@ def _claim(delivery_ids):
     with transaction.atomic(), db_connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    fields = ("pk", "email", "status", "keywords", "authors", "frequency")
-    people = {row[0]: row[1:] for row in Subscriber.objects.filter(pk__in=[r[2] for r in rows]).values_list(*fields)}
+    people = {
+        row[0]: row[1:]
+        for row in select_for(
+            f"SELECT id, email, status, keywords, authors, frequency FROM {table_name(Subscriber)} WHERE id IN ({{ids}})",
+            [r[2] for r in rows],
+        )
+    } if rows else {}
     return [Claimed(pk, attempts, subscriber_id, edition_id, *people[subscriber_id]) for pk, attempts, subscriber_id, edition_id in rows]
 
 
@@ -107,9 +113,9 @@ def _finish(claimed):
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(claimed))
     sql = (
         f"WITH v(id, state, picks, sent_at, message_id, note, attempts) AS (VALUES {values}) "
-        f"UPDATE {delivery_table()} SET state = v.state, picks = v.picks{jsonb}, sent_at = v.sent_at{timestamptz}, "
+        f"UPDATE {table_name(Delivery)} SET state = v.state, picks = v.picks{jsonb}, sent_at = v.sent_at{timestamptz}, "
         f"message_id = v.message_id, note = v.note, attempts = v.attempts{integer} "
-        f"FROM v WHERE {delivery_table()}.id = v.id{'::bigint' if postgres else ''}"
+        f"FROM v WHERE {table_name(Delivery)}.id = v.id{'::bigint' if postgres else ''}"
     )
     # Recipients share picks and the time they were sent: each is serialised once.
     picks = {p: json.dumps(p) for p in {c.picks for c in claimed}}
@@ -280,7 +286,7 @@ def _send_batches(ready, connection, stats, now):
                         FEEDBACK_TOKEN: tokens.make(tokens.FEEDBACK, d.subscriber_id),
                     },
                     _message_id(offer, d.subscriber_id),
-                    {"subscriber": str(d.subscriber_id), "edition": offer.edition.date.isoformat()},
+                    {"subscriber": str(d.subscriber_id), "edition": offer.edition_iso},
                 )
                 for d in deliveries
             ],

@@ -18,7 +18,6 @@ from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Func, Q, TextField, Value
-from django.db.models.functions import Cast
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
@@ -52,6 +51,19 @@ def edition_get(day):
     return edition
 
 
+def select_for(sql, ids, params=()):
+    """Rows of a raw SELECT whose `{ids}` is an IN list of ids. The queries made per group of
+    recipients use this: the ORM prepares each id of an IN list one by one in Python, which
+    costs more than the query."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql.format(ids=", ".join(["%s"] * len(ids))), [*ids, *params])
+        return cursor.fetchall()
+
+
+def table_name(model):
+    return db_connection.ops.quote_name(model._meta.db_table)
+
+
 def deliveries_enqueue(delivery_ids):
     """Hand deliveries to workers, a batch per task (never a task per recipient). Call after
     the rows are committed; enqueuing twice is harmless, as only pending rows are claimed."""
@@ -62,10 +74,6 @@ def deliveries_enqueue(delivery_ids):
         send_deliveries_task.delay(delivery_ids[start : start + size])
 
 
-def delivery_table():
-    return db_connection.ops.quote_name(Delivery._meta.db_table)
-
-
 def deliveries_create(edition, subscriber_ids):
     """A pending row per subscriber, in one INSERT ... SELECT (no model per row); rows that
     exist already are left alone, so fanning out twice creates nothing twice. Returns the
@@ -73,7 +81,7 @@ def deliveries_create(edition, subscriber_ids):
     ops = db_connection.ops
     marks = ", ".join(["%s"] * len(subscriber_ids))
     sql = (
-        f"INSERT INTO {delivery_table()} (edition_id, subscriber_id, state, picks, attempts, claim, message_id, note, created_at) "
+        f"INSERT INTO {table_name(Delivery)} (edition_id, subscriber_id, state, picks, attempts, claim, message_id, note, created_at) "
         f"SELECT %s, id, %s, %s, 0, '', '', '', %s FROM {ops.quote_name(Subscriber._meta.db_table)} "
         f"WHERE id IN ({marks}) ON CONFLICT DO NOTHING RETURNING id"
     )
@@ -188,21 +196,31 @@ class EditionPapers:
         return self._renderer
 
     def picks_for(self, interests, received, similar=None):
-        """Subscribers who follow the same things and received the same of these papers get
-        the same picks: rank once for all of them. A subscriber with a profile (`similar`)
-        is ranked alone."""
-        key = (interests, frozenset(received.intersection(self.papers)))
-        if similar is None and key in self.picks_memo:
-            return self.picks_memo[key]
+        """Subscribers who follow the same of what this offer holds (topics its papers are in,
+        keywords they mention, authors who wrote them) and received the same of its papers get
+        the same picks: rank once for all of them. A subscriber with a profile (`similar`) is
+        ranked alone."""
         for keyword in interests.keywords:
             if keyword not in self.hits_memo:
                 self.hits_memo[keyword] = keyword_hits(self.candidates, keyword)
+        exclude = frozenset(received.intersection(self.papers))
+        # Everything rank() reads of the interests, stripped of what cannot match today.
+        key = (
+            interests.topic_ids & self.candidate_topics,
+            tuple(k for k in interests.keywords if self.hits_memo[k]),
+            interests.authors & self.candidate_authors,
+            bool(interests.authors),
+            interests.follows_anything,
+            exclude,
+        )
+        if similar is None and key in self.picks_memo:
+            return self.picks_memo[key]
         picks = tuple(
             rank(
                 candidates=self.candidates,
                 featured=self.featured,
                 interests=interests,
-                exclude=key[1],
+                exclude=exclude,
                 topic_names=self.topic_names,
                 limit=settings.DIGEST_MAX_PAPERS,
                 hits=self.hits_memo,
@@ -213,6 +231,23 @@ class EditionPapers:
         if similar is None:
             self.picks_memo[key] = picks
         return picks
+
+    @cached_property
+    def candidate_topics(self):
+        return frozenset(t for c in self.candidates for t in c.topic_ids)
+
+    @cached_property
+    def candidate_authors(self):
+        return frozenset(key for c in self.candidates for key, _ in c.authors)
+
+    @cached_property
+    def edition_iso(self):
+        return self.edition.date.isoformat()
+
+    @cached_property
+    def message_id_format(self):
+        # The same id if a copy were ever sent twice, so mail clients fold duplicates.
+        return f"<digest.{self.edition.date:%Y%m%d}.{{}}@{site_domain()}>"
 
     @cached_property
     def candidate_dense(self):
@@ -323,11 +358,16 @@ def received_papers(subscriber_ids, edition, recent=None):
     """Paper ids each subscriber already received in recent editions."""
     received = defaultdict(set)
     recent = recent_editions(edition) if recent is None else recent
-    rows = Delivery.objects.filter(
-        subscriber_id__in=subscriber_ids, edition_id__in=recent, state__in=(Delivery.State.SENT, Delivery.State.SENDING)
+    if not recent or not subscriber_ids:
+        return received
+    rows = select_for(
+        f"SELECT subscriber_id, CAST(picks AS text) FROM {table_name(Delivery)} WHERE subscriber_id IN ({{ids}}) "
+        f"AND state IN (%s, %s) AND edition_id IN ({', '.join(['%s'] * len(recent))})",
+        subscriber_ids,
+        [Delivery.State.SENT, Delivery.State.SENDING, *recent],
     )
     # As text: most subscribers got one of a few digests, so each distinct one is parsed once.
-    for subscriber_id, picks in rows.values_list("subscriber_id", Cast("picks", TextField())):
+    for subscriber_id, picks in rows:
         received[subscriber_id].update(_paper_ids(picks))
     return received
 
@@ -340,25 +380,31 @@ def _paper_ids(picks):
 def interests_of(preferences):
     """{subscriber id: Interests} from {subscriber id: (keywords, authors)}, topics in one query."""
     topic_ids = defaultdict(set)
-    through = Subscriber.topics.through.objects.filter(subscriber_id__in=list(preferences))
-    for subscriber_id, topic_id in through.values_list("subscriber_id", "topic_id"):
-        topic_ids[subscriber_id].add(topic_id)
-    return {
-        pk: Interests(
-            topic_ids=frozenset(topic_ids[pk]),
-            keywords=tuple(k.strip() for k in keywords.split(",") if k.strip()),
-            authors=frozenset(author_key(a) for a in authors.split(",") if a.strip()),
-        )
-        for pk, (keywords, authors) in preferences.items()
-    }
+    through = Subscriber.topics.through
+    if preferences:
+        for subscriber_id, topic_id in select_for(
+            f"SELECT subscriber_id, topic_id FROM {table_name(through)} WHERE subscriber_id IN ({{ids}})", list(preferences)
+        ):
+            topic_ids[subscriber_id].add(topic_id)
+    return {pk: _interests(frozenset(topic_ids[pk]), keywords, authors) for pk, (keywords, authors) in preferences.items()}
+
+
+@lru_cache(maxsize=20_000)
+def _interests(topic_ids, keywords, authors):
+    # Shared: most subscribers follow what many others follow.
+    return Interests(
+        topic_ids=topic_ids,
+        keywords=tuple(k.strip() for k in keywords.split(",") if k.strip()),
+        authors=frozenset(author_key(a) for a in authors.split(",") if a.strip()),
+    )
 
 
 def votes_of(subscriber_ids):
     votes = defaultdict(list)
-    for subscriber_id, paper_id, value in Vote.objects.filter(subscriber_id__in=subscriber_ids).values_list(
-        "subscriber_id", "paper_id", "value"
-    ):
-        votes[subscriber_id].append((paper_id, value))
+    if subscriber_ids:
+        sql = f"SELECT subscriber_id, paper_id, value FROM {table_name(Vote)} WHERE subscriber_id IN ({{ids}})"
+        for subscriber_id, paper_id, value in select_for(sql, subscriber_ids):
+            votes[subscriber_id].append((paper_id, value))
     return votes
 
 
@@ -366,8 +412,7 @@ def votes_of(subscriber_ids):
 
 
 def _message_id(offer, subscriber_id):
-    # The same id if a copy were ever sent twice, so mail clients fold duplicates.
-    return f"<digest.{offer.edition.date:%Y%m%d}.{subscriber_id}@{site_domain()}>"
+    return offer.message_id_format.format(subscriber_id)
 
 
 def digest_message(offer, picks, subscriber_id, email):
@@ -378,7 +423,7 @@ def digest_message(offer, picks, subscriber_id, email):
         preferences_token=tokens.make(tokens.PREFERENCES, subscriber_id),
         feedback_token=tokens.make(tokens.FEEDBACK, subscriber_id),
         message_id=_message_id(offer, subscriber_id),
-        metadata={"subscriber": str(subscriber_id), "edition": offer.edition.date.isoformat()},
+        metadata={"subscriber": str(subscriber_id), "edition": offer.edition_iso},
     )
 
 

@@ -143,3 +143,32 @@ def test_scoring_many_at_once_gives_what_rank_gives_one_by_one():
             one = rank(candidates=cands, featured=featured, interests=interests, exclude=exclude,
                        topic_names={1: "A", 2: "B", 3: "C"}, limit=6, hits=hits, similar=similar)
             assert many[row] == one, (trial, row)
+
+
+def test_subscribers_who_share_picks_get_what_rank_gives_each():
+    """picks_for() ranks once for everyone who follows the same of what the offer holds; what
+    it hands out must be what rank() gives each subscriber, whatever they follow beyond that."""
+    import random
+
+    from newsletter.digests import EditionPapers
+
+    rng = random.Random(5)
+    names = ["Ada Lovelace", "Zoë Ünal", "Alan Turing", "Grace Hopper"]  # Hopper wrote nothing today
+    cands = [
+        Candidate(id=n, title=f"P{n}", text=rng.choice(["robots walk", "llm quantization", "graphs"]),
+                  upvotes=rng.randint(0, 50), listed_ordinal=rng.randint(1, 3),
+                  topic_ids=frozenset(rng.sample([1, 2, 3], rng.randint(0, 2))),  # topic 4: no paper today
+                  authors=tuple((author_key(a), a) for a in rng.sample(names[:3], rng.randint(0, 2))))
+        for n in range(1, 25)
+    ]
+    offer = EditionPapers(edition=Edition(date=DAY), frequency_key="daily", candidates=cands[:-1], featured=cands[-1:],
+                          papers={c.id: None for c in cands}, notes={}, topic_names={1: "A", 2: "B", 3: "C", 4: "D"})
+    for _ in range(400):
+        interests = Interests(topic_ids=frozenset(rng.sample([1, 2, 3, 4], rng.randint(0, 2))),
+                              keywords=tuple(rng.sample(["robots", "llm", "nothing-today"], rng.randint(0, 2))),
+                              authors=frozenset(author_key(a) for a in rng.sample(names, rng.randint(0, 2))))
+        received = set(rng.sample([c.id for c in cands], rng.randint(0, 2)))
+        expected = rank(candidates=cands[:-1], featured=cands[-1:], interests=interests, exclude=received,
+                        topic_names=offer.topic_names, limit=10)
+        assert list(offer.picks_for(interests, received)) == expected, interests
+    assert len(offer.picks_memo) < 400  # and it did share

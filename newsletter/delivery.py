@@ -31,6 +31,7 @@ from newsletter.digests import (
     deliveries_enqueue,
     digest_message,
     interests_of,
+    id_list,
     offer_for,
     received_papers,
     select_for,
@@ -86,13 +87,12 @@ def _claim(delivery_ids):
     RETURNING, on PostgreSQL and SQLite alike): only rows this call moved come back, so two
     workers never get the same row. By primary key: whatever the planner's statistics say
     (they lag behind a burst of new rows), that is one index probe per row."""
-    marks = ", ".join(["%s"] * len(delivery_ids))
     sql = (
         f"UPDATE {table_name(Delivery)} SET state = %s, claim = %s, claimed_at = %s "
-        f"WHERE state = %s AND id IN ({marks}) RETURNING id, attempts, subscriber_id, edition_id"
+        f"WHERE state = %s AND id IN ({id_list(delivery_ids)}) RETURNING id, attempts, subscriber_id, edition_id"
     )
     params = [Delivery.State.SENDING, uuid.uuid4().hex, db_connection.ops.adapt_datetimefield_value(timezone.now()),
-              Delivery.State.PENDING, *delivery_ids]
+              Delivery.State.PENDING]
     with transaction.atomic(), db_connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -106,25 +106,35 @@ def _claim(delivery_ids):
     return [Claimed(pk, attempts, subscriber_id, edition_id, *people[subscriber_id]) for pk, attempts, subscriber_id, edition_id in rows]
 
 
+STATE_LITERALS = {state: f"'{state}'" for state in Delivery.State.values}
+
+
 def _finish(claimed):
-    """Record every outcome of a group in one UPDATE ... FROM (VALUES ...) statement."""
+    """Record every outcome of a group in one UPDATE ... FROM (VALUES ...) statement. Values
+    that recipients share (picks, time sent) are listed once and referred to by number, and
+    numbers and states are inlined: the statement stays small, with few parameters to parse."""
     postgres = db_connection.vendor == "postgresql"
-    jsonb, timestamptz, integer = ("::jsonb", "::timestamptz", "::integer") if postgres else ("", "", "")
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(claimed))
-    sql = (
-        f"WITH v(id, state, picks, sent_at, message_id, note, attempts) AS (VALUES {values}) "
-        f"UPDATE {table_name(Delivery)} SET state = v.state, picks = v.picks{jsonb}, sent_at = v.sent_at{timestamptz}, "
-        f"message_id = v.message_id, note = v.note, attempts = v.attempts{integer} "
-        f"FROM v WHERE {table_name(Delivery)}.id = v.id{'::bigint' if postgres else ''}"
-    )
-    # Recipients share picks and the time they were sent: each is serialised once.
-    picks = {p: json.dumps(p) for p in {c.picks for c in claimed}}
-    sent_at = {t: db_connection.ops.adapt_datetimefield_value(t) for t in {c.sent_at for c in claimed}}
-    params = [
-        value
+    jsonb, timestamptz = ("::jsonb", "::timestamptz") if postgres else ("", "")
+    picks, times = {}, {}
+    for c in claimed:
+        picks.setdefault(c.picks, len(picks))
+        times.setdefault(c.sent_at, len(times))
+    table = table_name(Delivery)
+    rows = ", ".join(
+        f"({int(c.id)}, {STATE_LITERALS[c.state]}, {picks[c.picks]}, {times[c.sent_at]}, %s, %s, {int(c.attempts)})"
         for c in claimed
-        for value in (c.id, c.state, picks[c.picks], sent_at[c.sent_at], c.message_id, c.note, c.attempts)
-    ]
+    )
+    sql = (
+        f"WITH p(n, picks) AS (VALUES {', '.join(f'({n}, %s)' for n in picks.values())}), "
+        f"t(n, sent_at) AS (VALUES {', '.join(f'({n}, %s)' for n in times.values())}), "
+        f"v(id, state, p, t, message_id, note, attempts) AS (VALUES {rows}) "
+        f"UPDATE {table} SET state = v.state, picks = p.picks{jsonb}, sent_at = t.sent_at{timestamptz}, "
+        f"message_id = v.message_id, note = v.note, attempts = v.attempts "
+        f"FROM v JOIN p ON p.n = v.p JOIN t ON t.n = v.t WHERE {table}.id = v.id"
+    )
+    params = [json.dumps(p) for p in picks]
+    params += [db_connection.ops.adapt_datetimefield_value(t) for t in times]
+    params += [value for c in claimed for value in (c.message_id, c.note)]
     with transaction.atomic(), db_connection.cursor() as cursor:
         if postgres:
             # Safe to lose in a database crash: the rows stay 'sending' and the reconciler marks

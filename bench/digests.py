@@ -52,6 +52,9 @@ class FakeMailgun:
         counts = self.counts = {"calls": 0, "recipients": 0, "bytes": 0}
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as ESPs' API servers do
+            disable_nagle_algorithm = True  # or each reply waits for a delayed ACK
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 counts["calls"] += 1
@@ -87,7 +90,7 @@ def configure(database, mode="message"):
     if mode == "batch":
         esp = FakeMailgun()
         os.environ.update({
-            "EMAIL_BACKEND": "anymail.backends.mailgun.EmailBackend", "ANYMAIL_MAILGUN_API_KEY": "bench",
+            "EMAIL_BACKEND": "newsletter.esp.MailgunBackend", "ANYMAIL_MAILGUN_API_KEY": "bench",
             "ANYMAIL_MAILGUN_API_URL": esp.url, "DIGEST_SENDING": "batch",
             "DEFAULT_FROM_EMAIL": "Paperboy <digest@paperboy.test>",
         })

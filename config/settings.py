@@ -169,7 +169,8 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
-# Any anymail ESP: EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend plus ANYMAIL_* variables,
+# Any anymail ESP: EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend (for batch sending,
+# newsletter.esp.MailgunBackend, see README) plus ANYMAIL_* variables,
 # e.g. ANYMAIL_MAILGUN_API_KEY, ANYMAIL_WEBHOOK_SECRET ("user:password").
 ANYMAIL = {
     key.removeprefix("ANYMAIL_"): value

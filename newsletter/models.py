@@ -16,9 +16,13 @@ def email_hash(email):
 
 
 def interest_key(frequency, topic_ids, keywords, authors):
-    """A short hash of what a subscriber follows (votes aside)."""
-    signature = "|".join([frequency, ",".join(map(str, sorted(topic_ids))), keywords.casefold(), authors.casefold()])
-    return hashlib.sha1(signature.encode()).hexdigest()[:16]
+    """What a subscriber follows (votes aside) as a key that sorts alike subscribers together:
+    frequency, then topics, then a hash of keywords and authors. Digests are fanned out in
+    this order, so subscribers likely to get the same digest share a batch (and, with an ESP
+    that sends in batches, an API call). Only an order: a stale key costs no correctness."""
+    topics = ".".join(f"{t:x}" for t in sorted(topic_ids))[:160]
+    words = hashlib.sha1(f"{keywords.casefold()}|{authors.casefold()}".encode()).hexdigest()[:8]
+    return f"{frequency}|{topics}|{words}"
 
 
 class SubscriberQuerySet(models.QuerySet):
@@ -63,9 +67,8 @@ class Subscriber(models.Model):
     hour = models.PositiveSmallIntegerField(default=7, help_text="Local hour the digest is sent (0-23).")
     timezone = models.CharField(max_length=64, default="UTC")
     next_digest_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Equal for subscribers who follow exactly the same things: fan-out goes in this order so
-    # that a batch's recipients mostly share one digest (one ESP call in batch mode).
-    interest_key = models.CharField(max_length=16, blank=True, editable=False)
+    # See interest_key(): the order digests are fanned out in.
+    interest_key = models.CharField(max_length=200, blank=True, editable=False)
 
     # Consent (GDPR Art. 7): what was agreed to, when, from where.
     created_at = models.DateTimeField(auto_now_add=True)

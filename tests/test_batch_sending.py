@@ -12,9 +12,10 @@ from tests.conftest import DAY, make_paper, make_subscriber
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def mailgun(httpserver, settings):
-    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+@pytest.fixture(params=["anymail.backends.mailgun.EmailBackend", "newsletter.esp.MailgunBackend"])
+def mailgun(httpserver, settings, request):
+    """anymail's Mailgun backend (URL-encoded form) and ours (the same fields, multipart)."""
+    settings.EMAIL_BACKEND = request.param
     settings.ANYMAIL = {"MAILGUN_API_KEY": "key-test", "MAILGUN_API_URL": httpserver.url_for("/v3"), "WEBHOOK_SECRET": "a:b"}
     settings.DEFAULT_FROM_EMAIL = "Paperboy <digest@paperboy.test>"
     settings.DIGEST_SENDING = "batch"
@@ -26,7 +27,7 @@ def readers(n):
     return [make_subscriber(f"reader{i}@example.org", topics=["robotics"]) for i in range(n)]
 
 
-def test_identical_digests_go_out_in_one_call_with_per_recipient_merge_data(mailgun):
+def test_identical_digests_go_out_in_one_call_with_per_recipient_merge_data(mailgun, settings):
     people = readers(3)
     mailgun.expect_request("/v3/paperboy.test/messages", method="POST").respond_with_json(
         {"id": "<batch-1@paperboy.test>", "message": "Queued. Thank you."})
@@ -42,6 +43,8 @@ def test_identical_digests_go_out_in_one_call_with_per_recipient_merge_data(mail
     assert "%recipient." in form["h:List-Unsubscribe"]  # a merge header, filled per recipient
     assert variables["reader0@example.org"]["v:subscriber"] == str(people[0].pk)  # metadata for webhooks
     assert Delivery.objects.filter(state="sent").count() == 3
+    multipart = mailgun.log[0][0].content_type.startswith("multipart/form-data")
+    assert multipart == (settings.EMAIL_BACKEND == "newsletter.esp.MailgunBackend")
     call_command("send_digests", date=DAY, stdout=StringIO())
     assert len(mailgun.log) == 1  # exactly once
 

@@ -342,3 +342,17 @@ def test_an_operator_can_send_failed_deliveries_again(papers, readers, settings,
     assert [m.to[0] for m in sent_mail()] == ["bob@example.org"]  # alice, already sent, is not mailed again
     bob.refresh_from_db()
     assert bob.state == "sent" and bob.attempts == 2
+
+
+def test_fan_out_puts_subscribers_who_follow_the_same_topics_next_to_each_other(papers):
+    """So that they share a batch, and in batch mode an ESP call."""
+    from newsletter.digests import keyset_pages, scheduled_on
+
+    others = ["security", "computer-vision", "games-agents", "knowledge-graphs", "applications", "llms-reasoning"]
+    for n, slug in enumerate(others):
+        make_subscriber(f"other{n}@example.org", topics=[slug, "robotics"] if n % 2 else [slug])
+    robots = [make_subscriber(f"robots{n}@example.org", topics=["robotics"], keywords=words).pk
+              for n, words in enumerate(["", "tiny chips", "arms", "walking, LLM"])]
+    order = [pk for page in keyset_pages(scheduled_on(DAY), "interest_key", "pk") for pk in page]
+    positions = sorted(order.index(pk) for pk in robots)
+    assert positions == list(range(positions[0], positions[0] + len(robots)))

@@ -202,7 +202,27 @@ def _send_claimed(edition, claimed, connection):
             }
             learned.update(offer.picks_with_profiles(people, found))
     now = timezone.now()
-    ready = []  # (delivery, offer, picks) to send
+    ready = _ready(edition, claimed, interests, received, learned, stats)
+    send = _send_batches if settings.DIGEST_SENDING == "batch" else _send_each
+    before = stats.seconds["assemble"] + stats.seconds["render"]
+    with stats.timing("build and hand-off"):
+        pending_error = send(ready, connection, stats, now)
+    # Preparing recipients happens inside send() as it consumes them; count it once.
+    stats.seconds["build and hand-off"] -= stats.seconds["assemble"] + stats.seconds["render"] - before
+    if pending_error is not None:
+        for delivery in claimed:
+            if delivery.state == Delivery.State.SENDING:  # not reached: back to pending, unattempted
+                delivery.state = Delivery.State.PENDING
+    with stats.timing("record"):
+        _finish(claimed)
+    if pending_error is not None:
+        raise TransientSendError(str(pending_error))
+    return stats
+
+
+def _ready(edition, claimed, interests, received, learned, stats):
+    """(delivery, offer, picks, content) for each claimed delivery that gets a digest, made as
+    the sender asks for them: a distinct content need not outlive its message."""
     for delivery in claimed:
         delivery.attempts += 1
         if delivery.status != Subscriber.Status.ACTIVE:
@@ -222,17 +242,9 @@ def _send_claimed(edition, claimed, connection):
             continue
         if picks not in offer.renderer.contents:
             stats.renders += 1
-            with stats.timing("render"):
-                offer.renderer.content(picks)
-        ready.append((delivery, offer, picks))
-    send = _send_batches if settings.DIGEST_SENDING == "batch" else _send_each
-    with stats.timing("build and hand-off"):
-        pending_error = send(ready, connection, stats, now)
-    with stats.timing("record"):
-        _finish(claimed)
-    if pending_error is not None:
-        raise TransientSendError(str(pending_error))
-    return stats
+        with stats.timing("render"):
+            content = offer.renderer.content(picks)
+        yield delivery, offer, picks, content
 
 
 def _failed(deliveries, error, stats):
@@ -255,15 +267,13 @@ def _sent(delivery, picks, now, message_id, stats):
 
 def _send_each(ready, connection, stats, now):
     """One message per recipient (SMTP, and any ESP without batch sending)."""
-    for n, (delivery, offer, picks) in enumerate(ready):
-        message = digest_message(offer, picks, delivery.subscriber_id, delivery.email)
+    for delivery, offer, picks, content in ready:
+        message = digest_message(offer, content, delivery.subscriber_id, delivery.email)
         try:
             connection.send_messages([message])
         except Exception as error:  # noqa: BLE001 - classified in _failed, never swallowed
             retry = _failed([delivery], error, stats)
             if retry is not None:
-                for later, _, _ in ready[n + 1 :]:
-                    later.state = Delivery.State.PENDING
                 return retry
             continue
         esp_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
@@ -274,19 +284,17 @@ def _send_each(ready, connection, stats, now):
 def _send_batches(ready, connection, stats, now):
     """One ESP API call per group of recipients with identical content (anymail merge data),
     chunked to DIGEST_BATCH_LIMIT. A failed call concerns its recipients only."""
-    groups = defaultdict(list)
-    for delivery, offer, picks in ready:
-        groups[(offer.edition.pk, offer.frequency_key, picks)].append((delivery, offer))
+    groups = {}
+    for delivery, offer, picks, content in ready:
+        groups.setdefault((offer.edition.pk, offer.frequency_key, picks), (offer, content, []))[2].append(delivery)
     chunks = [
-        (picks, members[i : i + settings.DIGEST_BATCH_LIMIT])
-        for (_, _, picks), members in groups.items()
+        (picks, offer, content, members[i : i + settings.DIGEST_BATCH_LIMIT])
+        for (_, _, picks), (offer, content, members) in groups.items()
         for i in range(0, len(members), settings.DIGEST_BATCH_LIMIT)
     ]
-    for n, (picks, members) in enumerate(chunks):
-        offer = members[0][1]
-        deliveries = [d for d, _ in members]
+    for picks, offer, content, deliveries in chunks:
         message = batch_message(
-            offer.renderer.content(picks),
+            content,
             [
                 (
                     d.email,
@@ -306,9 +314,6 @@ def _send_batches(ready, connection, stats, now):
         except Exception as error:  # noqa: BLE001 - classified in _failed, never swallowed
             retry = _failed(deliveries, error, stats)
             if retry is not None:
-                for _, later in chunks[n + 1 :]:
-                    for d, _ in later:
-                        d.state = Delivery.State.PENDING
                 return retry
             continue
         recipients = getattr(getattr(message, "anymail_status", None), "recipients", {})

@@ -418,9 +418,9 @@ def _message_id(offer, subscriber_id):
     return offer.message_id_format.format(subscriber_id)
 
 
-def digest_message(offer, picks, subscriber_id, email):
+def digest_message(offer, content, subscriber_id, email):
     return personal_message(
-        offer.renderer.content(picks),
+        content,
         email=email,
         unsubscribe_token=tokens.make(tokens.UNSUBSCRIBE, subscriber_id),
         preferences_token=tokens.make(tokens.PREFERENCES, subscriber_id),

@@ -230,20 +230,22 @@ def _ready(edition, claimed, interests, received, learned, stats):
             delivery.state, delivery.note = Delivery.State.SKIPPED, f"subscriber {delivery.status} at send time"
             stats.skipped += 1
             continue
-        with stats.timing("assemble"):
-            offer = offer_for(edition, delivery.frequency)
-            if delivery.subscriber_id in learned:
-                picks = learned[delivery.subscriber_id]
-            else:
-                picks = offer.picks_for(interests[delivery.subscriber_id], received[delivery.subscriber_id])
+        start = time.perf_counter()  # cheaper than a stats.timing() context for every recipient
+        offer = offer_for(edition, delivery.frequency)
+        if delivery.subscriber_id in learned:
+            picks = learned[delivery.subscriber_id]
+        else:
+            picks = offer.picks_for(interests[delivery.subscriber_id], received[delivery.subscriber_id])
+        stats.seconds["assemble"] += time.perf_counter() - start
         if not picks:
             delivery.state, delivery.note = Delivery.State.SKIPPED, "nothing new"
             stats.skipped += 1
             continue
-        if picks not in offer.renderer.contents:
+        content = offer.renderer.contents.get(picks)
+        if content is None:
             stats.renders += 1
-        with stats.timing("render"):
-            content = offer.renderer.content(picks)
+            with stats.timing("render"):
+                content = offer.renderer.content(picks)
         yield delivery, offer, picks, content
 
 

@@ -239,7 +239,10 @@ def naive(day, sample):
 def _worker_init():
     from django.db import connections
 
+    from config.celery import worker_process_ready
+
     connections.close_all()
+    worker_process_ready()  # as Celery's prefork pool does for each child
 
 
 def _send(ids):

@@ -233,9 +233,10 @@ def timing(args, world, rng, readers, vectors_by_id, titles_by_id, topic_names, 
                 votes = {n: [(pid, 1 if i % 3 else -1) for i, pid in enumerate(voted)] for n, (_, voted) in enumerate(group)}
                 found = profiles(votes, vectors_by_id, titles_by_id, cand_ids, cand_matrix)
                 rows = [n for n in range(len(group)) if n in found]
+                profile_rows = np.array([found.rows[n] for n in rows], dtype=int)
                 rank_many(candidates=cands, featured=[], people=[(Interests(topic_ids=group[n][0]), set()) for n in rows],
-                          topic_names=topic_names, limit=10, hits={}, cosines=found.cosines[[found.rows[n] for n in rows]],
-                          closest=lambda row, column: found.closest(found.rows[rows[row]], column), weights=weights)
+                          topic_names=topic_names, limit=10, hits={}, cosines=found.cosines[profile_rows],
+                          closest=lambda rs, columns: found.closest(profile_rows[rs], columns), weights=weights)
                 continue
             for topics, _ in group:
                 interests = Interests(topic_ids=topics)

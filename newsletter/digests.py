@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
+import numpy as np
 from cachetools import LRUCache
 from django.conf import settings
 from django.db import connection as db_connection
@@ -283,15 +284,17 @@ class EditionPapers:
                 if keyword not in self.hits_memo:
                     self.hits_memo[keyword] = keyword_hits(self.candidates, keyword)
         subscribers = list(people)
+        offered = set(self.papers)
+        profile_rows = np.array([found.rows[s] for s in subscribers], dtype=int)
         picks = rank_many(
             candidates=self.candidates,
             featured=self.featured,
-            people=[(people[s][0], people[s][1] & set(self.papers)) for s in subscribers],
+            people=[(people[s][0], people[s][1] & offered) for s in subscribers],
             topic_names=self.topic_names,
             limit=settings.DIGEST_MAX_PAPERS,
             hits=self.hits_memo,
-            cosines=found.cosines[[found.rows[s] for s in subscribers]],
-            closest=lambda row, column: found.closest(found.rows[subscribers[row]], column),
+            cosines=found.cosines[profile_rows],
+            closest=lambda rows, columns: found.closest(profile_rows[rows], columns),
             weights=ranking_weights(),
         )
         return {s: tuple(p) for s, p in zip(subscribers, picks)}

@@ -20,21 +20,28 @@ class Profiles:
 
     rows: dict  # subscriber -> row
     cosines: np.ndarray  # subscribers x candidates
-    nearest_liked: np.ndarray  # subscribers x candidates: title of the liked paper closest to it
+    liked: np.ndarray  # subscribers x most likes: the voted papers (indices) each liked, -1 after the last
+    to_candidates: np.ndarray  # voted papers x candidates: cosines
+    titles: np.ndarray  # of the voted papers
     candidate_ids: list
 
     def __contains__(self, subscriber):
         return subscriber in self.rows
 
-    def closest(self, row, column):
-        return self.nearest_liked[row, column]
+    def closest(self, rows, columns):
+        """For each (row, candidate column) pair, the title of the paper that row's subscriber
+        liked that is closest to the candidate: what "similar to" names. The first liked of equals."""
+        liked = self.liked[rows]
+        near = np.where(liked >= 0, self.to_candidates[liked, np.asarray(columns)[:, None]], -np.inf)
+        return self.titles[liked[np.arange(len(liked)), near.argmax(axis=1)]].tolist()
 
     def similar(self, subscriber):
         """{candidate id: (cosine, closest liked title)}, the form rank() takes."""
         row = self.rows[subscriber]
+        columns = np.nonzero(self.cosines[row] > 0)[0]
+        titles = self.closest(np.full(len(columns), row), columns)
         return {
-            self.candidate_ids[j]: (float(self.cosines[row, j]), self.nearest_liked[row, j])
-            for j in np.nonzero(self.cosines[row] > 0)[0]
+            self.candidate_ids[j]: (float(self.cosines[row, j]), title) for j, title in zip(columns.tolist(), titles)
         }
 
 
@@ -46,12 +53,12 @@ def profiles(votes_by_subscriber, voted_dense, voted_titles, candidate_ids, cand
     voted = sorted({paper_id for votes in votes_by_subscriber.values() for paper_id, _ in votes})
     subscribers = [s for s, votes in votes_by_subscriber.items() if any(value > 0 for _, value in votes)]
     if not subscribers or not candidate_ids:
-        return Profiles({}, np.zeros((0, len(candidate_ids))), np.zeros((0, len(candidate_ids)), dtype=object), candidate_ids)
+        nothing = np.zeros((0, len(candidate_ids)))
+        return Profiles({}, nothing, np.zeros((0, 1), dtype=int), nothing, np.array([], dtype=object), candidate_ids)
     column = {pid: n for n, pid in enumerate(voted)}
     # Dense projections: every product below is a small BLAS call.
     zero = np.zeros(vectors.DENSE_DIMENSIONS, dtype=np.float32)
     voted_matrix = np.stack([voted_dense.get(pid, zero) for pid in voted])
-    to_candidates = voted_matrix @ candidate_dense.T  # voted x candidates
     weight_rows, weight_cols, weight_values = [], [], []
     for n, subscriber in enumerate(subscribers):
         for paper_id, value in votes_by_subscriber[subscriber]:
@@ -64,11 +71,16 @@ def profiles(votes_by_subscriber, voted_dense, voted_titles, candidate_ids, cand
     norms = np.linalg.norm(centroids, axis=1, keepdims=True)
     norms[norms == 0] = 1
     cosines = (centroids / norms) @ candidate_dense.T
-    # For each subscriber and candidate, the liked paper closest to the candidate: what "similar to" names.
-    titles = np.array([voted_titles.get(pid, "") for pid in voted], dtype=object)
-    keep = [n for n in range(len(subscribers)) if (cosines[n] > 0).any()]
-    nearest = np.empty((len(keep), len(candidate_ids)), dtype=object)
-    for i, n in enumerate(keep):
-        liked = np.array([column[pid] for pid, value in votes_by_subscriber[subscribers[n]] if value > 0])
-        nearest[i] = titles[liked[to_candidates[liked].argmax(axis=0)]]
-    return Profiles({subscribers[n]: i for i, n in enumerate(keep)}, cosines[keep], nearest, list(candidate_ids))
+    keep = np.nonzero((cosines > 0).any(axis=1))[0].tolist()
+    likes = [[column[pid] for pid, value in votes_by_subscriber[subscribers[n]] if value > 0] for n in keep]
+    liked = np.full((len(keep), max(map(len, likes), default=1)), -1)
+    for i, row in enumerate(likes):
+        liked[i, : len(row)] = row
+    return Profiles(
+        rows={subscribers[n]: i for i, n in enumerate(keep)},
+        cosines=cosines[keep],
+        liked=liked,
+        to_candidates=voted_matrix @ candidate_dense.T,
+        titles=np.array([voted_titles.get(pid, "") for pid in voted], dtype=object),
+        candidate_ids=list(candidate_ids),
+    )

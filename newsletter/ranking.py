@@ -78,23 +78,41 @@ def trending_reason(candidate):
     return f"trending: {candidate.upvotes} upvote{'s' if candidate.upvotes != 1 else ''}"
 
 
+def topic_reason(candidate, topic_ids, topic_names):
+    return f"matches your topic {min(topic_names.get(t, 'you follow') for t in candidate.topic_ids & topic_ids)}"
+
+
+def keyword_reason(candidate, keywords, hits):
+    return f"mentions '{next(k for k in keywords if candidate.id in hits[k])}'"
+
+
+def author_reason(candidate, authors):
+    return f"by {next(name for key, name in candidate.authors if key in authors)}, whom you follow"
+
+
+def similar_reason(liked_title):
+    return f"similar to '{liked_title}', which you liked"
+
+
 def _reasons(candidate, interests, topic_names, hits, similar, weights):
-    """(weight, reason) for each way the candidate matches the subscriber."""
+    """(weight, reason) for each way the candidate matches the subscriber, in the order that
+    settles ties: topic, keyword, author, profile."""
     found = []
-    followed = candidate.topic_ids & interests.topic_ids
-    if followed:
-        found.append((weights.topic, f"matches your topic {min(topic_names.get(t, 'you follow') for t in followed)}"))
-    keyword = next((k for k in interests.keywords if candidate.id in hits[k]), None)
-    if keyword:
-        found.append((weights.keyword, f"mentions '{keyword}'"))
-    author = next((name for key, name in candidate.authors if key in interests.authors), None)
-    if author:
-        found.append((weights.author, f"by {author}, whom you follow"))
+    if candidate.topic_ids & interests.topic_ids:
+        found.append((weights.topic, topic_reason(candidate, interests.topic_ids, topic_names)))
+    if any(candidate.id in hits[k] for k in interests.keywords):
+        found.append((weights.keyword, keyword_reason(candidate, interests.keywords, hits)))
+    if any(key in interests.authors for key, _ in candidate.authors):
+        found.append((weights.author, author_reason(candidate, interests.authors)))
     if similar and candidate.id in similar:
         cosine, liked_title = similar[candidate.id]
         if cosine >= weights.threshold:
-            found.append((weights.profile * cosine, f"similar to '{liked_title}', which you liked"))
+            found.append((weights.profile * cosine, similar_reason(liked_title)))
     return found
+
+
+def _strongest(reasons):
+    return max(reasons, key=lambda reason: reason[0])[1]  # the first of equals
 
 
 def _featured_first(featured, exclude):
@@ -131,7 +149,7 @@ def rank(*, candidates, featured, interests, exclude, topic_names, limit, trendi
             matched.append((0, candidate.id, reasons[0][1]))  # upvotes order, as sorted
         else:
             score = sum(w for w, _ in reasons) + weights.trending * math.log1p(candidate.upvotes) / top_upvotes
-            matched.append((-score, candidate.id, max(reasons)[1]))
+            matched.append((-score, candidate.id, _strongest(reasons)))
     matched.sort(key=lambda m: m[0])  # stable: ties keep upvotes order
     picks.extend((paper_id, reason) for _, paper_id, reason in matched[:limit])
     room = limit - min(len(matched), limit)
@@ -141,55 +159,104 @@ def rank(*, candidates, featured, interests, exclude, topic_names, limit, trendi
     return picks
 
 
-def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines, closest, trending_fill=3,
-              weights=Weights()):
-    """rank() for a group of subscribers with profiles, the scores computed as matrices.
-
-    people: [(Interests, exclude set)], one per row of `cosines` (subscribers x candidates,
-    cosine to each profile); closest(row, column) gives the title of that subscriber's liked
-    paper nearest to that candidate. Returns what rank() returns for each subscriber (tested
-    to be the same); only the chosen papers get reasons.
-    """
-    order = sorted(range(len(candidates)), key=lambda j: sort_key(candidates[j]))
-    ordered = [candidates[j] for j in order]
-    cos = np.asarray(cosines, dtype=np.float64)[:, order] if len(people) else np.zeros((0, len(ordered)))
-    topic_index = {t: n for n, t in enumerate(sorted({t for c in ordered for t in c.topic_ids}))}
-    has_topic = np.zeros((len(ordered), len(topic_index) + 1), dtype=bool)
+def _follows(ordered, featured, people, hits):
+    """Each subscriber's featured picks, and boolean matrices (subscribers x ordered candidates)
+    of the candidates matching their topics, keywords and authors and of those they cannot get."""
+    at = {c.id: j for j, c in enumerate(ordered)}
+    by_topic, by_author = defaultdict(list), defaultdict(list)
     for j, c in enumerate(ordered):
         for t in c.topic_ids:
-            has_topic[j, topic_index[t]] = True
-    by_author = defaultdict(list)
-    for j, c in enumerate(ordered):
+            by_topic[t].append(j)
         for key, _ in c.authors:
             by_author[key].append(j)
-    top_upvotes = math.log1p(max((c.upvotes for c in ordered), default=0)) or 1
-    trend = weights.trending * np.log1p([c.upvotes for c in ordered]) / top_upvotes
-    position = np.arange(len(ordered))
-    at = {c.id: j for j, c in enumerate(ordered)}
-    topic_masks = {}
-    results = []
+    by_keyword = {}
+    # (row, column) pairs of what each subscriber follows and has taken, set in one go per kind.
+    followed = {"topic": ([], []), "keyword": ([], []), "author": ([], []), "taken": ([], [])}
+    heads = []
+
+    def mark(kind, row, columns):
+        rows, cols = followed[kind]
+        rows.extend([row] * len(columns))
+        cols.extend(columns)
+
     for row, (interests, exclude) in enumerate(people):
         picks, taken = _featured_first(featured, exclude)
-        free = np.ones(len(ordered), dtype=bool)
-        free[[at[i] for i in taken if i in at]] = False
-        if interests.topic_ids not in topic_masks:
-            followed = [topic_index[t] for t in interests.topic_ids if t in topic_index]
-            topic_masks[interests.topic_ids] = has_topic[:, followed].any(axis=1)
-        topic = topic_masks[interests.topic_ids]
-        keyword = np.zeros(len(ordered), dtype=bool)
+        heads.append(picks)
+        mark("taken", row, [at[i] for i in taken if i in at])
+        for t in interests.topic_ids:
+            mark("topic", row, by_topic.get(t, ()))
         for k in interests.keywords:
-            keyword[[at[i] for i in hits[k] if i in at]] = True
-        author = np.zeros(len(ordered), dtype=bool)
-        author[[j for key in interests.authors for j in by_author.get(key, ())]] = True
-        profile = np.where(cos[row] >= weights.threshold, cos[row], 0.0)
-        matched = (topic | keyword | author | (profile > 0)) & free
-        score = weights.topic * topic + weights.keyword * keyword + weights.author * author + weights.profile * profile + trend
-        chosen = position[matched][np.lexsort((position[matched], -score[matched]))][:limit]
-        for j in chosen:
-            similar = {ordered[j].id: (cos[row, j], closest(row, order[j]))} if profile[j] > 0 else None
-            picks.append((ordered[j].id, max(_reasons(ordered[j], interests, topic_names, hits, similar, weights))[1]))
-        room = min(limit - len(chosen), trending_fill)
-        rest = position[free & ~matched][:room]
-        picks.extend((ordered[j].id, trending_reason(ordered[j])) for j in rest)
+            if k not in by_keyword:
+                by_keyword[k] = [at[i] for i in hits[k] if i in at]
+            mark("keyword", row, by_keyword[k])
+        for key in interests.authors:
+            mark("author", row, by_author.get(key, ()))
+    flags = {}
+    for kind, (rows, cols) in followed.items():
+        flags[kind] = np.zeros((len(people), len(ordered)), dtype=bool)
+        flags[kind][rows, cols] = True
+    return heads, flags["topic"], flags["keyword"], flags["author"], ~flags["taken"]
+
+
+def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines, closest, trending_fill=3,
+              weights=Weights()):
+    """rank() for a group of subscribers with profiles, scored together as matrices
+    (subscribers x candidates) rather than one subscriber at a time.
+
+    people: [(Interests, exclude set)], one per row of `cosines` (cosine of each subscriber's
+    profile to each candidate); closest(rows, columns) gives, for each (row, column of
+    `cosines`) pair, the title of that subscriber's liked paper nearest to that candidate.
+    Returns what rank() returns for each subscriber (tested to be the same); only the chosen
+    papers get reasons.
+    """
+    if not people:
+        return []
+    order = sorted(range(len(candidates)), key=lambda j: sort_key(candidates[j]))
+    ordered = [candidates[j] for j in order]
+    heads, topic, keyword, author, free = _follows(ordered, featured, people, hits)
+    shape = topic.shape
+    cos = np.asarray(cosines, dtype=np.float64).reshape(shape)[:, order]
+    profile = np.where(cos >= weights.threshold, cos, 0.0)
+    top_upvotes = math.log1p(max((c.upvotes for c in ordered), default=0)) or 1
+    trend = weights.trending * np.log1p([c.upvotes for c in ordered]) / top_upvotes
+    matched = (topic | keyword | author | (profile > 0)) & free
+    # Summed in rank()'s order, so that equal scores stay equal.
+    score = weights.topic * topic + weights.keyword * keyword + weights.author * author + weights.profile * profile + trend
+    # Stable: among equal scores, the upvotes order of the columns.
+    ranked = np.argsort(np.where(matched, -score, np.inf), axis=1, kind="stable")[:, :limit]
+    counts = np.minimum(matched.sum(axis=1), limit)
+    # The reason that weighs most for each chosen paper; on ties the first, as in rank().
+    rows = np.arange(shape[0])[:, None]
+    strengths = np.stack([
+        np.where(topic[rows, ranked], weights.topic, -np.inf),
+        np.where(keyword[rows, ranked], weights.keyword, -np.inf),
+        np.where(author[rows, ranked], weights.author, -np.inf),
+        np.where(profile[rows, ranked] > 0, weights.profile * profile[rows, ranked], -np.inf),
+    ])
+    strongest = strengths.argmax(axis=0)
+    similar_rows, similar_ranks = np.nonzero((strongest == 3) & (np.arange(ranked.shape[1]) < counts[:, None]))
+    titles = closest(similar_rows, np.asarray(order)[ranked[similar_rows, similar_ranks]]) if len(similar_rows) else []
+    liked = dict(zip(zip(similar_rows.tolist(), similar_ranks.tolist()), titles))
+    others = free & ~matched
+    fill = np.argsort(~others, axis=1, kind="stable")[:, :trending_fill].tolist()
+    rooms = np.minimum(np.minimum(limit - counts, trending_fill), others.sum(axis=1)).tolist()
+    results, topic_reasons = [], {}
+    for row, ((interests, _), picks, chosen, kinds, count, room) in enumerate(
+        zip(people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms)
+    ):
+        for position, (j, kind) in enumerate(zip(chosen[:count], kinds)):
+            c = ordered[j]
+            if kind == 0:
+                if (j, interests.topic_ids) not in topic_reasons:
+                    topic_reasons[j, interests.topic_ids] = topic_reason(c, interests.topic_ids, topic_names)
+                reason = topic_reasons[j, interests.topic_ids]
+            elif kind == 1:
+                reason = keyword_reason(c, interests.keywords, hits)
+            elif kind == 2:
+                reason = author_reason(c, interests.authors)
+            else:
+                reason = similar_reason(liked[row, position])
+            picks.append((c.id, reason))
+        picks.extend((ordered[j].id, trending_reason(ordered[j])) for j in fill[row][:room])
         results.append(picks)
     return results

@@ -40,7 +40,8 @@ REASON = "XXREASONXX"  # capfirst leaves it as it is
 TO = "xxrecipientxx@paperboy.invalid"
 MESSAGE_ID = "<xxmessageidxx@paperboy.invalid>"
 DATE = "Xxx, 00 Xxx 0000 00:00:00 -0000"
-MAX_LINE = 990  # RFC 5322 allows 998; longer lines would force quoted-printable
+TO_FIELD, MESSAGE_ID_FIELD, DATE_FIELD = TO.encode(), MESSAGE_ID.encode(), DATE.encode()
+MAX_LINE = 998 - 2 * 50  # RFC 5322's limit, less room for two signed links (~50 longer than their fields)
 
 
 def _cut(document):
@@ -62,47 +63,45 @@ def digest_context(edition, items):
     }
 
 
-class Stencil:
-    """A text whose placeholders are turned into %-format fields once, so that filling it in
-    for a recipient is a single formatting operation (in C) rather than a scan per placeholder."""
-
-    def __init__(self, text, placeholders):
-        literal = (lambda s: s) if isinstance(text, str) else str.encode
-        template = text.replace(literal("%"), literal("%%"))
-        # One replace per placeholder is safe: none occurs inside another's field.
-        for placeholder in placeholders:
-            template = template.replace(placeholder, literal("%(") + placeholder + literal(")s"))
-        self.template = template
-
-    def fill(self, values):
-        """values: {placeholder: its value}, of the text's type."""
-        return self.template % values
+def stencil(text, placeholders):
+    """`text` as a %-format template with a field for each placeholder, so that filling it in
+    for a recipient is one formatting operation (in C) rather than a scan per placeholder."""
+    template = text.replace("%", "%%")
+    for placeholder in placeholders:  # one replace each is safe: none occurs inside another
+        template = template.replace(placeholder, f"%({placeholder})s")
+    return template
 
 
 TEXT_SLOTS = [UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN, FEEDBACK_TOKEN]
-MIME_SLOTS = [s.encode() for s in (TO, MESSAGE_ID, UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN, FEEDBACK_TOKEN, DATE)]
+HEADER_SLOTS = [TO, MESSAGE_ID, DATE, UNSUBSCRIBE_TOKEN]
+AS_PLACEHOLDERS = {slot: slot for slot in TEXT_SLOTS}
 
 
 @dataclass
 class Content:
-    """One distinct digest, ready to be sent to any number of recipients."""
+    """One distinct digest, ready to be sent to any number of recipients: text and HTML as
+    templates (stencil()) with a field per per-recipient link, and the MIME bytes with fields
+    for those links and the recipient's headers (None when a line is too long for 8bit:
+    Django then builds each message)."""
 
     subject: str
-    text: str
-    html: str
-    mime: bytes | None  # None when a line is too long for 8bit: Django then builds each message
+    text_template: str
+    html_template: str
+    mime_template: bytes | None
+
+    @classmethod
+    def of(cls, subject, text, html):
+        """From a text and an HTML body that hold the placeholders."""
+        text, html = stencil(text, TEXT_SLOTS), stencil(html, TEXT_SLOTS)
+        return cls(subject, text, html, compose_mime(subject, text, html))
 
     @cached_property
-    def text_stencil(self):
-        return Stencil(self.text, TEXT_SLOTS)
+    def text(self):
+        return self.text_template % AS_PLACEHOLDERS
 
     @cached_property
-    def html_stencil(self):
-        return Stencil(self.html, TEXT_SLOTS)
-
-    @cached_property
-    def mime_stencil(self):
-        return Stencil(self.mime, MIME_SLOTS) if self.mime is not None else None
+    def html(self):
+        return self.html_template % AS_PLACEHOLDERS
 
 
 class EditionRenderer:
@@ -114,11 +113,14 @@ class EditionRenderer:
         ctx = digest_context(edition, items)
         html_head, html_cards, html_tail = _cut(inline_css(render_to_string("emails/digest-body.html", ctx)))
         text_head, text_cards, text_tail = _cut(render_to_string("emails/digest-body.txt", ctx))
-        self.html_shell = (html_head, html_tail)
-        self.text_shell = (text_head, text_tail)
-        self.html_cards = dict(zip(order, html_cards))
+        # As templates, cut where the reason goes: a digest is then joined from these pieces.
+        self.html_shell = (stencil(html_head, TEXT_SLOTS), stencil(html_tail, TEXT_SLOTS))
+        self.text_shell = (stencil(text_head, TEXT_SLOTS), stencil(text_tail, TEXT_SLOTS))
+        self.html_cards = {pid: stencil(card, TEXT_SLOTS).split(REASON, 1) for pid, card in zip(order, html_cards)}
         # Text cards start with their number; it is put back when assembling.
-        self.text_cards = {pid: card.split(". ", 1)[1] for pid, card in zip(order, text_cards)}
+        self.text_cards = {
+            pid: stencil(card.split(". ", 1)[1], TEXT_SLOTS).split(REASON, 1) for pid, card in zip(order, text_cards)
+        }
         # Bounded: distinct contents grow with the number of subscribers, memory must not.
         self.contents = LRUCache(maxsize=300)
         self.subjects = {}
@@ -130,15 +132,16 @@ class EditionRenderer:
         return self.contents[picks]
 
     def _assemble(self, picks):
-        html_cards = []
-        text_cards = []
+        html, text = [self.html_shell[0]], [self.text_shell[0]]
         for n, (pid, reason) in enumerate(picks, start=1):
+            before, after = self.html_cards[pid]
             # What Django's {{ reason|capfirst }} gives once lxml has serialised it.
-            html_cards.append(self.html_cards[pid].replace(REASON, html_lib.escape(capfirst(reason), quote=False)))
-            text_cards.append(f"\n{n}. " + self.text_cards[pid].replace(REASON, reason))
-        html = self.html_shell[0] + "".join(html_cards) + self.html_shell[1]
-        text = self.text_shell[0] + "".join(text_cards) + self.text_shell[1]
-        subject = self._subject(picks)
+            html += (before, html_lib.escape(reason[:1].upper() + reason[1:], quote=False).replace("%", "%%"), after)
+            before, after = self.text_cards[pid]
+            text += (f"\n{n}. ", before, reason.replace("%", "%%"), after)
+        html.append(self.html_shell[1])
+        text.append(self.text_shell[1])
+        html, text, subject = "".join(html), "".join(text), self._subject(picks)
         return Content(subject, text, html, compose_mime(subject, text, html))
 
     def _subject(self, picks):
@@ -151,8 +154,8 @@ class EditionRenderer:
         return self.subjects[key]
 
 
-def _part(content_type, body):
-    encoded = body.encode()
+def _part(content_type, template):
+    encoded = template.encode()
     if max(map(len, encoded.split(b"\n"))) > MAX_LINE:
         return None
     return (
@@ -165,12 +168,15 @@ def _header(value):
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
-def compose_mime(subject, text, html):
-    """multipart/alternative bytes as Django builds them, with placeholders for the recipient."""
-    text_part, html_part = _part("text/plain", text), _part("text/html", html)
+BOUNDARY = "==============paperboy-digest-boundary=="
+
+
+def compose_mime(subject, text_template, html_template):
+    """multipart/alternative bytes as Django builds them, as a template (stencil()) with fields
+    for the recipient: address, Message-ID, Date and links."""
+    text_part, html_part = _part("text/plain", text_template), _part("text/html", html_template)
     if text_part is None or html_part is None:
         return None
-    boundary = "==============paperboy-digest-boundary=="
     headers = {
         "Subject": _header(subject),
         "From": _header(settings.DEFAULT_FROM_EMAIL),
@@ -179,16 +185,16 @@ def compose_mime(subject, text, html):
         "Message-ID": MESSAGE_ID,
         **list_headers(f"{settings.SITE_URL}/u/{UNSUBSCRIBE_TOKEN}/"),
     }
-    head = f'Content-Type: multipart/alternative;\n boundary="{boundary}"\nMIME-Version: 1.0\n'
+    head = f'Content-Type: multipart/alternative;\n boundary="{BOUNDARY}"\nMIME-Version: 1.0\n'
     head += "".join(f"{name}: {value}\n" for name, value in headers.items())
-    return (
-        head.encode()
-        + f"\n--{boundary}\n".encode()
-        + text_part
-        + f"\n--{boundary}\n".encode()
-        + html_part
-        + f"\n--{boundary}--\n".encode()
-    )
+    return b"".join([
+        stencil(head, HEADER_SLOTS).encode(),
+        f"\n--{BOUNDARY}\n".encode(),
+        text_part,
+        f"\n--{BOUNDARY}\n".encode(),
+        html_part,
+        f"\n--{BOUNDARY}--\n".encode(),
+    ])
 
 
 class RawMIME:
@@ -221,7 +227,7 @@ class DigestMessage(EmailMultiAlternatives):
     @property
     def body(self):
         if self._body is None:
-            self._body = self._content.text_stencil.fill(self._links)
+            self._body = self._content.text_template % self._links
         return self._body
 
     @body.setter
@@ -231,7 +237,7 @@ class DigestMessage(EmailMultiAlternatives):
     @property
     def alternatives(self):
         if self._alternatives is None:
-            self._alternatives = [EmailAlternative(self._content.html_stencil.fill(self._links), "text/html")]
+            self._alternatives = [EmailAlternative(self._content.html_template % self._links, "text/html")]
         return self._alternatives
 
     @alternatives.setter
@@ -248,14 +254,17 @@ def _date(seconds):
 
 
 def personal_message(content, *, email, unsubscribe_token, preferences_token, feedback_token, message_id, metadata):
-    mime = content.mime_stencil
     links = {UNSUBSCRIBE_TOKEN: unsubscribe_token, PREFERENCES_TOKEN: preferences_token, FEEDBACK_TOKEN: feedback_token}
     unsubscribe_url = f"{settings.SITE_URL}/u/{unsubscribe_token}/"
     headers = {"Message-ID": message_id, **list_headers(unsubscribe_url)}
     raw = None
-    if mime is not None and email.isascii():
-        values = (email, message_id, unsubscribe_token, preferences_token, feedback_token)
-        raw = mime.fill(dict(zip(MIME_SLOTS, [*(v.encode() for v in values), _date(int(time.time()))])))
+    if content.mime_template is not None and email.isascii():
+        raw = content.mime_template % {
+            TO_FIELD: email.encode(),
+            MESSAGE_ID_FIELD: message_id.encode(),
+            DATE_FIELD: _date(int(time.time())),
+            **{slot.encode(): value.encode() for slot, value in links.items()},
+        }
     message = DigestMessage(
         content.subject, None, settings.DEFAULT_FROM_EMAIL, [email], headers=headers, raw=raw, content=content, links=links
     )
@@ -276,12 +285,12 @@ def batch_message(content, recipients):
     merge = {placeholder: settings.DIGEST_MERGE_FIELD.format(name) for placeholder, name in fields.items()}
     message = EmailMultiAlternatives(
         content.subject,
-        content.text_stencil.fill(merge),
+        content.text_template % merge,
         settings.DEFAULT_FROM_EMAIL,
         [email for email, _, _, _ in recipients],
         headers={k: v for k, v in list_headers("").items() if k != "List-Unsubscribe"},
     )
-    message.attach_alternative(content.html_stencil.fill(merge), "text/html")
+    message.attach_alternative(content.html_template % merge, "text/html")
     message.merge_data = {email: {fields[p]: t for p, t in links.items()} for email, links, _, _ in recipients}
     message.merge_headers = {
         email: {"List-Unsubscribe": f"<{settings.SITE_URL}/u/{links[UNSUBSCRIBE_TOKEN]}/>", "Message-ID": message_id}

@@ -134,10 +134,11 @@ def test_scoring_many_at_once_gives_what_rank_gives_one_by_one():
                                   keywords=tuple(rng.sample(["robots", "llm", "quantization"], rng.randint(0, 1))),
                                   authors=frozenset(author_key(a) for a in rng.sample(names, rng.randint(0, 2))))
             people.append((interests, set(rng.sample([c.id for c in cands], 3))))
-            cos[row] = [max(0.0, rng.uniform(-0.3, 0.9)) for _ in cands]
+            # 0.5 and 0.75 weigh as much as a topic and an author: ties between reasons.
+            cos[row] = [rng.choice([0.5, 0.75, max(0.0, rng.uniform(-0.3, 0.9))]) for _ in cands]
         hits = {k: keyword_hits(cands, k) for k in ["robots", "llm", "quantization"]}
         many = rank_many(candidates=cands, featured=featured, people=people, topic_names={1: "A", 2: "B", 3: "C"},
-                         limit=6, hits=hits, cosines=cos, closest=lambda r, c: f"liked {r}-{c}")
+                         limit=6, hits=hits, cosines=cos, closest=lambda rows, cols: [f"liked {r}-{c}" for r, c in zip(rows, cols)])
         for row, (interests, exclude) in enumerate(people):
             similar = {cands[j].id: (cos[row, j], f"liked {row}-{j}") for j in range(len(cands)) if cos[row, j] > 0}
             one = rank(candidates=cands, featured=featured, interests=interests, exclude=exclude,

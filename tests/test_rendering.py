@@ -15,7 +15,6 @@ from newsletter.rendering import (
     PREFERENCES_TOKEN,
     UNSUBSCRIBE_TOKEN,
     Content,
-    compose_mime,
     digest_context,
     personal_message,
 )
@@ -105,8 +104,8 @@ def test_a_line_too_long_for_8bit_falls_back_to_djangos_encoding(offer):
     picks = picks_of(offer)
     shared = offer.renderer.content(picks)
     html = shared.html.replace("</h1>", "x" * 2000 + "</h1>")
-    content = Content(shared.subject, shared.text, html, compose_mime(shared.subject, shared.text, html))
-    assert content.mime is None
+    content = Content.of(shared.subject, shared.text, html)
+    assert content.mime_template is None
     message = personal_message(content, email="zoe@example.org", unsubscribe_token="u", preferences_token="p", feedback_token="f",
                                message_id="<m@paperboy.test>", metadata={})
     parsed = email.message_from_bytes(message.message().as_bytes(), policy=policy.default)

@@ -4,6 +4,7 @@ handed to an in-memory backend (bench/sink.py), by worker processes as Celery wo
 
     .venv/bin/python bench/digests.py                      # 100,000 subscribers, SQLite and PostgreSQL
     .venv/bin/python bench/digests.py --subscribers 10000 --database sqlite
+    .venv/bin/python bench/digests.py --votes 5 --database sqlite   # with profiles, compared to without
 
 Prints per-stage times, distinct renders, the naive path's rate on a sample (render + premailer +
 Django MIME per subscriber) and the speed-up over it, peak RSS, and last `N digests/s`.
@@ -281,19 +282,26 @@ def run(args):
     esp = configure(args.database, args.mode)
     from django.core.management import call_command
 
+    from newsletter.digests import edition_get
+
     call_command("migrate", verbosity=0)
     day = load_papers()
     t = time.perf_counter()
     create_subscribers(args.subscribers, args.seed)
     yesterday_sent(day)
-    if args.votes:
-        add_votes(day, args.votes, args.seed)
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")  # as autovacuum would have done on a live database
     setup = time.perf_counter() - t
     naive_rate = naive(day, args.naive_sample)
+    if args.votes:
+        # The same subscribers first without profiles, for the comparison; then they vote.
+        _, plain, _ = fast(day, args.workers, args.batch)
+        edition_get(day).deliveries.all().delete()
+        add_votes(day, args.votes, args.seed)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_before = (me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime)
     edition, stats, elapsed = fast(day, args.workers, args.batch)
@@ -318,6 +326,14 @@ def run(args):
     print(f"wall {elapsed:.1f} s; CPU: workers {cpu_workers:.1f} s, fan-out {cpu_self:.1f} s, "
           f"database server and the rest {max(0.0, elapsed * 2 - cpu_workers - cpu_self):.1f} s of the 2 cores' {elapsed * 2:.1f} s")
     print(f"peak RSS: coordinator {rss_self:.0f} MB, largest worker {rss_children:.0f} MB")
+    if args.votes:
+        def per_digest(st, *stages):
+            return sum(st.seconds[name] for name in stages) / max(st.sent, 1) * 1e6
+
+        for label, stages in (("assembling (choosing the papers)", ["assemble"]),
+                              ("a whole digest (all stages)", list(stats.seconds))):
+            with_, without = per_digest(stats, *stages), per_digest(plain, *stages)
+            print(f"profiles: {label} {with_:.0f} us/digest with, {without:.0f} us without: {with_ / without:.1f}x")
     if esp:
         c = esp.counts
         print(f"batch mode: {c['calls']:,} API calls to the local ESP server, {c['recipients']:,} recipients, "

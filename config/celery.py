@@ -13,8 +13,11 @@ app.autodiscover_tasks()
 
 @worker_process_init.connect
 def worker_process_ready(**kwargs):
-    """What a worker process holds when it starts (Django, numpy, the app) lives as long as it
-    does: take it out of the garbage collector's sight, or every full collection that sending's
-    many short-lived objects set off scans it all again. Measured in bench/digests.py: ~5 %
-    of a digest's time, a quarter of assembling one with a profile."""
+    """Garbage collection tuned for a worker that makes many short-lived objects per recipient
+    and few reference cycles. What the process holds at start (Django, numpy, the app) lives
+    as long as it does: freezing it keeps full collections from scanning it again and again;
+    and a young generation of 20,000 objects (default 700) collects 30 times less often.
+    Measured with bench/digests.py: ~12 % more digests a second, a quarter less time
+    assembling digests with profiles."""
     gc.freeze()
+    gc.set_threshold(20_000, 20, 20)

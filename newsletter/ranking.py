@@ -161,7 +161,9 @@ def rank(*, candidates, featured, interests, exclude, topic_names, limit, trendi
 
 def _follows(ordered, featured, people, hits):
     """Each subscriber's featured picks, and boolean matrices (subscribers x ordered candidates)
-    of the candidates matching their topics, keywords and authors and of those they cannot get."""
+    of the candidates matching their topics, keywords and authors and of those they cannot get.
+    Topics and papers received are mostly what many others follow and received: a row is
+    worked out once per distinct set and copied."""
     at = {c.id: j for j, c in enumerate(ordered)}
     by_topic, by_author = defaultdict(list), defaultdict(list)
     for j, c in enumerate(ordered):
@@ -170,32 +172,47 @@ def _follows(ordered, featured, people, hits):
         for key, _ in c.authors:
             by_author[key].append(j)
     by_keyword = {}
-    # (row, column) pairs of what each subscriber follows and has taken, set in one go per kind.
-    followed = {"topic": ([], []), "keyword": ([], []), "author": ([], []), "taken": ([], [])}
-    heads = []
-
-    def mark(kind, row, columns):
-        rows, cols = followed[kind]
-        rows.extend([row] * len(columns))
-        cols.extend(columns)
-
+    topic_sets, taken_sets, topic_rows, taken_rows, heads = {}, {}, [], [], []
+    # (row, column) pairs of keywords and authors followed, set in one go.
+    keyword_pairs, author_pairs = ([], []), ([], [])
     for row, (interests, exclude) in enumerate(people):
-        picks, taken = _featured_first(featured, exclude)
-        heads.append(picks)
-        mark("taken", row, [at[i] for i in taken if i in at])
-        for t in interests.topic_ids:
-            mark("topic", row, by_topic.get(t, ()))
+        exclude = frozenset(exclude)
+        if exclude not in taken_sets:
+            picks, taken = _featured_first(featured, exclude)
+            taken_sets[exclude] = (len(taken_sets), picks, [at[i] for i in taken if i in at])
+        number, picks, _ = taken_sets[exclude]
+        heads.append(list(picks))
+        taken_rows.append(number)
+        if interests.topic_ids not in topic_sets:
+            columns = [j for t in interests.topic_ids for j in by_topic.get(t, ())]
+            topic_sets[interests.topic_ids] = (len(topic_sets), None, columns)
+        topic_rows.append(topic_sets[interests.topic_ids][0])
         for k in interests.keywords:
             if k not in by_keyword:
                 by_keyword[k] = [at[i] for i in hits[k] if i in at]
-            mark("keyword", row, by_keyword[k])
+            keyword_pairs[0].extend([row] * len(by_keyword[k]))
+            keyword_pairs[1].extend(by_keyword[k])
         for key in interests.authors:
-            mark("author", row, by_author.get(key, ()))
-    flags = {}
-    for kind, (rows, cols) in followed.items():
-        flags[kind] = np.zeros((len(people), len(ordered)), dtype=bool)
-        flags[kind][rows, cols] = True
-    return heads, flags["topic"], flags["keyword"], flags["author"], ~flags["taken"]
+            author_pairs[0].extend([row] * len(by_author.get(key, ())))
+            author_pairs[1].extend(by_author.get(key, ()))
+
+    def flags(pairs=None, distinct=None, rows=None):
+        if distinct is not None:
+            matrix = np.zeros((len(distinct), len(ordered)), dtype=bool)
+            for number, _, columns in distinct.values():
+                matrix[number, columns] = True
+            return matrix[rows]
+        matrix = np.zeros((len(people), len(ordered)), dtype=bool)
+        matrix[pairs] = True
+        return matrix
+
+    return (
+        heads,
+        flags(distinct=topic_sets, rows=topic_rows),
+        flags(keyword_pairs),
+        flags(author_pairs),
+        ~flags(distinct=taken_sets, rows=taken_rows),
+    )
 
 
 def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines, closest, trending_fill=3,
@@ -240,7 +257,8 @@ def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines
     others = free & ~matched
     fill = np.argsort(~others, axis=1, kind="stable")[:, :trending_fill].tolist()
     rooms = np.minimum(np.minimum(limit - counts, trending_fill), others.sum(axis=1)).tolist()
-    results, topic_reasons = [], {}
+    trending = [(c.id, trending_reason(c)) for c in ordered]
+    results, topic_reasons, similar_reasons = [], {}, {}
     for row, ((interests, _), picks, chosen, kinds, count, room) in enumerate(
         zip(people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms)
     ):
@@ -255,8 +273,11 @@ def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines
             elif kind == 2:
                 reason = author_reason(c, interests.authors)
             else:
-                reason = similar_reason(liked[row, position])
+                title = liked[row, position]
+                if title not in similar_reasons:
+                    similar_reasons[title] = similar_reason(title)
+                reason = similar_reasons[title]
             picks.append((c.id, reason))
-        picks.extend((ordered[j].id, trending_reason(ordered[j])) for j in fill[row][:room])
+        picks.extend([trending[j] for j in fill[row][:room]])
         results.append(picks)
     return results

@@ -25,7 +25,6 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from newsletter import tokens
 from newsletter.digests import (
     _message_id,
     deliveries_enqueue,
@@ -34,12 +33,13 @@ from newsletter.digests import (
     id_list,
     offer_for,
     received_papers,
+    recipient_links,
     select_for,
     table_name,
     votes_of,
 )
 from newsletter.models import Delivery, Edition, Subscriber
-from newsletter.rendering import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, batch_message
+from newsletter.rendering import batch_message
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,7 @@ def _send_claimed(edition, claimed, connection):
 def _ready(edition, claimed, interests, received, learned, stats):
     """(delivery, offer, picks, content) for each claimed delivery that gets a digest, made as
     the sender asks for them: a distinct content need not outlive its message."""
+    offers = {}
     for delivery in claimed:
         delivery.attempts += 1
         if delivery.status != Subscriber.Status.ACTIVE:
@@ -233,7 +234,9 @@ def _ready(edition, claimed, interests, received, learned, stats):
             stats.skipped += 1
             continue
         start = time.thread_time()  # cheaper than a stats.timing() context for every recipient
-        offer = offer_for(edition, delivery.frequency)
+        if delivery.frequency not in offers:
+            offers[delivery.frequency] = offer_for(edition, delivery.frequency)
+        offer = offers[delivery.frequency]
         if delivery.subscriber_id in learned:
             picks = learned[delivery.subscriber_id]
         else:
@@ -302,11 +305,7 @@ def _send_batches(ready, connection, stats, now):
             [
                 (
                     d.email,
-                    {
-                        UNSUBSCRIBE_TOKEN: tokens.make(tokens.UNSUBSCRIBE, d.subscriber_id),
-                        PREFERENCES_TOKEN: tokens.make(tokens.PREFERENCES, d.subscriber_id),
-                        FEEDBACK_TOKEN: tokens.make(tokens.FEEDBACK, d.subscriber_id),
-                    },
+                    recipient_links(d.subscriber_id),
                     _message_id(offer, d.subscriber_id),
                     {"subscriber": str(d.subscriber_id), "edition": offer.edition_iso},
                 )

@@ -27,7 +27,7 @@ from newsletter.models import Delivery, Edition, Subscriber, Vote
 from newsletter.profiles import profiles
 from newsletter.ranking import Candidate, Interests, Weights, keyword_hits, rank, rank_many
 from newsletter.emails import site_domain
-from newsletter.rendering import EditionRenderer, personal_message
+from newsletter.rendering import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, EditionRenderer, personal_message
 from newsletter.schedule import local_date
 from newsletter.services import COMPLAINT_PAUSE, schedule_next, sending_paused
 from papers import vectors
@@ -36,6 +36,7 @@ from papers.models import Feature, Paper, Topic, author_key
 log = logging.getLogger(__name__)
 
 NO_REPEAT_DAYS = 30
+EXACT_MEMO_SIZE = 20_000
 
 
 # Editions and schedule
@@ -191,6 +192,7 @@ class EditionPapers:
     picks_memo: LRUCache = field(default_factory=lambda: LRUCache(maxsize=20_000))
     voted_papers: LRUCache = field(default_factory=lambda: LRUCache(maxsize=20_000))  # id -> (dense, title)
     hits_memo: dict = field(default_factory=dict)
+    exact_memo: dict = field(default_factory=dict)  # (Interests, received) -> picks
     _renderer: EditionRenderer | None = None
 
     @property
@@ -204,6 +206,9 @@ class EditionPapers:
         keywords they mention, authors who wrote them) and received the same of its papers get
         the same picks: rank once for all of them. A subscriber with a profile (`similar`) is
         ranked alone."""
+        received = frozenset(received)
+        if similar is None and (interests, received) in self.exact_memo:
+            return self.exact_memo[interests, received]  # the same Interests and set as someone before
         for keyword in interests.keywords:
             if keyword not in self.hits_memo:
                 self.hits_memo[keyword] = keyword_hits(self.candidates, keyword)
@@ -234,6 +239,9 @@ class EditionPapers:
         )
         if similar is None:
             self.picks_memo[key] = picks
+            if len(self.exact_memo) >= EXACT_MEMO_SIZE:
+                self.exact_memo.clear()  # bounded; refilled by the next subscribers
+            self.exact_memo[interests, received] = picks
         return picks
 
     @cached_property
@@ -361,8 +369,8 @@ def recent_editions(edition):
 
 
 def received_papers(subscriber_ids, edition, recent=None):
-    """Paper ids each subscriber already received in recent editions."""
-    received = defaultdict(set)
+    """Paper ids (a frozenset) each subscriber already received in recent editions."""
+    received = defaultdict(frozenset)
     recent = recent_editions(edition) if recent is None else recent
     if not recent or not subscriber_ids:
         return received
@@ -372,9 +380,11 @@ def received_papers(subscriber_ids, edition, recent=None):
         subscriber_ids,
         [Delivery.State.SENT, Delivery.State.SENDING],
     )
-    # As text: most subscribers got one of a few digests, so each distinct one is parsed once.
+    # As text: most subscribers got one of a few digests, so each distinct one is parsed once,
+    # and those who got one digest share its set.
     for subscriber_id, picks in rows:
-        received[subscriber_id].update(_paper_ids(picks))
+        ids = _paper_ids(picks)
+        received[subscriber_id] = received[subscriber_id] | ids if subscriber_id in received else ids
     return received
 
 
@@ -421,13 +431,19 @@ def _message_id(offer, subscriber_id):
     return offer.message_id_format.format(subscriber_id)
 
 
+LINK_PURPOSES = {UNSUBSCRIBE_TOKEN: tokens.UNSUBSCRIBE, PREFERENCES_TOKEN: tokens.PREFERENCES, FEEDBACK_TOKEN: tokens.FEEDBACK}
+
+
+def recipient_links(subscriber_id):
+    """{placeholder: the subscriber's signed token} for each link in a digest."""
+    return dict(zip(LINK_PURPOSES, tokens.make_many(LINK_PURPOSES.values(), subscriber_id)))
+
+
 def digest_message(offer, content, subscriber_id, email):
     return personal_message(
         content,
         email=email,
-        unsubscribe_token=tokens.make(tokens.UNSUBSCRIBE, subscriber_id),
-        preferences_token=tokens.make(tokens.PREFERENCES, subscriber_id),
-        feedback_token=tokens.make(tokens.FEEDBACK, subscriber_id),
+        links=recipient_links(subscriber_id),
         message_id=_message_id(offer, subscriber_id),
         metadata={"subscriber": str(subscriber_id), "edition": offer.edition_iso},
     )
@@ -436,7 +452,7 @@ def digest_message(offer, content, subscriber_id, email):
 def edition_general_picks(edition):
     """The non-personal version of an edition, for the web archive: featured, then trending."""
     offer = edition_papers(edition, Subscriber.Frequency.DAILY)
-    return offer, offer.picks_for(Interests(), set())
+    return offer, offer.picks_for(Interests(), frozenset())
 
 
 def digests_preview(*, day):

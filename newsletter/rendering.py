@@ -253,9 +253,9 @@ def _date(seconds):
     return formatdate(seconds).encode()
 
 
-def personal_message(content, *, email, unsubscribe_token, preferences_token, feedback_token, message_id, metadata):
-    links = {UNSUBSCRIBE_TOKEN: unsubscribe_token, PREFERENCES_TOKEN: preferences_token, FEEDBACK_TOKEN: feedback_token}
-    unsubscribe_url = f"{settings.SITE_URL}/u/{unsubscribe_token}/"
+def personal_message(content, *, email, links, message_id, metadata):
+    """links: {placeholder (UNSUBSCRIBE_TOKEN, ...): the recipient's token}."""
+    unsubscribe_url = f"{settings.SITE_URL}/u/{links[UNSUBSCRIBE_TOKEN]}/"
     headers = {"Message-ID": message_id, **list_headers(unsubscribe_url)}
     raw = None
     if content.mime_template is not None and email.isascii():

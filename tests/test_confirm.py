@@ -112,3 +112,5 @@ def test_tokens_are_the_ones_djangos_signing_makes(purpose, time_machine, settin
         assert tokens.make(purpose, subscriber_id) == signing.dumps(subscriber_id, salt=purpose)
     settings.SECRET_KEY = "another-secret-key-for-this-test-only-0123456789"
     assert tokens.make(purpose, 5) == signing.dumps(5, salt=purpose)
+    purposes = [tokens.UNSUBSCRIBE, tokens.PREFERENCES, tokens.FEEDBACK]
+    assert tokens.make_many(purposes, 77) == [signing.dumps(77, salt=p) for p in purposes]

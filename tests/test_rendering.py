@@ -72,8 +72,8 @@ def test_the_composed_mime_equals_what_djangos_email_api_builds(offer):
     picks = picks_of(offer)
     content = offer.renderer.content(picks)
     unsubscribe, preferences, feedback = "MQ:unsub:sig", "MQ:prefs:sig", "MQ:fb:sig"
-    ours = personal_message(content, email="zoe@example.org", unsubscribe_token=unsubscribe,
-                            preferences_token=preferences, feedback_token=feedback, message_id="<digest.1@paperboy.test>",
+    links = {UNSUBSCRIBE_TOKEN: unsubscribe, PREFERENCES_TOKEN: preferences, FEEDBACK_TOKEN: feedback}
+    ours = personal_message(content, email="zoe@example.org", links=links, message_id="<digest.1@paperboy.test>",
                             metadata={"subscriber": "1"})
     subject, text, html = whole_document(offer, picks)
     unsubscribe_url = f"https://paperboy.test/u/{unsubscribe}/"
@@ -106,7 +106,8 @@ def test_a_line_too_long_for_8bit_falls_back_to_djangos_encoding(offer):
     html = shared.html.replace("</h1>", "x" * 2000 + "</h1>")
     content = Content.of(shared.subject, shared.text, html)
     assert content.mime_template is None
-    message = personal_message(content, email="zoe@example.org", unsubscribe_token="u", preferences_token="p", feedback_token="f",
+    links = {UNSUBSCRIBE_TOKEN: "u", PREFERENCES_TOKEN: "p", FEEDBACK_TOKEN: "f"}
+    message = personal_message(content, email="zoe@example.org", links=links,
                                message_id="<m@paperboy.test>", metadata={})
     parsed = email.message_from_bytes(message.message().as_bytes(), policy=policy.default)
     assert "x" * 2000 in parsed.get_body(("html",)).get_content()

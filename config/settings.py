@@ -81,8 +81,10 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers write at the same time: write-ahead log, wait for locks rather than fail.
+    # Checkpoints (each ends with an fsync) every 64 MB of log rather than every 4 MB:
+    # sending writes each delivery twice, and the workers waited on checkpoints ~6 % of the time.
     DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384;",
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }

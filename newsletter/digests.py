@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 NO_REPEAT_DAYS = 30
 EXACT_MEMO_SIZE = 20_000
+VOTED_PAPERS_KEPT = 20_000  # dense vectors of papers voted on, ~1 KB each
 
 
 # Editions and schedule
@@ -190,7 +191,7 @@ class EditionPapers:
     recent_editions: list = field(default_factory=list)
     # Bounded, so a worker's memory stays flat however many subscribers it serves.
     picks_memo: LRUCache = field(default_factory=lambda: LRUCache(maxsize=20_000))
-    voted_papers: LRUCache = field(default_factory=lambda: LRUCache(maxsize=20_000))  # id -> (dense, title)
+    voted_papers: dict = field(default_factory=dict)  # id -> (dense, title); bounded below
     hits_memo: dict = field(default_factory=dict)
     exact_memo: dict = field(default_factory=dict)  # (Interests, received) -> picks
     _renderer: EditionRenderer | None = None
@@ -271,6 +272,9 @@ class EditionPapers:
         voted = {paper_id for votes in votes_by_subscriber.values() for paper_id, _ in votes}
         missing = voted - self.voted_papers.keys()
         if missing:
+            if len(self.voted_papers) + len(missing) > VOTED_PAPERS_KEPT:
+                self.voted_papers.clear()
+                missing = voted
             rows = list(Paper.objects.filter(pk__in=missing).values_list("pk", "vector", "title"))
             if rows:
                 projected = vectors.dense(vectors.matrix([vector for _, vector, _ in rows]))
@@ -281,9 +285,13 @@ class EditionPapers:
             votes_by_subscriber,
             {pid: row for pid, (row, _) in known.items()},
             {pid: title for pid, (_, title) in known.items()},
-            [c.id for c in self.candidates],
+            self.candidate_ids,
             self.candidate_dense,
         )
+
+    @cached_property
+    def candidate_ids(self):
+        return [c.id for c in self.candidates]
 
     def picks_with_profiles(self, people, found):
         """rank_many() for subscribers with profiles: {subscriber: picks}."""

@@ -253,31 +253,33 @@ def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines
     strongest = strengths.argmax(axis=0)
     similar_rows, similar_ranks = np.nonzero((strongest == 3) & (np.arange(ranked.shape[1]) < counts[:, None]))
     titles = closest(similar_rows, np.asarray(order)[ranked[similar_rows, similar_ranks]]) if len(similar_rows) else []
-    liked = dict(zip(zip(similar_rows.tolist(), similar_ranks.tolist()), titles))
+    # In row-major order, as the loop below meets them.
+    next_title = iter(titles).__next__
     others = free & ~matched
     fill = np.argsort(~others, axis=1, kind="stable")[:, :trending_fill].tolist()
     rooms = np.minimum(np.minimum(limit - counts, trending_fill), others.sum(axis=1)).tolist()
     trending = [(c.id, trending_reason(c)) for c in ordered]
-    results, topic_reasons, similar_reasons = [], {}, {}
-    for row, ((interests, _), picks, chosen, kinds, count, room) in enumerate(
-        zip(people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms)
+    results, topic_reasons, similar_reasons = [], defaultdict(dict), {}
+    for (interests, _), picks, chosen, kinds, count, room, fills in zip(
+        people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill
     ):
-        for position, (j, kind) in enumerate(zip(chosen[:count], kinds)):
+        for j, kind in zip(chosen[:count], kinds):
             c = ordered[j]
             if kind == 0:
-                if (j, interests.topic_ids) not in topic_reasons:
-                    topic_reasons[j, interests.topic_ids] = topic_reason(c, interests.topic_ids, topic_names)
-                reason = topic_reasons[j, interests.topic_ids]
+                phrased = topic_reasons[interests.topic_ids]  # reasons already phrased for these topics
+                if j not in phrased:
+                    phrased[j] = topic_reason(c, interests.topic_ids, topic_names)
+                reason = phrased[j]
             elif kind == 1:
                 reason = keyword_reason(c, interests.keywords, hits)
             elif kind == 2:
                 reason = author_reason(c, interests.authors)
             else:
-                title = liked[row, position]
+                title = next_title()
                 if title not in similar_reasons:
                     similar_reasons[title] = similar_reason(title)
                 reason = similar_reasons[title]
             picks.append((c.id, reason))
-        picks.extend([trending[j] for j in fill[row][:room]])
+        picks.extend([trending[j] for j in fills[:room]])
         results.append(picks)
     return results

@@ -42,9 +42,10 @@ DENSE_DIMENSIONS = 256
 
 
 @lru_cache(maxsize=1)
-def _projection():
+def projection():
     # A fixed sparse random projection (Johnson-Lindenstrauss): the same seed gives the same
     # matrix in every process, so dense vectors are comparable everywhere; nothing is fitted.
+    # Drawing it takes ~0.2 s: Celery workers draw it before their pool forks (config/celery.py).
     projector = SparseRandomProjection(n_components=DENSE_DIMENSIONS, random_state=0)
     projector.fit(sparse.csr_matrix((1, N_FEATURES), dtype=np.float32))
     return projector.components_.T.tocsr().astype(np.float32)
@@ -53,7 +54,7 @@ def _projection():
 def dense(m):
     """Rows of a hashed matrix projected to DENSE_DIMENSIONS and L2-normalised: cosines are
     preserved to within a few hundredths, and products of many rows become BLAS calls."""
-    rows = (m @ _projection()).toarray()
+    rows = (m @ projection()).toarray()
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     norms[norms == 0] = 1
     return rows / norms

@@ -4,11 +4,14 @@ premailer costs ~12 ms a document, Django's MIME building ~1-2 ms a message. Ins
 
 - Per edition, the digest template is rendered once with every paper the edition offers as
   an item and inlined by premailer once, in its real surrounding markup; it is then cut at
-  markers into a shell (header and footer) and one card per paper. The reason line, the only
-  part of a card that varies, is a placeholder filled in when a digest is assembled.
-- A digest is the shell around its cards; identical picks share one assembled content.
-- Per content, the MIME bytes are composed once with placeholders for the recipient, the
-  Message-ID and the signed links; per recipient only those bytes are replaced.
+  markers into a shell (header and footer) and one card per paper, kept as %-format templates
+  (stencil()) with a field for each per-recipient link, and cards cut where the reason goes:
+  the reason line is the only part of a card that varies.
+- A digest is the shell around its cards, joined from those pieces; identical picks share
+  one assembled content.
+- Per content, the MIME bytes are composed once, with fields for the recipient, the
+  Message-ID, the date and the signed links; per recipient they are filled in with one
+  formatting operation.
 
 tests/test_rendering.py shows the assembled HTML equals premailer on the whole document and
 the composed MIME equals what Django's e-mail API builds.
@@ -26,7 +29,6 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import EmailAlternative
 from django.template.loader import render_to_string
-from django.utils.text import capfirst
 
 from newsletter.emails import inline_css, list_headers
 from newsletter.services import absolute

@@ -112,7 +112,8 @@ STATE_LITERALS = {state: f"'{state}'" for state in Delivery.State.values}
 def _finish(claimed):
     """Record every outcome of a group in one UPDATE ... FROM (VALUES ...) statement. Values
     that recipients share (picks, time sent) are listed once and referred to by number, and
-    numbers and states are inlined: the statement stays small, with few parameters to parse."""
+    numbers and states are inlined: the statement stays small, with few parameters to parse,
+    and each distinct picks is parsed as JSON once, not once per row."""
     postgres = db_connection.vendor == "postgresql"
     jsonb, timestamptz = ("::jsonb", "::timestamptz") if postgres else ("", "")
     picks, times = {}, {}
@@ -125,10 +126,10 @@ def _finish(claimed):
         for c in claimed
     )
     sql = (
-        f"WITH p(n, picks) AS (VALUES {', '.join(f'({n}, %s)' for n in picks.values())}), "
-        f"t(n, sent_at) AS (VALUES {', '.join(f'({n}, %s)' for n in times.values())}), "
+        f"WITH p(n, picks) AS (VALUES {', '.join(f'({n}, %s{jsonb})' for n in picks.values())}), "
+        f"t(n, sent_at) AS (VALUES {', '.join(f'({n}, %s{timestamptz})' for n in times.values())}), "
         f"v(id, state, p, t, message_id, note, attempts) AS (VALUES {rows}) "
-        f"UPDATE {table} SET state = v.state, picks = p.picks{jsonb}, sent_at = t.sent_at{timestamptz}, "
+        f"UPDATE {table} SET state = v.state, picks = p.picks, sent_at = t.sent_at, "
         f"message_id = v.message_id, note = v.note, attempts = v.attempts "
         f"FROM v JOIN p ON p.n = v.p JOIN t ON t.n = v.t WHERE {table}.id = v.id"
     )

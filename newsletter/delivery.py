@@ -34,6 +34,7 @@ from newsletter.digests import (
     offer_for,
     received_papers,
     recipient_links,
+    recipient_metadata,
     select_for,
     table_name,
     votes_of,
@@ -308,7 +309,7 @@ def _send_batches(ready, connection, stats, now):
                     d.email,
                     recipient_links(d.subscriber_id),
                     _message_id(offer, d.subscriber_id),
-                    {"subscriber": str(d.subscriber_id), "edition": offer.edition_iso},
+                    recipient_metadata(offer, d.subscriber_id),
                 )
                 for d in deliveries
             ],

@@ -23,7 +23,7 @@ from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
 from newsletter import tokens
-from newsletter.models import Delivery, Edition, Subscriber, Vote
+from newsletter.models import Delivery, Edition, Subscriber, Vote, comma_list
 from newsletter.profiles import profiles
 from newsletter.ranking import Candidate, Interests, Weights, keyword_hits, rank, rank_many
 from newsletter.emails import site_domain
@@ -210,9 +210,7 @@ class EditionPapers:
         received = frozenset(received)
         if similar is None and (interests, received) in self.exact_memo:
             return self.exact_memo[interests, received]  # the same Interests and set as someone before
-        for keyword in interests.keywords:
-            if keyword not in self.hits_memo:
-                self.hits_memo[keyword] = keyword_hits(self.candidates, keyword)
+        self._find_keywords(interests.keywords)
         exclude = frozenset(received.intersection(self.papers))
         # Everything rank() reads of the interests, stripped of what cannot match today.
         key = (
@@ -245,6 +243,12 @@ class EditionPapers:
             self.exact_memo[interests, received] = picks
         return picks
 
+    def _find_keywords(self, keywords):
+        """Fill hits_memo, which rank() reads, for these keywords: once per keyword and offer."""
+        for keyword in keywords:
+            if keyword not in self.hits_memo:
+                self.hits_memo[keyword] = keyword_hits(self.candidates, keyword)
+
     @cached_property
     def candidate_topics(self):
         return frozenset(t for c in self.candidates for t in c.topic_ids)
@@ -264,7 +268,7 @@ class EditionPapers:
 
     @cached_property
     def candidate_dense(self):
-        return vectors.dense(vectors.matrix([self.papers[c.id].vector for c in self.candidates]))
+        return vectors.dense(vectors.matrix([self.papers[pid].vector for pid in self.candidate_ids]))
 
     def profiles_for(self, votes_by_subscriber):
         """Profiles (newsletter/profiles.py) of these voters against the offer's papers. The
@@ -296,9 +300,7 @@ class EditionPapers:
     def picks_with_profiles(self, people, found):
         """rank_many() for subscribers with profiles: {subscriber: picks}."""
         for interests, _ in people.values():
-            for keyword in interests.keywords:
-                if keyword not in self.hits_memo:
-                    self.hits_memo[keyword] = keyword_hits(self.candidates, keyword)
+            self._find_keywords(interests.keywords)
         subscribers = list(people)
         offered = set(self.papers)
         profile_rows = np.array([found.rows[s] for s in subscribers], dtype=int)
@@ -418,8 +420,8 @@ def _interests(topic_ids, keywords, authors):
     # Shared: most subscribers follow what many others follow.
     return Interests(
         topic_ids=topic_ids,
-        keywords=tuple(k.strip() for k in keywords.split(",") if k.strip()),
-        authors=frozenset(author_key(a) for a in authors.split(",") if a.strip()),
+        keywords=tuple(comma_list(keywords)),
+        authors=frozenset(author_key(a) for a in comma_list(authors)),
     )
 
 
@@ -447,13 +449,18 @@ def recipient_links(subscriber_id):
     return dict(zip(LINK_PURPOSES, tokens.make_many(LINK_PURPOSES.values(), subscriber_id)))
 
 
+def recipient_metadata(offer, subscriber_id):
+    """What ESP tracking webhooks hand back, to map an event to (subscriber, edition)."""
+    return {"subscriber": str(subscriber_id), "edition": offer.edition_iso}
+
+
 def digest_message(offer, content, subscriber_id, email):
     return personal_message(
         content,
         email=email,
         links=recipient_links(subscriber_id),
         message_id=_message_id(offer, subscriber_id),
-        metadata={"subscriber": str(subscriber_id), "edition": offer.edition_iso},
+        metadata=recipient_metadata(offer, subscriber_id),
     )
 
 

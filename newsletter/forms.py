@@ -4,7 +4,7 @@ import zoneinfo
 from django import forms
 from django.core.exceptions import ValidationError
 
-from newsletter.models import Subscriber
+from newsletter.models import VOTE_CHOICES, Subscriber, comma_list
 from papers.models import Topic
 
 MAX_KEYWORDS = 20
@@ -31,7 +31,7 @@ class KeywordsField(forms.CharField):
 
     def clean(self, value):
         value = clean_single_line(super().clean(value), "Keywords")
-        keywords = [k.strip() for k in value.split(",") if k.strip()]
+        keywords = comma_list(value)
         if len(keywords) > MAX_KEYWORDS:
             raise ValidationError(f"At most {MAX_KEYWORDS} keywords, please.")
         too_long = [k for k in keywords if len(k) > MAX_KEYWORD_LENGTH]
@@ -67,7 +67,7 @@ class SubscribeForm(forms.Form):
 
 
 class VoteForm(forms.Form):
-    vote = forms.TypedChoiceField(choices=[(1, "More like this"), (-1, "Less like this")], coerce=int, widget=forms.RadioSelect)
+    vote = forms.TypedChoiceField(choices=VOTE_CHOICES, coerce=int, widget=forms.RadioSelect)
 
 
 class EmailForm(forms.Form):

@@ -15,6 +15,14 @@ def email_hash(email):
     return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
 
 
+def comma_list(value):
+    """The items of a comma-separated preference (keywords, followed authors), stripped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+VOTE_CHOICES = [(1, "More like this"), (-1, "Less like this")]
+
+
 def interest_key(frequency, topic_ids, keywords, authors):
     """What a subscriber follows (votes aside) as a key that sorts alike subscribers together:
     frequency, then topics, then a hash of keywords and authors. Digests are fanned out in
@@ -104,10 +112,10 @@ class Subscriber(models.Model):
         Subscriber.objects.filter(pk=self.pk).update(interest_key=self.interest_key)
 
     def keyword_list(self):
-        return [k.strip() for k in self.keywords.split(",") if k.strip()]
+        return comma_list(self.keywords)
 
     def author_list(self):
-        return [a.strip() for a in self.authors.split(",") if a.strip()]
+        return comma_list(self.authors)
 
 
 class Vote(models.Model):
@@ -116,7 +124,7 @@ class Vote(models.Model):
     # Indexed by the two below, which start with it.
     subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="votes", db_index=False)
     paper = models.ForeignKey("papers.Paper", on_delete=models.CASCADE, related_name="+")
-    value = models.SmallIntegerField(choices=[(1, "More like this"), (-1, "Less like this")])
+    value = models.SmallIntegerField(choices=VOTE_CHOICES)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -172,47 +172,44 @@ def _follows(ordered, featured, people, hits):
         for key, _ in c.authors:
             by_author[key].append(j)
     by_keyword = {}
-    topic_sets, taken_sets, topic_rows, taken_rows, heads = {}, {}, [], [], []
-    # (row, column) pairs of keywords and authors followed, set in one go.
-    keyword_pairs, author_pairs = ([], []), ([], [])
-    for row, (interests, exclude) in enumerate(people):
+    topic_sets, topic_columns, topic_rows = {}, [], []  # set -> number; number -> columns; row -> number
+    taken_sets, taken_columns, taken_rows, featured_picks = {}, [], [], []
+    keyword_columns, author_columns, heads = [], [], []
+    for interests, exclude in people:
         exclude = frozenset(exclude)
         if exclude not in taken_sets:
             picks, taken = _featured_first(featured, exclude)
-            taken_sets[exclude] = (len(taken_sets), picks, [at[i] for i in taken if i in at])
-        number, picks, _ = taken_sets[exclude]
-        heads.append(list(picks))
-        taken_rows.append(number)
+            taken_sets[exclude] = len(taken_columns)
+            taken_columns.append([at[i] for i in taken if i in at])
+            featured_picks.append(picks)
+        taken_rows.append(taken_sets[exclude])
+        heads.append(list(featured_picks[taken_sets[exclude]]))
         if interests.topic_ids not in topic_sets:
-            columns = [j for t in interests.topic_ids for j in by_topic.get(t, ())]
-            topic_sets[interests.topic_ids] = (len(topic_sets), None, columns)
-        topic_rows.append(topic_sets[interests.topic_ids][0])
+            topic_sets[interests.topic_ids] = len(topic_columns)
+            topic_columns.append([j for t in interests.topic_ids for j in by_topic.get(t, ())])
+        topic_rows.append(topic_sets[interests.topic_ids])
         for k in interests.keywords:
             if k not in by_keyword:
                 by_keyword[k] = [at[i] for i in hits[k] if i in at]
-            keyword_pairs[0].extend([row] * len(by_keyword[k]))
-            keyword_pairs[1].extend(by_keyword[k])
-        for key in interests.authors:
-            author_pairs[0].extend([row] * len(by_author.get(key, ())))
-            author_pairs[1].extend(by_author.get(key, ()))
-
-    def flags(pairs=None, distinct=None, rows=None):
-        if distinct is not None:
-            matrix = np.zeros((len(distinct), len(ordered)), dtype=bool)
-            for number, _, columns in distinct.values():
-                matrix[number, columns] = True
-            return matrix[rows]
-        matrix = np.zeros((len(people), len(ordered)), dtype=bool)
-        matrix[pairs] = True
-        return matrix
-
+        keyword_columns.append([j for k in interests.keywords for j in by_keyword[k]])
+        author_columns.append([j for key in interests.authors for j in by_author.get(key, ())])
+    width = len(ordered)
     return (
         heads,
-        flags(distinct=topic_sets, rows=topic_rows),
-        flags(keyword_pairs),
-        flags(author_pairs),
-        ~flags(distinct=taken_sets, rows=taken_rows),
+        _flags(topic_columns, width)[topic_rows],
+        _flags(keyword_columns, width),
+        _flags(author_columns, width),
+        ~_flags(taken_columns, width)[taken_rows],
     )
+
+
+def _flags(column_lists, width):
+    """A boolean matrix with a row per list of columns, True in those columns."""
+    matrix = np.zeros((len(column_lists), width), dtype=bool)
+    for row, columns in enumerate(column_lists):
+        if columns:
+            matrix[row, columns] = True
+    return matrix
 
 
 def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines, closest, trending_fill=3,

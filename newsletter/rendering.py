@@ -60,7 +60,7 @@ def digest_context(edition, items):
         "items": items,
         "archive_url": settings.SITE_URL + edition.get_absolute_url(),
         "preferences_url": absolute("newsletter:preferences", PREFERENCES_TOKEN),
-        "unsubscribe_url": absolute("newsletter:unsubscribe", UNSUBSCRIBE_TOKEN),
+        "unsubscribe_url": unsubscribe_url(UNSUBSCRIBE_TOKEN),
         "feedback_token": FEEDBACK_TOKEN,
     }
 
@@ -185,7 +185,7 @@ def compose_mime(subject, text_template, html_template):
         "To": TO,
         "Date": DATE,
         "Message-ID": MESSAGE_ID,
-        **list_headers(f"{settings.SITE_URL}/u/{UNSUBSCRIBE_TOKEN}/"),
+        **list_headers(unsubscribe_url(UNSUBSCRIBE_TOKEN)),
     }
     head = f'Content-Type: multipart/alternative;\n boundary="{BOUNDARY}"\nMIME-Version: 1.0\n'
     head += "".join(f"{name}: {value}\n" for name, value in headers.items())
@@ -250,6 +250,17 @@ class DigestMessage(EmailMultiAlternatives):
         return RawMIME(self.raw) if self.raw is not None else super().message()
 
 
+def unsubscribe_url(token):
+    """The one-click unsubscribe URL for a token (or for its placeholder)."""
+    return _unsubscribe_pattern(settings.SITE_URL).replace(UNSUBSCRIBE_TOKEN, token)
+
+
+@lru_cache(maxsize=4)
+def _unsubscribe_pattern(site_url):
+    # Reversed once, with the placeholder, rather than for every recipient.
+    return absolute("newsletter:unsubscribe", UNSUBSCRIBE_TOKEN)
+
+
 @lru_cache(maxsize=2)
 def _date(seconds):
     return formatdate(seconds).encode()
@@ -257,8 +268,7 @@ def _date(seconds):
 
 def personal_message(content, *, email, links, message_id, metadata):
     """links: {placeholder (UNSUBSCRIBE_TOKEN, ...): the recipient's token}."""
-    unsubscribe_url = f"{settings.SITE_URL}/u/{links[UNSUBSCRIBE_TOKEN]}/"
-    headers = {"Message-ID": message_id, **list_headers(unsubscribe_url)}
+    headers = {"Message-ID": message_id, **list_headers(unsubscribe_url(links[UNSUBSCRIBE_TOKEN]))}
     raw = None
     if content.mime_template is not None and email.isascii():
         raw = content.mime_template % {
@@ -295,7 +305,7 @@ def batch_message(content, recipients):
     message.attach_alternative(content.html_template % merge, "text/html")
     message.merge_data = {email: {fields[p]: t for p, t in links.items()} for email, links, _, _ in recipients}
     message.merge_headers = {
-        email: {"List-Unsubscribe": f"<{settings.SITE_URL}/u/{links[UNSUBSCRIBE_TOKEN]}/>", "Message-ID": message_id}
+        email: {"List-Unsubscribe": f"<{unsubscribe_url(links[UNSUBSCRIBE_TOKEN])}>", "Message-ID": message_id}
         for email, links, message_id, _ in recipients
     }
     message.merge_metadata = {email: metadata for email, _, _, metadata in recipients}

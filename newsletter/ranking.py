@@ -96,19 +96,18 @@ def similar_reason(liked_title):
 
 def _reasons(candidate, interests, topic_names, hits, similar, weights):
     """(weight, reason) for each way the candidate matches the subscriber, in the order that
-    settles ties: topic, keyword, author, profile."""
-    found = []
-    if candidate.topic_ids & interests.topic_ids:
-        found.append((weights.topic, topic_reason(candidate, interests.topic_ids, topic_names)))
-    if any(candidate.id in hits[k] for k in interests.keywords):
-        found.append((weights.keyword, keyword_reason(candidate, interests.keywords, hits)))
-    if any(key in interests.authors for key, _ in candidate.authors):
-        found.append((weights.author, author_reason(candidate, interests.authors)))
+    settles ties: topic, keyword, author, profile. Lazily: cold-start ranking needs only the
+    first; and each test is skipped when the subscriber follows nothing of its kind."""
+    if interests.topic_ids and candidate.topic_ids & interests.topic_ids:
+        yield weights.topic, topic_reason(candidate, interests.topic_ids, topic_names)
+    if interests.keywords and any(candidate.id in hits[k] for k in interests.keywords):
+        yield weights.keyword, keyword_reason(candidate, interests.keywords, hits)
+    if interests.authors and any(key in interests.authors for key, _ in candidate.authors):
+        yield weights.author, author_reason(candidate, interests.authors)
     if similar and candidate.id in similar:
         cosine, liked_title = similar[candidate.id]
         if cosine >= weights.threshold:
-            found.append((weights.profile * cosine, similar_reason(liked_title)))
-    return found
+            yield weights.profile * cosine, similar_reason(liked_title)
 
 
 def _strongest(reasons):
@@ -143,10 +142,18 @@ def rank(*, candidates, featured, interests, exclude, topic_names, limit, trendi
         if candidate.id in taken:
             continue
         reasons = _reasons(candidate, interests, topic_names, hits, similar, weights)
+        if not blended:
+            first = next(reasons, None)
+            if first is None:
+                others.append(candidate)
+                continue
+            matched.append((0, candidate.id, first[1]))  # upvotes order, as sorted
+            if len(matched) == limit:
+                break  # the rest could only come later, or fill room there is none of
+            continue
+        reasons = list(reasons)
         if not reasons:
             others.append(candidate)
-        elif not blended:
-            matched.append((0, candidate.id, reasons[0][1]))  # upvotes order, as sorted
         else:
             score = sum(w for w, _ in reasons) + weights.trending * math.log1p(candidate.upvotes) / top_upvotes
             matched.append((-score, candidate.id, _strongest(reasons)))

@@ -3,7 +3,6 @@
 import binascii
 import datetime as dt
 import hashlib
-import hmac
 import time
 from functools import lru_cache
 
@@ -24,11 +23,24 @@ class BadToken(Exception):
         self.expired = expired
 
 
+# What XOR with HMAC's inner and outer pad bytes does to each byte, for bytes.translate().
+_XOR_36, _XOR_5C = (bytes(b ^ pad for b in range(256)) for pad in (0x36, 0x5C))
+
+
 @lru_cache(maxsize=16)
-def _key(purpose, secret):
-    # Django's Signer keys HMAC-SHA256 with sha256(salt + "signer" + secret) and derives that
-    # key on every call; derived once here.
-    return hashlib.sha256(f"{purpose}signer{secret}".encode()).digest()
+def _pads(purpose, secret):
+    """HMAC-SHA256 (RFC 2104) with Django's Signer key, sha256(salt + "signer" + secret), as
+    its two SHA-256 states after the padded key: signing a value then copies them rather than
+    deriving the key and starting HMAC afresh (~5 us less a token)."""
+    key = hashlib.sha256(f"{purpose}signer{secret}".encode()).digest().ljust(64, b"\0")
+    return hashlib.sha256(key.translate(_XOR_36)), hashlib.sha256(key.translate(_XOR_5C))
+
+
+def _hmac(pads, value):
+    inner, outer = pads[0].copy(), pads[1].copy()
+    inner.update(value)
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -54,7 +66,7 @@ def make_many(purposes, subscriber_id):
     """make() for each purpose; the signed value is the same for all of them."""
     value = f"{_b64(str(int(subscriber_id)).encode())}:{_timestamp(int(time.time()))}"
     encoded, secret = value.encode(), settings.SECRET_KEY
-    return [f"{value}:{_b64(hmac.digest(_key(purpose, secret), encoded, 'sha256'))}" for purpose in purposes]
+    return [f"{value}:{_b64(_hmac(_pads(purpose, secret), encoded))}" for purpose in purposes]
 
 
 def read(purpose, token, max_age=None):

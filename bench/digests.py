@@ -284,6 +284,13 @@ def fast(day, workers, batch):
     return edition, stats, elapsed
 
 
+def idle_seconds():
+    """CPU time the machine's cores spent idle or waiting for I/O (Linux's /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(args):
     esp = configure(args.database, args.mode)
     from django.core.management import call_command
@@ -310,9 +317,11 @@ def run(args):
             cursor.execute("ANALYZE")
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_before = (me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime)
+    idle_before = idle_seconds()
     edition, stats, elapsed = fast(day, args.workers, args.batch)
     totals = edition.deliveries.totals()
     rate = stats.sent / elapsed
+    idle = idle_seconds() - idle_before
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     rss_self, rss_children = me.ru_maxrss / 1024, children.ru_maxrss / 1024
     cpu_self = me.ru_utime + me.ru_stime - cpu_before[0]
@@ -330,7 +339,8 @@ def run(args):
     print(f"naive path: {naive_rate:,.0f} digests/s on one core (render + premailer + Django MIME per subscriber); "
           f"speed-up vs naive on {args.workers} cores: {rate / (naive_rate * args.workers):.0f}x")
     print(f"wall {elapsed:.1f} s; CPU: workers {cpu_workers:.1f} s, fan-out {cpu_self:.1f} s, "
-          f"database server and the rest {max(0.0, elapsed * 2 - cpu_workers - cpu_self):.1f} s of the 2 cores' {elapsed * 2:.1f} s")
+          f"database server and other processes {max(0.0, elapsed * 2 - cpu_workers - cpu_self - idle):.1f} s, idle {idle:.1f} s, "
+          f"of the 2 cores' {elapsed * 2:.1f} s")
     print(f"peak RSS: coordinator {rss_self:.0f} MB, largest worker {rss_children:.0f} MB")
     if args.votes:
         def per_digest(st, *stages):

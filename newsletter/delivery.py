@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection as db_connection
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from newsletter.digests import (
@@ -342,8 +343,9 @@ def deliveries_requeue(*, deliveries):
     """Send failed deliveries again (an operator's decision, e.g. after checking the ESP's log)."""
     failed = deliveries.filter(state=Delivery.State.FAILED)
     ids = list(failed.values_list("pk", flat=True))
+    # Queued anew: the reconciler looks for lost rows by when they were queued.
     count = Delivery.objects.filter(pk__in=ids, state=Delivery.State.FAILED).update(
-        state=Delivery.State.PENDING, note="requeued by an operator"
+        state=Delivery.State.PENDING, note="requeued by an operator", created_at=timezone.now()
     )
     deliveries_enqueue(ids)
     return count
@@ -354,16 +356,23 @@ def deliveries_reconcile(*, now=None):
     their mail went out is unknown, and a duplicate is worse than a gap); 'pending' rows whose
     task was lost (e.g. Redis restarted) are handed to workers again. Returns (failed, requeued).
 
-    Lost pending rows are looked for in the editions of the last two days only, through the
-    (edition, subscriber) index: an index on pending rows would tempt the planner into using
-    it for claims, see _claim()."""
+    Both are looked for in one pass over the rows created in the last two days (an index on
+    created_at, which no update changes). No index on state: it would keep the claim and the
+    outcome from updating a row in place (see Delivery.Meta), and one on pending rows would
+    tempt the planner into using it for claims (see _claim())."""
     now = now or timezone.now()
     cutoff = now - dt.timedelta(minutes=settings.DIGEST_SENDING_TIMEOUT_MINUTES)
-    failed = Delivery.objects.filter(state=Delivery.State.SENDING, claimed_at__lt=cutoff).update(
-        state=Delivery.State.FAILED, note="interrupted while sending; not resent to avoid a duplicate"
+    stuck = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2)).filter(
+        Q(state=Delivery.State.SENDING, claimed_at__lt=cutoff) | Q(state=Delivery.State.PENDING, created_at__lt=cutoff)
     )
-    recent = Edition.objects.filter(date__gte=now.date() - dt.timedelta(days=2))
-    stale = Delivery.objects.filter(edition__in=recent, state=Delivery.State.PENDING, created_at__lt=cutoff)
-    ids = list(stale.values_list("pk", flat=True).iterator(chunk_size=5000))
-    deliveries_enqueue(ids)
-    return failed, len(ids)
+    found = {Delivery.State.SENDING: [], Delivery.State.PENDING: []}
+    for pk, state in stuck.values_list("pk", "state").iterator(chunk_size=5000):
+        found[state].append(pk)
+    failed = 0
+    sending = found[Delivery.State.SENDING]
+    for start in range(0, len(sending), 5000):
+        failed += Delivery.objects.filter(pk__in=sending[start : start + 5000], state=Delivery.State.SENDING).update(
+            state=Delivery.State.FAILED, note="interrupted while sending; not resent to avoid a duplicate"
+        )
+    deliveries_enqueue(found[Delivery.State.PENDING])
+    return failed, len(found[Delivery.State.PENDING])

@@ -327,6 +327,39 @@ def test_rows_whose_task_was_lost_are_sent_by_the_reconciler(papers, readers, ti
     assert delivery.deliveries_reconcile() == (0, 0)
 
 
+def test_a_requeued_old_row_whose_task_was_lost_is_found_by_the_reconciler(papers, readers, time_machine, monkeypatch):
+    time_machine.move_to("2024-03-14T07:00Z")
+    edition = Edition.objects.create(date=DAY)
+    row = Delivery.objects.create(subscriber=readers["alice"], edition=edition, state="failed", attempts=1)
+    time_machine.move_to("2024-03-20T07:00Z")  # days later, an operator requeues it; the task is lost
+    with monkeypatch.context() as lost:
+        lost.setattr(delivery, "deliveries_enqueue", lambda ids: None)
+        assert delivery.deliveries_requeue(deliveries=Delivery.objects.all()) == 1
+    time_machine.move_to("2024-03-20T08:00Z")
+    assert delivery.deliveries_reconcile() == (0, 1)
+    row.refresh_from_db()
+    assert row.state == "sent" and [m.to[0] for m in sent_mail()] == ["alice@example.org"]
+
+
+@pytest.mark.postgres
+def test_claims_and_outcomes_update_rows_in_place_on_postgresql(papers, readers):
+    """HOT updates: no index holds a column they change (an index on state would undo this)."""
+    from django.db import connection
+
+    def updates():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = %s",
+                [Delivery._meta.db_table],
+            )
+            return cursor.fetchone()
+
+    before = updates()
+    send()
+    updated, in_place = (after - was for after, was in zip(updates(), before))
+    assert updated >= 4 and in_place == updated  # two readers, a claim and an outcome each
+
+
 def test_an_operator_can_send_failed_deliveries_again(papers, readers, settings, client):
     from django.contrib.auth.models import User
 

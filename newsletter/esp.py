@@ -1,6 +1,6 @@
 """ESP backends tuned for sending digests in batches. EMAIL_BACKEND=newsletter.esp.MailgunBackend.
 
-anymail's Mailgun backend, with three costs of a batch call taken out (each measured with
+anymail's Mailgun backend, with these costs of a batch call taken out (each measured with
 bench/digests.py --mode batch, and tested to change nothing that is sent):
 
 - it posts a message without attachments as an URL-encoded form, which requests encodes
@@ -8,9 +8,11 @@ bench/digests.py --mode batch, and tested to change nothing that is sent):
   multipart/form-data, assembled here by joining bytes (requests' own multipart encoder
   builds an object per field: ~0.4 ms a call);
 - anymail parses every recipient's address twice with the email package's full RFC 5322
-  parsers (~40 us each, for up to 1,000 recipients a call); subscribers' addresses are
-  plain dot-atom addr-specs, recognised here by a strict pattern (anything else still goes
-  through anymail's parser);
+  parsers (~40 us each, for up to 1,000 recipients a call) and formats it back; subscribers'
+  addresses are plain dot-atom addr-specs, recognised here by a strict pattern and formatted
+  as they are (anything else still goes through anymail's parser);
+- anymail copies each recipient's merge data, headers and metadata making sure no value is a
+  lazy string, by raising and catching an exception for every plain one;
 - requests reads proxy and CA settings from the environment on every request (two scans of
   os.environ, ~0.5 ms); they are read once per connection instead, for the API's host.
 """
@@ -21,11 +23,27 @@ import uuid
 
 from anymail.backends.mailgun import EmailBackend, MailgunPayload
 from anymail.utils import EmailAddress
+from anymail.utils import force_non_lazy_dict as anymail_force_non_lazy_dict
 from anymail.utils import parse_address_list as anymail_parse_address_list
 from requests.utils import get_environ_proxies
 
 ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 PLAIN_ADDRESS = re.compile(rf"({ATOM}(?:\.{ATOM})*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+
+
+class PlainAddress(EmailAddress):
+    """An EmailAddress that is a plain local@domain (PLAIN_ADDRESS): it formats as itself."""
+
+    def __init__(self, address, username, domain):
+        super().__init__(username=username, domain=domain)
+        self._address = address
+
+    @property
+    def addr_spec(self):
+        return self._address
+
+    def format(self, *, use_rfc2047=False, idna_encode=None):
+        return self._address  # no display name to encode; an ASCII domain
 
 
 def parse_address_list(address_list, field=None):
@@ -34,15 +52,30 @@ def parse_address_list(address_list, field=None):
     if isinstance(address_list, (list, tuple)) and all(isinstance(a, str) for a in address_list):
         matches = [PLAIN_ADDRESS.fullmatch(address) for address in address_list]
         if address_list and all(matches):
-            return [EmailAddress(username=m[1], domain=m[2]) for m in matches]
+            return [PlainAddress(m[0], m[1], m[2]) for m in matches]
     return anymail_parse_address_list(address_list, field=field)
 
 
+def force_non_lazy_dict(obj):
+    """anymail's force_non_lazy_dict() (a deep copy, lazy strings made str), without raising
+    and catching an exception for each plain string in it."""
+    if type(obj) is str:
+        return obj
+    if type(obj) is dict:
+        return {key: force_non_lazy_dict(value) for key, value in obj.items()}
+    return anymail_force_non_lazy_dict(obj)
+
+
+OURS = {anymail_parse_address_list: parse_address_list, anymail_force_non_lazy_dict: force_non_lazy_dict}
+
+
+def _with_ours(attrs):
+    return tuple((attr, combiner, OURS.get(converter, converter)) for attr, combiner, converter in attrs)
+
+
 class MultipartMailgunPayload(MailgunPayload):
-    base_message_attrs = tuple(
-        (attr, combiner, parse_address_list if converter is anymail_parse_address_list else converter)
-        for attr, combiner, converter in MailgunPayload.base_message_attrs
-    )
+    base_message_attrs = _with_ours(MailgunPayload.base_message_attrs)
+    anymail_message_attrs = _with_ours(MailgunPayload.anymail_message_attrs)
 
     def get_request_params(self, api_url):
         params = super().get_request_params(api_url)

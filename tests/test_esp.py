@@ -2,9 +2,11 @@
 
 import pytest
 from anymail.exceptions import AnymailInvalidAddress
+from anymail.utils import force_non_lazy_dict as anymail_force_non_lazy_dict
 from anymail.utils import parse_address_list as anymail_parse_address_list
+from django.utils.translation import gettext_lazy
 
-from newsletter.esp import MailgunBackend, parse_address_list
+from newsletter.esp import MailgunBackend, force_non_lazy_dict, parse_address_list
 
 
 @pytest.mark.parametrize("addresses", [
@@ -16,9 +18,23 @@ from newsletter.esp import MailgunBackend, parse_address_list
 ])
 def test_addresses_parse_as_anymail_parses_them(addresses):
     ours, theirs = parse_address_list(addresses), anymail_parse_address_list(addresses)
-    assert [(a.display_name, a.addr_spec, a.address) for a in ours] == [
-        (a.display_name, a.addr_spec, a.address) for a in theirs
-    ]
+    def seen(address):
+        return (address.display_name, address.addr_spec, address.address, address.username, address.domain,
+                address.format(idna_encode=lambda domain: domain.encode("idna").decode()), str(address))
+
+    assert [seen(a) for a in ours] == [seen(a) for a in theirs]
+
+
+@pytest.mark.parametrize("data", [
+    {"reader@example.org": {"unsubscribe": "token", "v:edition": "2024-03-14"}},
+    {"reader@example.org": {"note": gettext_lazy("Yes")}, "other@example.org": {}},  # a lazy string
+    {"a": ["list", gettext_lazy("No")], "b": 3, "c": None},
+    "not a dict",
+])
+def test_merge_data_is_copied_as_anymail_copies_it(data):
+    ours, theirs = force_non_lazy_dict(data), anymail_force_non_lazy_dict(data)
+    assert ours == theirs and repr(ours) == repr(theirs)
+    assert (ours is data) == (theirs is data)  # a copy of a dict, never the same one
 
 
 def test_an_invalid_address_is_refused_as_anymail_refuses_it():

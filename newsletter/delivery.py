@@ -282,7 +282,7 @@ def _send_each(ready, connection, stats, now):
                 return retry
             continue
         esp_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
-        _sent(delivery, picks, now, str(esp_id) if esp_id is not None else message.extra_headers["Message-ID"], stats)
+        _sent(delivery, picks, now, str(esp_id) if esp_id is not None else message.message_id, stats)
     return None
 
 

@@ -215,36 +215,42 @@ class RawMIME:
         return None
 
 
+class _FilledIn:
+    """A DigestMessage field made from its content and links when first read: SMTP, file and
+    in-memory backends send the pre-composed bytes and never read it. Settable, as Django's
+    EmailMessage.__init__ sets it (to empty, here)."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def __set_name__(self, owner, name):
+        self.name = f"_{name}"
+
+    def __get__(self, message, owner=None):
+        if message is None:
+            return self
+        value = message.__dict__.get(self.name)
+        if value is None:
+            value = message.__dict__[self.name] = self.make(message)
+        return value
+
+    def __set__(self, message, value):
+        message.__dict__[self.name] = value or None
+
+
 class DigestMessage(EmailMultiAlternatives):
     """A digest personalised from a shared Content. ESP (anymail) backends read its fields
-    like any message's; SMTP, file and in-memory backends get the pre-composed bytes. The
-    text and HTML bodies are filled in only if something reads them."""
+    like any message's; SMTP, file and in-memory backends get the pre-composed bytes."""
 
-    def __init__(self, *args, content, links, raw=None, **kwargs):
-        self._content, self._links = content, links
-        self._body, self._alternatives = None, None
+    body = _FilledIn(lambda m: m.content.text_template % m.links)
+    alternatives = _FilledIn(lambda m: [EmailAlternative(m.content.html_template % m.links, "text/html")])
+    extra_headers = _FilledIn(
+        lambda m: {"Message-ID": m.message_id, **list_headers(unsubscribe_url(m.links[UNSUBSCRIBE_TOKEN]))}
+    )
+
+    def __init__(self, *args, content, links, message_id, raw=None, **kwargs):
+        self.content, self.links, self.message_id, self.raw = content, links, message_id, raw
         super().__init__(*args, **kwargs)
-        self.raw = raw
-
-    @property
-    def body(self):
-        if self._body is None:
-            self._body = self._content.text_template % self._links
-        return self._body
-
-    @body.setter
-    def body(self, value):
-        self._body = value or None
-
-    @property
-    def alternatives(self):
-        if self._alternatives is None:
-            self._alternatives = [EmailAlternative(self._content.html_template % self._links, "text/html")]
-        return self._alternatives
-
-    @alternatives.setter
-    def alternatives(self, value):
-        self._alternatives = value or None
 
     def message(self):
         return RawMIME(self.raw) if self.raw is not None else super().message()
@@ -266,19 +272,22 @@ def _date(seconds):
     return formatdate(seconds).encode()
 
 
+SLOT_FIELDS = {slot: slot.encode() for slot in TEXT_SLOTS}
+
+
 def personal_message(content, *, email, links, message_id, metadata):
     """links: {placeholder (UNSUBSCRIBE_TOKEN, ...): the recipient's token}."""
-    headers = {"Message-ID": message_id, **list_headers(unsubscribe_url(links[UNSUBSCRIBE_TOKEN]))}
     raw = None
     if content.mime_template is not None and email.isascii():
         raw = content.mime_template % {
             TO_FIELD: email.encode(),
             MESSAGE_ID_FIELD: message_id.encode(),
             DATE_FIELD: _date(int(time.time())),
-            **{slot.encode(): value.encode() for slot, value in links.items()},
+            **{SLOT_FIELDS[slot]: value.encode() for slot, value in links.items()},
         }
     message = DigestMessage(
-        content.subject, None, settings.DEFAULT_FROM_EMAIL, [email], headers=headers, raw=raw, content=content, links=links
+        content.subject, None, settings.DEFAULT_FROM_EMAIL, [email], raw=raw, content=content, links=links,
+        message_id=message_id,
     )
     message.tags = ["digest"]
     message.metadata = metadata

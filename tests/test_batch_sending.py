@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from newsletter import tokens
 from newsletter.models import Delivery
 from tests.conftest import DAY, make_paper, make_subscriber
 
@@ -88,3 +89,23 @@ def test_fan_out_puts_alike_subscribers_in_the_same_batches(mailgun, settings):
     calls = [sorted(r.form.getlist("to")) for r, _ in mailgun.log]
     assert sorted(calls) == [["reader0@example.org", "reader2@example.org", "reader4@example.org"],
                              ["reader1@example.org", "reader3@example.org", "reader5@example.org"]]
+
+
+def test_in_message_mode_an_esp_reads_each_recipients_own_headers_bodies_and_metadata(settings):
+    """What an ESP backend reads of a digest (not the pre-composed bytes) is personalised too."""
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    settings.DIGEST_SENDING = "message"
+    people = readers(2)
+    from django.core import mail
+
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    assert len(mail.outbox) == 2
+    for person, message in zip(people, sorted(mail.outbox, key=lambda m: m.to[0])):
+        params = message.anymail_test_params
+        headers = {name.lower(): value for name, value in params["extra_headers"].items()}
+        token = headers["list-unsubscribe"].rstrip("/>").rsplit("/", 1)[1]
+        assert tokens.read(tokens.UNSUBSCRIBE, token) == person.pk
+        assert headers["list-unsubscribe-post"] == "List-Unsubscribe=One-Click"
+        assert headers["message-id"] == f"<digest.{DAY:%Y%m%d}.{person.pk}@paperboy.test>"
+        assert token in params["text_body"] and token in params["html_body"]
+        assert params["metadata"] == {"subscriber": str(person.pk), "edition": DAY.isoformat()}

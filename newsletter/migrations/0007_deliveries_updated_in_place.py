@@ -19,7 +19,24 @@ def reset_fillfactor(apps, schema_editor):
     set_fillfactor(apps, schema_editor, fillfactor=100)
 
 
+CREATED = models.Index(fields=["created_at"], name="delivery_created")
+
+
+def add_created_index(apps, schema_editor):
+    delivery = apps.get_model("newsletter", "Delivery")
+    if schema_editor.connection.vendor == "postgresql":
+        # Built without blocking the table's writers: a delivery table is large.
+        schema_editor.execute(CREATED.create_sql(delivery, schema_editor, concurrently=True))
+    else:
+        schema_editor.add_index(delivery, CREATED)
+
+
+def remove_created_index(apps, schema_editor):
+    schema_editor.remove_index(apps.get_model("newsletter", "Delivery"), CREATED)
+
+
 class Migration(migrations.Migration):
+    atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
         ("newsletter", "0006_votes_read_from_an_index"),
@@ -35,9 +52,9 @@ class Migration(migrations.Migration):
             name="created_at",
             field=models.DateTimeField(auto_now_add=True, help_text="When it was queued (again, if requeued)."),
         ),
-        migrations.AddIndex(
-            model_name="delivery",
-            index=models.Index(fields=["created_at"], name="delivery_created"),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[migrations.AddIndex(model_name="delivery", index=CREATED)],
+            database_operations=[migrations.RunPython(add_created_index, remove_created_index)],
         ),
         migrations.RunPython(set_fillfactor, reset_fillfactor),
     ]

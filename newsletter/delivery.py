@@ -187,7 +187,8 @@ def _send_claimed(edition, claimed, connection):
     stats = SendStats()
     with stats.timing("assemble"):
         interests = interests_of({c.subscriber_id: (c.keywords, c.authors) for c in claimed})
-        recent = offer_for(edition, Subscriber.Frequency.DAILY).recent_editions
+        # The editions that can hold a paper on offer to any of them (weekly offers reach further back).
+        recent = sorted(set().union(*(offer_for(edition, f).recent_editions for f in {c.frequency for c in claimed})))
         received = received_papers([c.subscriber_id for c in claimed], edition, recent)
         votes = votes_of([c.subscriber_id for c in claimed])
         learned = {}  # subscriber -> picks, for those with a profile: scored together

@@ -18,7 +18,7 @@ from cachetools import LRUCache
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Func, Q, TextField, Value
+from django.db.models import Func, Min, Q, TextField, Value
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
@@ -366,16 +366,21 @@ def edition_papers(edition, frequency):
         papers=papers,
         notes={f.paper_id: f.note for f in features},
         topic_names=dict(Topic.objects.values_list("id", "name")),
-        recent_editions=recent_editions(edition),
+        recent_editions=recent_editions(edition, papers),
     )
 
 
-def recent_editions(edition):
-    return list(
-        Edition.objects.filter(
-            date__gte=edition.date - dt.timedelta(days=NO_REPEAT_DAYS), date__lt=edition.date
-        ).values_list("pk", flat=True)
-    )
+def recent_editions(edition, papers=None):
+    """Editions within the no-repeat window before `edition`. Given the papers on offer, only
+    those since the earliest day any of them could have been mailed (its listing day, or an
+    earlier day an editor featured it): a subscriber's older digests cannot hold them, and
+    reading a month of deliveries per recipient would cost more than the rest of the send."""
+    first = edition.date - dt.timedelta(days=NO_REPEAT_DAYS)
+    if papers is not None and all(p.listed_on for p in papers.values()):
+        featured = Feature.objects.filter(paper_id__in=papers).aggregate(first=Min("day"))["first"]
+        earliest = min([p.listed_on for p in papers.values()] + ([featured] if featured else []), default=edition.date)
+        first = max(first, earliest)
+    return list(Edition.objects.filter(date__gte=first, date__lt=edition.date).values_list("pk", flat=True))
 
 
 def received_papers(subscriber_ids, edition, recent=None):

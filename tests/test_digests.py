@@ -172,6 +172,33 @@ def test_never_a_repeat_and_no_mail_when_nothing_is_new(papers, readers):
     assert "Robot arms that learn" in first["alice@example.org"]
 
 
+def test_a_paper_featured_weeks_after_it_was_mailed_is_not_mailed_again(papers, readers):
+    earlier = DAY - dt.timedelta(days=10)  # "An old robot paper" was listed, and mailed, then
+    send(earlier)
+    assert "An old robot paper" in parsed(to("alice@example.org")[0]).get_body(("plain",)).get_content()
+    mail.outbox.clear()
+    Feature.objects.create(paper=papers["old"], day=DAY, note="Back in fashion")
+    send()
+    for message in sent_mail():
+        assert "An old robot paper" not in parsed(message).get_body(("plain",)).get_content()
+    assert {m.to[0] for m in sent_mail()} == {"alice@example.org", "bob@example.org"}
+
+
+def test_history_older_than_every_paper_on_offer_is_not_read(papers, readers):
+    """A month of deliveries per recipient would cost more than the rest of the send."""
+    from newsletter.digests import edition_get, edition_papers
+
+    for days in (20, 10, 1):
+        edition_get(DAY - dt.timedelta(days=days))
+    offer = edition_papers(edition_get(DAY), "daily")  # papers listed on DAY - 1 and DAY
+    assert [Edition.objects.get(pk=pk).date for pk in offer.recent_editions] == [DAY - dt.timedelta(days=1)]
+    Feature.objects.create(paper=papers["old"], day=DAY)  # listed 10 days ago: mailed since, maybe
+    offer = edition_papers(edition_get(DAY), "daily")
+    assert sorted(Edition.objects.get(pk=pk).date for pk in offer.recent_editions) == [
+        DAY - dt.timedelta(days=10), DAY - dt.timedelta(days=1)
+    ]
+
+
 def test_weekly_subscribers_get_theirs_on_their_weekday(papers):
     make_subscriber("weekly@example.org", frequency="weekly", weekday=DAY.weekday())
     make_subscriber("other@example.org", frequency="weekly", weekday=(DAY.weekday() + 1) % 7)

@@ -39,6 +39,7 @@ def parse():
     parser.add_argument("--batch", type=int, default=500, help="recipients per task")
     parser.add_argument("--naive-sample", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--history", type=int, default=1, help="days of editions already sent to everyone")
     parser.add_argument("--votes", type=int, default=0, help="votes per subscriber on yesterday's papers (profiles)")
     parser.add_argument("--mode", choices=["message", "batch"], default="message",
                         help="batch: ESP batch calls (anymail's Mailgun backend) to a local HTTP server")
@@ -176,9 +177,9 @@ def create_subscribers(count, seed):
         through.objects.bulk_create(links, batch_size=10_000)
 
 
-def yesterday_sent(day):
-    """Yesterday's edition, already sent to everyone: the history a live database has, which
-    the no-repeat check reads (and which gives the planner real statistics)."""
+def history_sent(day, days):
+    """The last `days` editions, each already sent to everyone: the history a live database
+    has, which the no-repeat check reads (and which gives the planner real statistics)."""
     import json
 
     from django.db import connection
@@ -187,16 +188,17 @@ def yesterday_sent(day):
     from newsletter.models import Delivery, Subscriber
     from papers.models import Paper
 
-    previous = day - dt.timedelta(days=1)
-    edition = edition_get(previous)
-    picks = json.dumps([[pk, "trending"] for pk in Paper.objects.listed_on(previous).trending().values_list("pk", flat=True)[:5]])
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {Delivery._meta.db_table} (edition_id, subscriber_id, state, picks, attempts, claim, "
-            f"message_id, note, created_at, sent_at) SELECT %s, id, 'sent', %s, 1, '', '', '', %s, %s "
-            f"FROM {Subscriber._meta.db_table}",
-            [edition.pk, picks, *[connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.timezone.utc))] * 2],
-        )
+    now = connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.timezone.utc))
+    for back in range(days, 0, -1):
+        previous = day - dt.timedelta(days=back)
+        trending = Paper.objects.listed_on(previous).trending().values_list("pk", flat=True)[:5]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {Delivery._meta.db_table} (edition_id, subscriber_id, state, picks, attempts, claim, "
+                f"message_id, note, created_at, sent_at) SELECT %s, id, 'sent', %s, 1, '', '', '', %s, %s "
+                f"FROM {Subscriber._meta.db_table}",
+                [edition_get(previous).pk, json.dumps([[pk, "trending"] for pk in trending]), now, now],
+            )
 
 
 def add_votes(day, per_subscriber, seed):
@@ -318,7 +320,7 @@ def run(args):
     day = load_papers()
     t = time.perf_counter()
     create_subscribers(args.subscribers, args.seed)
-    yesterday_sent(day)
+    history_sent(day, args.history)
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -344,8 +346,8 @@ def run(args):
     cpu_self = me.ru_utime + me.ru_stime - cpu_before[0]
     cpu_workers = children.ru_utime + children.ru_stime - cpu_before[1]
     print(f"== {args.database}, {args.mode} mode: {args.subscribers:,} subscribers{f' with {args.votes} votes each' if args.votes else ''}, "
-          f"{args.workers} workers, {args.batch} per task "
-          f"(setup {setup:.1f} s, not timed)")
+          f"{args.workers} workers, {args.batch} per task, "
+          f"{args.history} day(s) of history (setup {setup:.1f} s, not timed)")
     print(f"deliveries: {totals['sent']:,} sent, {totals['skipped']:,} skipped, {totals['failed']:,} failed, "
           f"{totals['pending'] + totals['sending']} left; weekly readers not due today: {args.subscribers - totals['due']:,}")
     print(f"distinct digests rendered: {stats.renders:,} (summed over workers)")

@@ -63,15 +63,21 @@ def test_a_failed_batch_call_is_retried_for_its_recipients_only(mailgun, setting
     assert Delivery.objects.get(subscriber__email="reader2@example.org").attempts == 2
 
 
-def test_with_anymails_test_backend_metadata_maps_every_recipient(settings):
-    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
-    settings.DIGEST_SENDING = "batch"
-    people = readers(2)
+def sent_by_anymails_test_backend(settings, mode, n):
+    """n readers sent today's digest through anymail's test backend: (readers, messages)."""
     from django.core import mail
 
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    settings.DIGEST_SENDING = mode
+    people = readers(n)
     call_command("send_digests", date=DAY, stdout=StringIO())
-    assert len(mail.outbox) == 1
-    message = mail.outbox[0]
+    return people, mail.outbox
+
+
+def test_with_anymails_test_backend_metadata_maps_every_recipient(settings):
+    people, outbox = sent_by_anymails_test_backend(settings, "batch", 2)
+    assert len(outbox) == 1
+    message = outbox[0]
     assert message.merge_metadata == {p.email: {"subscriber": str(p.pk), "edition": DAY.isoformat()} for p in people}
     assert set(message.anymail_status.recipients) == {p.email for p in people}
     assert all(Delivery.objects.get(subscriber=p).message_id == str(message.anymail_status.recipients[p.email].message_id)
@@ -93,14 +99,9 @@ def test_fan_out_puts_alike_subscribers_in_the_same_batches(mailgun, settings):
 
 def test_in_message_mode_an_esp_reads_each_recipients_own_headers_bodies_and_metadata(settings):
     """What an ESP backend reads of a digest (not the pre-composed bytes) is personalised too."""
-    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
-    settings.DIGEST_SENDING = "message"
-    people = readers(2)
-    from django.core import mail
-
-    call_command("send_digests", date=DAY, stdout=StringIO())
-    assert len(mail.outbox) == 2
-    for person, message in zip(people, sorted(mail.outbox, key=lambda m: m.to[0])):
+    people, outbox = sent_by_anymails_test_backend(settings, "message", 2)
+    assert len(outbox) == 2
+    for person, message in zip(people, sorted(outbox, key=lambda m: m.to[0])):
         params = message.anymail_test_params
         headers = {name.lower(): value for name, value in params["extra_headers"].items()}
         token = headers["list-unsubscribe"].rstrip("/>").rsplit("/", 1)[1]

@@ -36,7 +36,7 @@ from papers.models import Feature, Paper, Topic, author_key
 log = logging.getLogger(__name__)
 
 NO_REPEAT_DAYS = 30
-EXACT_MEMO_SIZE = 20_000
+MEMO_SIZE = 20_000  # picks remembered per offer, by what ranking reads and by exact interests
 VOTED_PAPERS_KEPT = 20_000  # dense vectors of papers voted on, ~1 KB each
 
 
@@ -190,7 +190,7 @@ class EditionPapers:
     topic_names: dict = field(default_factory=dict)
     recent_editions: list = field(default_factory=list)
     # Bounded, so a worker's memory stays flat however many subscribers it serves.
-    picks_memo: LRUCache = field(default_factory=lambda: LRUCache(maxsize=20_000))
+    picks_memo: LRUCache = field(default_factory=lambda: LRUCache(maxsize=MEMO_SIZE))
     voted_papers: dict = field(default_factory=dict)  # id -> (dense, title); bounded below
     hits_memo: dict = field(default_factory=dict)
     exact_memo: dict = field(default_factory=dict)  # (Interests, received) -> picks
@@ -208,8 +208,10 @@ class EditionPapers:
         the same picks: rank once for all of them. A subscriber with a profile (`similar`) is
         ranked alone."""
         received = frozenset(received)
-        if similar is None and (interests, received) in self.exact_memo:
-            return self.exact_memo[interests, received]  # the same Interests and set as someone before
+        if similar is None:
+            picks = self.exact_memo.get((interests, received))  # the same Interests and set as someone before
+            if picks is not None:
+                return picks
         self._find_keywords(interests.keywords)
         exclude = frozenset(received.intersection(self.papers))
         # Everything rank() reads of the interests, stripped of what cannot match today.
@@ -238,7 +240,7 @@ class EditionPapers:
         )
         if similar is None:
             self.picks_memo[key] = picks
-            if len(self.exact_memo) >= EXACT_MEMO_SIZE:
+            if len(self.exact_memo) >= MEMO_SIZE:
                 self.exact_memo.clear()  # bounded; refilled by the next subscribers
             self.exact_memo[interests, received] = picks
         return picks

@@ -355,11 +355,13 @@ def run(args):
     print("per-stage CPU time in workers: " + ", ".join(
         f"{name} {seconds:.2f} s ({seconds / max(stats.sent, 1) * 1e6:.0f} us/digest)" for name, seconds in stats.seconds.most_common()
     ) + f"; total {busy:.2f} s")
+    machine = os.cpu_count()
+    cores = min(args.workers, machine)  # what the naive path could use with as many workers
     print(f"naive path: {naive_rate:,.0f} digests/s on one core (render + premailer + Django MIME per subscriber); "
-          f"speed-up vs naive on {args.workers} cores: {rate / (naive_rate * args.workers):.0f}x")
+          f"speed-up vs naive on {cores} cores: {rate / (naive_rate * cores):.0f}x")
     print(f"wall {elapsed:.1f} s; CPU: workers {cpu_workers:.1f} s, fan-out {cpu_self:.1f} s, "
-          f"database server and other processes {max(0.0, elapsed * 2 - cpu_workers - cpu_self - idle):.1f} s, idle {idle:.1f} s, "
-          f"of the 2 cores' {elapsed * 2:.1f} s")
+          f"database server and other processes {max(0.0, elapsed * machine - cpu_workers - cpu_self - idle):.1f} s, "
+          f"idle {idle:.1f} s, of the {machine} cores' {elapsed * machine:.1f} s")
     print(f"peak RSS: coordinator {rss_self:.0f} MB, largest worker {rss_children:.0f} MB")
     if args.votes:
         def per_digest(st, *stages):

@@ -105,7 +105,15 @@ def _claim(delivery_ids):
             [r[2] for r in rows],
         )
     } if rows else {}
-    return [Claimed(pk, attempts, subscriber_id, edition_id, *people[subscriber_id]) for pk, attempts, subscriber_id, edition_id in rows]
+    gone = [pk for pk, _, subscriber_id, _ in rows if subscriber_id not in people]
+    if gone:  # deleted behind the fan-out's back (the database does not check: see Delivery)
+        log.warning("deleting %d deliveries whose subscriber no longer exists", len(gone))
+        Delivery.objects.filter(pk__in=gone).delete()
+    return [
+        Claimed(pk, attempts, subscriber_id, edition_id, *people[subscriber_id])
+        for pk, attempts, subscriber_id, edition_id in rows
+        if subscriber_id in people
+    ]
 
 
 def _finish(claimed):

@@ -279,6 +279,9 @@ def subscriber_export(*, subscriber):
 def subscriber_erase(*, subscriber):
     """Delete everything about a subscriber; keep only a salted hash so the address is not mailed again."""
     with transaction.atomic():
+        # Wait for a fan-out that holds this subscriber (digests_dispatch locks the rows it
+        # fans out) so the cascade below sees its deliveries; the database does not check them.
+        list(Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list("pk"))
         reason = subscriber.suppressed_reason if subscriber.status == Subscriber.Status.SUPPRESSED else ERASED
         Suppression.objects.update_or_create(email_hash=email_hash(subscriber.email), defaults={"reason": reason})
         subscriber.delete()

@@ -368,6 +368,22 @@ def test_a_requeued_old_row_whose_task_was_lost_is_found_by_the_reconciler(paper
     assert row.state == "sent" and [m.to[0] for m in sent_mail()] == ["alice@example.org"]
 
 
+def test_a_delivery_whose_subscriber_was_deleted_behind_its_back_is_dropped(papers, readers, caplog):
+    """The database does not check deliveries' subscribers (see Delivery): a claim must cope."""
+    from django.db import connection
+
+    from newsletter.digests import deliveries_create
+
+    ids = deliveries_create(Edition.objects.create(date=DAY), [readers["alice"].pk, readers["bob"].pk])
+    with connection.cursor() as cursor:  # not through Django, which would cascade
+        cursor.execute("DELETE FROM newsletter_subscriber_topics WHERE subscriber_id = %s", [readers["bob"].pk])
+        cursor.execute("DELETE FROM newsletter_subscriber WHERE id = %s", [readers["bob"].pk])
+    stats = delivery.deliveries_send(delivery_ids=ids)
+    assert stats.sent == 1 and [m.to[0] for m in sent_mail()] == ["alice@example.org"]
+    assert list(Delivery.objects.values_list("subscriber_id", "state")) == [(readers["alice"].pk, "sent")]
+    assert "1 deliveries whose subscriber no longer exists" in caplog.text
+
+
 @pytest.mark.postgres
 def test_claims_and_outcomes_update_rows_in_place_on_postgresql(papers, readers):
     """HOT updates: no index holds a column they change (an index on state would undo this)."""

@@ -1,3 +1,4 @@
+import datetime as dt
 import json
 import re
 
@@ -104,6 +105,48 @@ def test_erasure_removes_personal_data_and_keeps_only_a_salted_hash(client, mail
     # The owner may subscribe again, through confirmation.
     client.post(reverse("newsletter:subscribe"), {"email": "alice@example.org", "frequency": "daily"})
     assert len(mailoutbox) == 1 and "Confirm" in mailoutbox[0].subject
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_erasure_during_a_fan_out_leaves_no_delivery_behind(monkeypatch):
+    """The database does not check deliveries' subscribers (see Delivery): erasure waits for
+    a fan-out holding the subscriber, so Django's cascade sees the row it adds."""
+    import threading
+    import time
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from newsletter import digests
+    from newsletter.services import subscriber_erase
+
+    alice = make_subscriber(topics=["robotics"])
+    fanned_out = threading.Event()
+    create = digests.deliveries_create
+
+    def create_and_linger(edition, ids):
+        created = create(edition, ids)
+        fanned_out.set()
+        time.sleep(0.5)  # the dispatch's transaction, and its lock on alice, still open
+        return created
+
+    monkeypatch.setattr(digests, "deliveries_create", create_and_linger)
+    monkeypatch.setattr(digests, "deliveries_enqueue", lambda ids: None)
+
+    def dispatch():
+        try:
+            digests.digests_dispatch(now=timezone.now() + dt.timedelta(days=2))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=dispatch)
+    thread.start()
+    assert fanned_out.wait(10)
+    subscriber_erase(subscriber=alice)
+    thread.join()
+    assert not Subscriber.objects.exists()
+    assert not Delivery.objects.exists()
 
 
 def test_a_tampered_preferences_link_is_refused(client):

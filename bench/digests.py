@@ -36,7 +36,7 @@ def parse():
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (the machine has 2 cores)")
-    parser.add_argument("--batch", type=int, default=500, help="recipients per task")
+    parser.add_argument("--batch", type=int, help="recipients per task (default: the DIGEST_BATCH_SIZE setting)")
     parser.add_argument("--naive-sample", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--history", type=int, default=1, help="days of editions already sent to everyone")
@@ -101,8 +101,10 @@ class FakeMailgun:
             writer.write(self.REPLY)
 
 
-def configure(database, mode="message"):
+def configure(database, mode="message", batch=None):
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    if batch:
+        os.environ["DIGEST_BATCH_SIZE"] = str(batch)
     os.environ["EMAIL_BACKEND"] = "bench.sink.SinkBackend"
     # As in production: with DEBUG on, Django keeps every query's SQL, and memory grows.
     os.environ["DEBUG"] = "0"
@@ -290,7 +292,7 @@ def _send(ids):
     return stats, SinkBackend.messages, SinkBackend.bytes
 
 
-def fast(day, workers, batch):
+def fast(day, workers):
     """Fan-out and sending as production runs them, with a process pool in Celery's place."""
     import multiprocessing
 
@@ -325,7 +327,8 @@ def idle_seconds():
 
 
 def run(args):
-    esp = configure(args.database, args.mode)
+    esp = configure(args.database, args.mode, args.batch)
+    from django.conf import settings
     from django.core.management import call_command
 
     from newsletter.digests import edition_get
@@ -343,7 +346,7 @@ def run(args):
     naive_rate = naive(day, args.naive_sample)
     if args.votes:
         # The same subscribers first without profiles, for the comparison; then they vote.
-        _, plain, _ = fast(day, args.workers, args.batch)
+        _, plain, _ = fast(day, args.workers)
         edition_get(day).deliveries.all().delete()
         add_votes(day, args.votes, args.seed)
         with connection.cursor() as cursor:
@@ -351,7 +354,7 @@ def run(args):
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_before = (me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime)
     idle_before = idle_seconds()
-    edition, stats, elapsed = fast(day, args.workers, args.batch)
+    edition, stats, elapsed = fast(day, args.workers)
     totals = edition.deliveries.totals()
     rate = stats.sent / elapsed
     idle = idle_seconds() - idle_before
@@ -360,7 +363,7 @@ def run(args):
     cpu_self = me.ru_utime + me.ru_stime - cpu_before[0]
     cpu_workers = children.ru_utime + children.ru_stime - cpu_before[1]
     print(f"== {args.database}, {args.mode} mode: {args.subscribers:,} subscribers{f' with {args.votes} votes each' if args.votes else ''}, "
-          f"{args.workers} workers, {args.batch} per task, "
+          f"{args.workers} workers, {settings.DIGEST_BATCH_SIZE:,} per task, "
           f"{args.history} day(s) of history (setup {setup:.1f} s, not timed)")
     print(f"deliveries: {totals['sent']:,} sent, {totals['skipped']:,} skipped, {totals['failed']:,} failed, "
           f"{totals['pending'] + totals['sending']} left; weekly readers not due today: {args.subscribers - totals['due']:,}")

@@ -1,6 +1,7 @@
 """newsletter.esp: the shortcuts must give what anymail and requests would have."""
 
 import pytest
+import requests
 from anymail.exceptions import AnymailInvalidAddress
 from anymail.utils import force_non_lazy_dict as anymail_force_non_lazy_dict
 from anymail.utils import parse_address_list as anymail_parse_address_list
@@ -15,9 +16,11 @@ from newsletter.esp import MailgunBackend, force_non_lazy_dict, parse_address_li
     ['"quoted local"@example.org'],
     ["zoë@exämple.org"],
     ["a@b.c, d@e.f"],  # two in one string
+    "Paperboy <digest@paperboy.test>",  # a single address (the From address): parsed once
 ])
 def test_addresses_parse_as_anymail_parses_them(addresses):
     ours, theirs = parse_address_list(addresses), anymail_parse_address_list(addresses)
+    assert parse_address_list(addresses) == ours and parse_address_list(addresses) is not ours
     def seen(address):
         return (address.display_name, address.addr_spec, address.address, address.username, address.domain,
                 address.format(idna_encode=lambda domain: domain.encode("idna").decode()), str(address))
@@ -40,6 +43,9 @@ def test_merge_data_is_copied_as_anymail_copies_it(data):
 def test_an_invalid_address_is_refused_as_anymail_refuses_it():
     with pytest.raises(AnymailInvalidAddress, match="no-domain"):
         parse_address_list(["reader@example.org", "no-domain"])
+    for _ in range(2):
+        with pytest.raises(AnymailInvalidAddress, match="no-domain.*in `from_email`"):
+            parse_address_list("no-domain", field="from_email")
 
 
 @pytest.mark.parametrize("no_proxy, expected", [("", {"https": "http://proxy.local:3128"}), ("api.mailgun.net", {})])
@@ -51,3 +57,20 @@ def test_the_session_uses_the_environments_proxy_for_the_api_host(settings, monk
     session = MailgunBackend().create_session()
     assert {k: v for k, v in session.proxies.items() if k == "https"} == expected
     assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_a_request_goes_out_as_a_requests_session_sends_it(httpserver, settings):
+    settings.ANYMAIL = {"MAILGUN_API_KEY": "key"}
+    httpserver.expect_request("/v3/example.org/messages", method="POST").respond_with_json({"id": "<1@x>"})
+    ours = MailgunBackend().create_session()
+    theirs = requests.Session()
+    theirs.headers = ours.headers  # anymail's User-Agent
+    params = {
+        "method": "POST", "url": httpserver.url_for("/v3/example.org/messages"), "params": {"o:testmode": "yes"},
+        "data": b"--b\r\n...", "headers": {"Content-Type": "multipart/form-data; boundary=b"}, "files": None,
+        "auth": ("api", "key"), "timeout": 5,
+    }
+    assert [session.request(**params).json() for session in (ours, theirs)] == [{"id": "<1@x>"}] * 2
+    (a, _), (b, _) = httpserver.log
+    assert (a.method, a.full_path, dict(a.headers), a.data) == (b.method, b.full_path, dict(b.headers), b.data)
+    assert a.authorization.username == "api" and "django-anymail" in a.headers["User-Agent"]

@@ -177,7 +177,7 @@ def main():
         cands = candidates_of(papers)
         cand_ids = [c.id for c in cands]
         cand_matrix = np.stack([p["dense"] for p in papers])
-        found = profiles({r["id"]: r["votes"] for r in readers if r["votes"]}, vectors_by_id, titles_by_id,
+        found = profiles([(r["id"], pid, value) for r in readers for pid, value in r["votes"]], vectors_by_id, titles_by_id,
                          cand_ids, cand_matrix)
         scores = defaultdict(float)
         for reader in readers:
@@ -233,7 +233,7 @@ def timing(args, world, rng, readers, vectors_by_id, titles_by_id, topic_names, 
         for first in range(0, len(people), 500):
             group = people[first:first + 500]
             if with_profiles:
-                votes = {n: [(pid, 1 if i % 3 else -1) for i, pid in enumerate(voted)] for n, (_, voted) in enumerate(group)}
+                votes = [(n, pid, 1 if i % 3 else -1) for n, (_, voted) in enumerate(group) for i, pid in enumerate(voted)]
                 found = profiles(votes, vectors_by_id, titles_by_id, cand_ids, cand_matrix)
                 rows = [n for n in range(len(group)) if n in found]
                 profile_rows = np.array([found.rows[n] for n in rows], dtype=int)

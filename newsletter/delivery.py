@@ -199,16 +199,13 @@ def _send_claimed(edition, claimed, connection):
         recent = sorted(set().union(*(offer_for(edition, f).recent_editions for f in {c.frequency for c in claimed})))
         received = received_papers([c.subscriber_id for c in claimed], edition, recent)
         votes = votes_of([c.subscriber_id for c in claimed])
+        voters = {subscriber_id for subscriber_id, _, _ in votes}
         learned = {}  # subscriber -> picks, for those with a profile: scored together
-        for frequency in {c.frequency for c in claimed if c.subscriber_id in votes}:
+        for frequency in {c.frequency for c in claimed if c.subscriber_id in voters}:
             offer = offer_for(edition, frequency)
-            group = [c for c in claimed if c.frequency == frequency and c.subscriber_id in votes]
-            found = offer.profiles_for({c.subscriber_id: votes[c.subscriber_id] for c in group})
-            people = {
-                c.subscriber_id: (interests[c.subscriber_id], received[c.subscriber_id])
-                for c in group
-                if c.subscriber_id in found
-            }
+            group = {c.subscriber_id for c in claimed if c.frequency == frequency and c.subscriber_id in voters}
+            found = offer.profiles_for(votes if group == voters else [vote for vote in votes if vote[0] in group])
+            people = {s: (interests[s], received[s]) for s in group if s in found}
             learned.update(offer.picks_with_profiles(people, found))
     now = timezone.now()
     ready = _ready(edition, claimed, interests, received, learned, stats)

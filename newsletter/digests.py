@@ -272,10 +272,10 @@ class EditionPapers:
     def candidate_dense(self):
         return vectors.dense(vectors.matrix([self.papers[pid].vector for pid in self.candidate_ids]))
 
-    def profiles_for(self, votes_by_subscriber):
+    def profiles_for(self, votes):
         """Profiles (newsletter/profiles.py) of these voters against the offer's papers. The
         voted papers' dense vectors are kept: the same papers recur across subscribers."""
-        voted = {paper_id for votes in votes_by_subscriber.values() for paper_id, _ in votes}
+        voted = {paper_id for _, paper_id, _ in votes}
         missing = voted - self.voted_papers.keys()
         if missing:
             if len(self.voted_papers) + len(missing) > VOTED_PAPERS_KEPT:
@@ -288,7 +288,7 @@ class EditionPapers:
                     self.voted_papers[pk] = (row, title)
         known = {pid: self.voted_papers[pid] for pid in voted if pid in self.voted_papers}
         return profiles(
-            votes_by_subscriber,
+            votes,
             {pid: row for pid, (row, _) in known.items()},
             {pid: title for pid, (_, title) in known.items()},
             self.candidate_ids,
@@ -301,15 +301,18 @@ class EditionPapers:
 
     def picks_with_profiles(self, people, found):
         """rank_many() for subscribers with profiles: {subscriber: picks}."""
-        for interests, _ in people.values():
-            self._find_keywords(interests.keywords)
+        for keywords in {interests.keywords for interests, _ in people.values()}:
+            self._find_keywords(keywords)
         subscribers = list(people)
-        offered = set(self.papers)
+        offered, on_offer = set(self.papers), {}
+        for _, received in people.values():  # shared sets (see received_papers): trimmed once each
+            if received not in on_offer:
+                on_offer[received] = received & offered
         profile_rows = np.array([found.rows[s] for s in subscribers], dtype=int)
         picks = rank_many(
             candidates=self.candidates,
             featured=self.featured,
-            people=[(people[s][0], people[s][1] & offered) for s in subscribers],
+            people=[(people[s][0], on_offer[people[s][1]]) for s in subscribers],
             topic_names=self.topic_names,
             limit=settings.DIGEST_MAX_PAPERS,
             hits=self.hits_memo,
@@ -433,12 +436,10 @@ def _interests(topic_ids, keywords, authors):
 
 
 def votes_of(subscriber_ids):
-    votes = defaultdict(list)
-    if subscriber_ids:
-        sql = f"SELECT subscriber_id, paper_id, value FROM {table_name(Vote)} WHERE subscriber_id IN ({{ids}})"
-        for subscriber_id, paper_id, value in select_for(sql, subscriber_ids):
-            votes[subscriber_id].append((paper_id, value))
-    return votes
+    """These subscribers' votes, [(subscriber id, paper id, +1 or -1)]: as profiles() takes them."""
+    if not subscriber_ids:
+        return []
+    return select_for(f"SELECT subscriber_id, paper_id, value FROM {table_name(Vote)} WHERE subscriber_id IN ({{ids}})", subscriber_ids)
 
 
 # Rendering
@@ -488,13 +489,15 @@ def digests_preview(*, day):
         batch = list(subscribers[start : start + settings.DIGEST_BATCH_SIZE])
         interests = interests_of({s.pk: (s.keywords, s.authors) for s in batch})
         received = received_papers([s.pk for s in batch], edition)
-        votes = votes_of([s.pk for s in batch])
+        votes = defaultdict(list)
+        for vote in votes_of([s.pk for s in batch]):
+            votes[vote[0]].append(vote)
         for subscriber in batch:
             counts["scheduled"] += 1
             if subscriber.frequency not in offers:
                 offers[subscriber.frequency] = edition_papers(edition, subscriber.frequency)
             offer = offers[subscriber.frequency]
-            found = offer.profiles_for({subscriber.pk: votes[subscriber.pk]}) if subscriber.pk in votes else None
+            found = offer.profiles_for(votes[subscriber.pk]) if subscriber.pk in votes else None
             similar = found.similar(subscriber.pk) if found and subscriber.pk in found else None
             picks = offer.picks_for(interests[subscriber.pk], received[subscriber.pk], similar)
             if not picks:

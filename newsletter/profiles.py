@@ -5,6 +5,7 @@ liked minus half those they disliked, normalised. Pure: vectors in, similarities
 """
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -43,16 +44,16 @@ class Profiles:
         }
 
 
-def profiles(votes_by_subscriber, voted_dense, voted_titles, candidate_ids, candidate_dense):
+def profiles(votes, voted_dense, voted_titles, candidate_ids, candidate_dense):
     """Profiles of the subscribers who liked something and whose profile is near at least one
-    candidate. votes_by_subscriber: {subscriber: [(paper id, +1 or -1), ...]}; voted_dense
-    and voted_titles: {paper id: dense vector (papers.vectors.dense) / title}; candidate_dense:
-    a dense row per candidate."""
-    flat = [(subscriber, paper_id, value) for subscriber, votes in votes_by_subscriber.items() for paper_id, value in votes]
-    if not flat or not candidate_ids:
+    candidate. votes: [(subscriber, paper id, +1 or -1), ...], as read from the database;
+    voted_dense and voted_titles: {paper id: dense vector (papers.vectors.dense) / title};
+    candidate_dense: a dense row per candidate."""
+    if not votes or not candidate_ids:
         nothing = np.zeros((0, len(candidate_ids)))
         return Profiles({}, nothing, np.zeros((0, 0), dtype=bool), nothing, np.array([], dtype=object), candidate_ids)
-    subscriber_ids, paper_ids, values = (np.array(column) for column in zip(*flat))
+    # One pass over the numbers, not numpy's conversion of a tuple of objects per column.
+    subscriber_ids, paper_ids, values = np.fromiter(chain.from_iterable(votes), dtype=np.int64).reshape(-1, 3).T
     subscribers, rows = np.unique(subscriber_ids, return_inverse=True)
     voted, columns = np.unique(paper_ids, return_inverse=True)
     # Subscribers x voted papers: 1 per like, DISLIKE_WEIGHT per dislike.
@@ -64,7 +65,7 @@ def profiles(votes_by_subscriber, voted_dense, voted_titles, candidate_ids, cand
     zero = np.zeros(vectors.DENSE_DIMENSIONS, dtype=np.float32)
     voted_matrix = np.stack([voted_dense.get(pid, zero) for pid in voted.tolist()])
     centroids = weights @ voted_matrix
-    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", centroids, centroids))[:, None]  # np.linalg.norm's, in one pass
     norms[norms == 0] = 1
     cosines = (centroids / norms) @ candidate_dense.T
     keep = np.nonzero(liked.any(axis=1) & (cosines > 0).any(axis=1))[0]

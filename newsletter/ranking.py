@@ -169,8 +169,8 @@ def rank(*, candidates, featured, interests, exclude, topic_names, limit, trendi
 def _follows(ordered, featured, people, hits):
     """Each subscriber's featured picks, and boolean matrices (subscribers x ordered candidates)
     of the candidates matching their topics, keywords and authors and of those they cannot get.
-    Topics and papers received are mostly what many others follow and received: a row is
-    worked out once per distinct set and copied."""
+    What a subscriber follows and received is mostly what many others follow and received: a
+    row is worked out once per distinct value and copied."""
     at = {c.id: j for j, c in enumerate(ordered)}
     by_topic, by_author = defaultdict(list), defaultdict(list)
     for j, c in enumerate(ordered):
@@ -179,9 +179,12 @@ def _follows(ordered, featured, people, hits):
         for key, _ in c.authors:
             by_author[key].append(j)
     by_keyword = {}
-    topic_sets, topic_columns, topic_rows = {}, [], []  # set -> number; number -> columns; row -> number
+    # Per kind: distinct value -> number; number -> columns; subscriber -> number.
+    topic_sets, topic_columns, topic_rows = {}, [], []
+    keyword_sets, keyword_columns, keyword_rows = {}, [], []
+    author_sets, author_columns, author_rows = {}, [], []
     taken_sets, taken_columns, taken_rows, featured_picks = {}, [], [], []
-    keyword_columns, author_columns, heads = [], [], []
+    heads = []
     for interests, exclude in people:
         exclude = frozenset(exclude)
         if exclude not in taken_sets:
@@ -195,17 +198,23 @@ def _follows(ordered, featured, people, hits):
             topic_sets[interests.topic_ids] = len(topic_columns)
             topic_columns.append([j for t in interests.topic_ids for j in by_topic.get(t, ())])
         topic_rows.append(topic_sets[interests.topic_ids])
-        for k in interests.keywords:
-            if k not in by_keyword:
-                by_keyword[k] = [at[i] for i in hits[k] if i in at]
-        keyword_columns.append([j for k in interests.keywords for j in by_keyword[k]])
-        author_columns.append([j for key in interests.authors for j in by_author.get(key, ())])
+        if interests.keywords not in keyword_sets:
+            for k in interests.keywords:
+                if k not in by_keyword:
+                    by_keyword[k] = [at[i] for i in hits[k] if i in at]
+            keyword_sets[interests.keywords] = len(keyword_columns)
+            keyword_columns.append([j for k in interests.keywords for j in by_keyword[k]])
+        keyword_rows.append(keyword_sets[interests.keywords])
+        if interests.authors not in author_sets:
+            author_sets[interests.authors] = len(author_columns)
+            author_columns.append([j for key in interests.authors for j in by_author.get(key, ())])
+        author_rows.append(author_sets[interests.authors])
     width = len(ordered)
     return (
         heads,
         _flags(topic_columns, width)[topic_rows],
-        _flags(keyword_columns, width),
-        _flags(author_columns, width),
+        _flags(keyword_columns, width)[keyword_rows],
+        _flags(author_columns, width)[author_rows],
         ~_flags(taken_columns, width)[taken_rows],
     )
 
@@ -263,27 +272,29 @@ def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines
     fill = np.argsort(~others, axis=1, kind="stable")[:, :trending_fill].tolist()
     rooms = np.minimum(np.minimum(limit - counts, trending_fill), others.sum(axis=1)).tolist()
     trending = [(c.id, trending_reason(c)) for c in ordered]
-    results, topic_reasons, similar_reasons = [], defaultdict(dict), {}
+    ids = [c.id for c in ordered]
+    # (paper, reason) pairs made once and shared: the same topics, or the same liked paper,
+    # give many subscribers the same reason for the same paper.
+    results, topic_pairs, similar_pairs = [], defaultdict(dict), {}
     for (interests, _), picks, chosen, kinds, count, room, fills in zip(
         people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill
     ):
+        phrased = topic_pairs[interests.topic_ids]
         for j, kind in zip(chosen[:count], kinds):
-            c = ordered[j]
             if kind == 0:
-                phrased = topic_reasons[interests.topic_ids]  # reasons already phrased for these topics
-                if j not in phrased:
-                    phrased[j] = topic_reason(c, interests.topic_ids, topic_names)
-                reason = phrased[j]
-            elif kind == 1:
-                reason = keyword_reason(c, interests.keywords, hits)
-            elif kind == 2:
-                reason = author_reason(c, interests.authors)
-            else:
+                pair = phrased.get(j)
+                if pair is None:
+                    pair = phrased[j] = (ids[j], topic_reason(ordered[j], interests.topic_ids, topic_names))
+            elif kind == 3:
                 title = next_title()
-                if title not in similar_reasons:
-                    similar_reasons[title] = similar_reason(title)
-                reason = similar_reasons[title]
-            picks.append((c.id, reason))
+                pair = similar_pairs.get((j, title))
+                if pair is None:
+                    pair = similar_pairs[j, title] = (ids[j], similar_reason(title))
+            elif kind == 1:
+                pair = (ids[j], keyword_reason(ordered[j], interests.keywords, hits))
+            else:
+                pair = (ids[j], author_reason(ordered[j], interests.authors))
+            picks.append(pair)
         picks.extend([trending[j] for j in fills[:room]])
         results.append(picks)
     return results

@@ -66,10 +66,10 @@ def test_profiles_come_from_liked_minus_disliked_papers():
     quant = make_paper("Quantized language models at four bits", abstract=QUANT.replace("tiny", "small"), listed_on=DAY)
     robot = make_paper("Robots that walk", abstract=ROBOT.replace("legged", "quadruped"), listed_on=DAY)
     offer = edition_papers(Edition.objects.create(date=DAY), "daily")
-    similar = offer.profiles_for({1: [(liked.pk, 1), (disliked.pk, -1)]}).similar(1)
+    similar = offer.profiles_for([(1, liked.pk, 1), (1, disliked.pk, -1)]).similar(1)
     assert similar[quant.pk][0] > 0.3 and similar[quant.pk][1] == "Four-bit LLM weights"
     assert robot.pk not in similar or similar[robot.pk][0] < similar[quant.pk][0] / 3
-    assert 2 not in offer.profiles_for({2: [(disliked.pk, -1)]})  # nothing liked: no profile
+    assert 2 not in offer.profiles_for([(2, disliked.pk, -1)])  # nothing liked: no profile
 
 
 def test_a_digest_follows_votes_and_authors(settings):

@@ -275,14 +275,16 @@ def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines
     ids = [c.id for c in ordered]
     # (paper, reason) pairs made once and shared: the same topics, or the same liked paper,
     # give many subscribers the same reason for the same paper.
-    results, topic_pairs, similar_pairs = [], defaultdict(dict), {}
+    results, topic_pairs, similar_pairs = [], {}, {}
     for (interests, _), picks, chosen, kinds, count, room, fills in zip(
         people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill
     ):
-        phrased = topic_pairs[interests.topic_ids]
+        phrased = topic_pairs.get(interests.topic_ids)
+        if phrased is None:
+            phrased = topic_pairs[interests.topic_ids] = [None] * len(ids)  # by column
         for j, kind in zip(chosen[:count], kinds):
             if kind == 0:
-                pair = phrased.get(j)
+                pair = phrased[j]
                 if pair is None:
                     pair = phrased[j] = (ids[j], topic_reason(ordered[j], interests.topic_ids, topic_names))
             elif kind == 3:

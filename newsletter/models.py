@@ -233,6 +233,7 @@ class Delivery(models.Model):
         # touching any index (PostgreSQL's HOT update, given room there: see migration 0007).
         # The reconciler finds rows left behind through the time they were created.
         indexes = [models.Index(fields=["created_at"], name="delivery_created")]
+
     def __str__(self):
         return f"{self.edition} to {self.subscriber_id}: {self.state}"
 

@@ -168,9 +168,7 @@ def rank(*, candidates, featured, interests, exclude, topic_names, limit, trendi
 
 def _follows(ordered, featured, people, hits):
     """Each subscriber's featured picks, and boolean matrices (subscribers x ordered candidates)
-    of the candidates matching their topics, keywords and authors and of those they cannot get.
-    What a subscriber follows and received is mostly what many others follow and received: a
-    row is worked out once per distinct value and copied."""
+    of the candidates matching their topics, keywords and authors and of those they cannot get."""
     at = {c.id: j for j, c in enumerate(ordered)}
     by_topic, by_author = defaultdict(list), defaultdict(list)
     for j, c in enumerate(ordered):
@@ -179,53 +177,56 @@ def _follows(ordered, featured, people, hits):
         for key, _ in c.authors:
             by_author[key].append(j)
     by_keyword = {}
-    # Per kind: distinct value -> number; number -> columns; subscriber -> number.
-    topic_sets, topic_columns, topic_rows = {}, [], []
-    keyword_sets, keyword_columns, keyword_rows = {}, [], []
-    author_sets, author_columns, author_rows = {}, [], []
-    taken_sets, taken_columns, taken_rows, featured_picks = {}, [], [], []
+
+    def keyword_columns(keywords):
+        for k in keywords:
+            if k not in by_keyword:
+                by_keyword[k] = [at[i] for i in hits[k] if i in at]
+        return [j for k in keywords for j in by_keyword[k]]
+
+    featured_picks = {}  # papers received -> the featured papers still to give
+
+    def taken_columns(exclude):
+        featured_picks[exclude], taken = _featured_first(featured, exclude)
+        return [at[i] for i in taken if i in at]
+
+    topics = _SharedRows(lambda topic_ids: [j for t in topic_ids for j in by_topic.get(t, ())])
+    keywords = _SharedRows(keyword_columns)
+    authors = _SharedRows(lambda keys: [j for key in keys for j in by_author.get(key, ())])
+    taken = _SharedRows(taken_columns)
     heads = []
     for interests, exclude in people:
         exclude = frozenset(exclude)
-        if exclude not in taken_sets:
-            picks, taken = _featured_first(featured, exclude)
-            taken_sets[exclude] = len(taken_columns)
-            taken_columns.append([at[i] for i in taken if i in at])
-            featured_picks.append(picks)
-        taken_rows.append(taken_sets[exclude])
-        heads.append(list(featured_picks[taken_sets[exclude]]))
-        if interests.topic_ids not in topic_sets:
-            topic_sets[interests.topic_ids] = len(topic_columns)
-            topic_columns.append([j for t in interests.topic_ids for j in by_topic.get(t, ())])
-        topic_rows.append(topic_sets[interests.topic_ids])
-        if interests.keywords not in keyword_sets:
-            for k in interests.keywords:
-                if k not in by_keyword:
-                    by_keyword[k] = [at[i] for i in hits[k] if i in at]
-            keyword_sets[interests.keywords] = len(keyword_columns)
-            keyword_columns.append([j for k in interests.keywords for j in by_keyword[k]])
-        keyword_rows.append(keyword_sets[interests.keywords])
-        if interests.authors not in author_sets:
-            author_sets[interests.authors] = len(author_columns)
-            author_columns.append([j for key in interests.authors for j in by_author.get(key, ())])
-        author_rows.append(author_sets[interests.authors])
+        taken.add(exclude)
+        heads.append(list(featured_picks[exclude]))
+        topics.add(interests.topic_ids)
+        keywords.add(interests.keywords)
+        authors.add(interests.authors)
     width = len(ordered)
-    return (
-        heads,
-        _flags(topic_columns, width)[topic_rows],
-        _flags(keyword_columns, width)[keyword_rows],
-        _flags(author_columns, width)[author_rows],
-        ~_flags(taken_columns, width)[taken_rows],
-    )
+    return heads, topics.matrix(width), keywords.matrix(width), authors.matrix(width), ~taken.matrix(width)
 
 
-def _flags(column_lists, width):
-    """A boolean matrix with a row per list of columns, True in those columns."""
-    matrix = np.zeros((len(column_lists), width), dtype=bool)
-    for row, columns in enumerate(column_lists):
-        if columns:
-            matrix[row, columns] = True
-    return matrix
+class _SharedRows:
+    """Rows of a boolean matrix, one per subscriber, True in the columns that columns_of(value)
+    gives for the subscriber's value. What a subscriber follows and received is mostly what
+    many others follow and received: a row is worked out once per distinct value and copied."""
+
+    def __init__(self, columns_of):
+        self.columns_of, self.numbers, self.columns, self.rows = columns_of, {}, [], []
+
+    def add(self, value):
+        number = self.numbers.get(value)
+        if number is None:
+            number = self.numbers[value] = len(self.columns)
+            self.columns.append(self.columns_of(value))
+        self.rows.append(number)
+
+    def matrix(self, width):
+        distinct = np.zeros((len(self.columns), width), dtype=bool)
+        for number, columns in enumerate(self.columns):
+            if columns:
+                distinct[number, columns] = True
+        return distinct[self.rows]
 
 
 def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines, closest, trending_fill=3,

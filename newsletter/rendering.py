@@ -263,7 +263,8 @@ def unsubscribe_url(token):
 
 @lru_cache(maxsize=4)
 def _unsubscribe_pattern(site_url):
-    # Reversed once, with the placeholder, rather than for every recipient.
+    # Reversed once, with the placeholder, rather than for every recipient; keyed by SITE_URL,
+    # which absolute() reads.
     return absolute("newsletter:unsubscribe", UNSUBSCRIBE_TOKEN)
 
 

@@ -23,6 +23,8 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
+# Links in the demo digests point at the port the site is served on.
+demo: export SITE_URL ?= http://127.0.0.1:$(PORT)
 demo: install
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py demo

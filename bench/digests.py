@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "sample"
+SAMPLE = ROOT / "sample"
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/paperboy_bench")
 KEYWORDS = ["quantization", "robot", "reasoning", "diffusion", "attack", "reward", "graph", "agents", "LLM", "3D"]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "sample"
+SAMPLE = ROOT / "sample"
 FIRST = ["Ada", "Alan", "Grace", "Zoë", "Kenji", "Maria", "Ravi", "Sofia", "Omar", "Chloe", "Lukas", "Hana", "Nadia",
          "Tomasz", "Amara", "Yuki", "Felix", "Arjun", "Ines", "Wei"]
 LAST = ["Lovelace", "Turing", "Hopper", "Ünal", "López", "Patel", "Rossi", "Kim", "Zhang", "Müller", "Dubois",

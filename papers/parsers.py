@@ -1,4 +1,4 @@
-"""Readers for the paper feed formats described in shared/formats/README.md.
+"""Readers for the paper feed formats described in docs/formats.md.
 
 Each parser takes the raw bytes of a feed and yields Parsed items in feed order: either a
 PaperRecord or the reason that one record could not be read. A feed that cannot be read at

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import pytest
 from django.utils import timezone
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "sample"
 REQUIRED = os.environ.get("REQUIRE_SERVICES") == "1"
 
 

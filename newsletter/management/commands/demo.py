@@ -10,7 +10,7 @@ from newsletter.services import schedule_next
 from papers.models import Paper, Topic
 from papers.services import paper_feature
 
-SAMPLE = settings.BASE_DIR.parent / "shared" / "sample"
+SAMPLE = settings.BASE_DIR / "sample"
 READERS = [
     ("ada@example.org", ["reinforcement-learning", "robotics"], ""),
     ("grace@example.org", ["quantization-compression"], "LLM, distillation"),

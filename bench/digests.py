@@ -195,28 +195,26 @@ def history_sent(day, days):
 
     from django.db import connection
 
-    from newsletter.digests import edition_get
-    from newsletter.models import Delivery, Subscriber
+    from newsletter import sql
+    from newsletter.fanout import edition_get
+    from newsletter.models import Delivery
     from papers.models import Paper
 
-    table = connection.ops.quote_name(Delivery._meta.db_table)
-    now = connection.ops.adapt_datetimefield_value(dt.datetime.now(dt.timezone.utc))
+    table = sql.table(Delivery)
+    now = dt.datetime.now(dt.timezone.utc)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [table])
             options = cursor.fetchone()[0] or []
             cursor.execute(f"ALTER TABLE {table} SET (fillfactor = 75)")
-        for back in range(days, 0, -1):
-            previous = day - dt.timedelta(days=back)
-            papers = Paper.objects.listed_on(previous).trending().prefetch_related("topics")[:11]
-            picks = [[p.pk, f"matches your topic {next((t.name for t in p.topics.all()), 'Deep learning')}"] for p in papers]
-            cursor.execute(
-                f"INSERT INTO {table} (edition_id, subscriber_id, state, picks, attempts, claim, "
-                f"message_id, note, created_at, sent_at) SELECT %s, id, 'sent', %s, 1, '', '', '', %s, %s "
-                f"FROM {connection.ops.quote_name(Subscriber._meta.db_table)} ORDER BY interest_key, id",
-                [edition_get(previous).pk, json.dumps(picks), now, now],
-            )
-        if connection.vendor == "postgresql":
+    for back in range(days, 0, -1):
+        previous = day - dt.timedelta(days=back)
+        papers = Paper.objects.listed_on(previous).trending().prefetch_related("topics")[:11]
+        picks = [[p.pk, f"matches your topic {next((t.name for t in p.topics.all()), 'Deep learning')}"] for p in papers]
+        sql.deliveries_insert(edition_get(previous).pk, None, state=Delivery.State.SENT, now=now,
+                              picks=json.dumps(picks), sent_at=now, order="interest_key, id")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute(f"ALTER TABLE {table} RESET (fillfactor)")
             if options:
                 cursor.execute(f"ALTER TABLE {table} SET ({', '.join(options)})")
@@ -250,22 +248,21 @@ def add_votes(day, per_subscriber, seed):
 
 def naive(day, sample):
     """The straightforward path: rank, render the templates, premailer, Django MIME - per subscriber."""
-    from newsletter.digests import edition_papers, interests_of
-    from newsletter.emails import build_message, list_headers, render_parts
-    from newsletter.models import Edition
-    from newsletter.ranking import rank
     from newsletter import tokens
-    from newsletter.digests import scheduled_on
-    from newsletter.rendering import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, digest_context
-    from newsletter.services import absolute
+    from newsletter.emails import build_message, list_headers, render_parts
+    from newsletter.fanout import scheduled_on
+    from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, absolute
+    from newsletter.models import Edition
+    from newsletter.offers import edition_offer, interests_of
+    from newsletter.ranking import rank_many
+    from newsletter.rendering import digest_context
 
     subscribers = list(scheduled_on(day).order_by("pk")[:sample])
-    offer = edition_papers(Edition(date=day), "daily")
+    offer = edition_offer(Edition(date=day), "daily")
     interests = interests_of({s.pk: (s.keywords, s.authors) for s in subscribers})
     start = time.perf_counter()
     for subscriber in subscribers:
-        picks = rank(candidates=offer.candidates, featured=offer.featured, interests=interests[subscriber.pk],
-                     exclude=set(), topic_names=offer.topic_names, limit=10)
+        picks = rank_many(offer.pool, [(interests[subscriber.pk], frozenset())], limit=10)[0]
         items = [{"paper": offer.papers[p], "reason": r, "note": offer.notes.get(p, "")} for p, r in picks]
         subject, text, html = render_parts("digest", digest_context(offer.edition, items))
         unsubscribe = tokens.make(tokens.UNSUBSCRIBE, subscriber.pk)
@@ -303,7 +300,7 @@ def fast(day, workers):
 
     from django.db import connections
     from newsletter.delivery import SendStats
-    from newsletter.digests import deliveries_create, edition_get, keyset_pages, scheduled_on
+    from newsletter.fanout import deliveries_create, edition_get, keyset_pages, scheduled_on
 
     from config.celery import worker_starting
 
@@ -344,7 +341,7 @@ def run(args):
     from django.conf import settings
     from django.core.management import call_command
 
-    from newsletter.digests import edition_get
+    from newsletter.fanout import edition_get
 
     call_command("migrate", verbosity=0)
     day = load_papers()

@@ -16,7 +16,7 @@ def worker_starting(**kwargs):
     """Work every worker process would repeat, done once in the parent before its pool forks."""
     from papers import vectors
 
-    vectors.projection()  # ~0.2 s, ~4 us a digest with profiles when each process drew it
+    vectors.projection()  # drawn once, not in every pool process
 
 
 @worker_process_init.connect
@@ -24,8 +24,7 @@ def worker_process_ready(**kwargs):
     """Garbage collection tuned for a worker that makes many short-lived objects per recipient
     and few reference cycles. What the process holds at start (Django, numpy, the app) lives
     as long as it does: freezing it keeps full collections from scanning it again and again;
-    and a young generation of 20,000 objects (default 700) collects 30 times less often.
-    Measured with bench/digests.py: ~12 % more digests a second, a quarter less time
-    assembling digests with profiles."""
+    and a young generation of 20,000 objects (default 700) collects far less often
+    (docs/performance.md)."""
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)

@@ -6,6 +6,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from newsletter.delivery import deliveries_requeue
+from newsletter.tasks import enqueue_deliveries
 from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression
 from papers.models import Topic
 
@@ -130,7 +131,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send failed deliveries again")
     def requeue(self, request, queryset):
-        count = deliveries_requeue(deliveries=queryset)
+        count = deliveries_requeue(deliveries=queryset, enqueue=enqueue_deliveries)
         self.message_user(request, f"Requeued {count} failed deliveries.", messages.SUCCESS)
 
 

@@ -7,7 +7,6 @@ backoff; the reconciler resolves what a dead worker left behind.
 """
 
 import datetime as dt
-import json
 import logging
 import random
 import smtplib
@@ -21,27 +20,15 @@ from dataclasses import dataclass, field
 from anymail.exceptions import AnymailAPIError, AnymailInvalidAddress, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import connection as db_connection
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from newsletter.digests import (
-    _message_id,
-    deliveries_enqueue,
-    digest_message,
-    interests_of,
-    id_list,
-    offer_for,
-    received_papers,
-    recipient_links,
-    recipient_metadata,
-    select_for,
-    table_name,
-    votes_of,
-)
-from newsletter.models import Delivery, Edition, Subscriber
-from newsletter.rendering import batch_message
+from newsletter import sql
+from newsletter.digest_mail import batch_message, personal_message
+from newsletter.links import digest_metadata, recipient_links
+from newsletter.models import Delivery, Edition
+from newsletter.offers import digests_for, offer_for
+from newsletter.services import unmailable
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +61,7 @@ class Claimed:
     edition_id: int
     email: str
     status: str
+    confirmed_at: dt.datetime | None
     keywords: str
     authors: str
     frequency: str
@@ -85,26 +73,9 @@ class Claimed:
 
 
 def _claim(delivery_ids):
-    """pending -> sending for these rows, in one statement that also returns them (UPDATE ...
-    RETURNING, on PostgreSQL and SQLite alike): only rows this call moved come back, so two
-    workers never get the same row. By primary key: whatever the planner's statistics say
-    (they lag behind a burst of new rows), that is one index probe per row."""
-    sql = (
-        f"UPDATE {table_name(Delivery)} SET state = %s, claim = %s, claimed_at = %s "
-        f"WHERE state = %s AND id IN ({id_list(delivery_ids)}) RETURNING id, attempts, subscriber_id, edition_id"
-    )
-    params = [Delivery.State.SENDING, uuid.uuid4().hex, db_connection.ops.adapt_datetimefield_value(timezone.now()),
-              Delivery.State.PENDING]
-    with transaction.atomic(), db_connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    people = {
-        row[0]: row[1:]
-        for row in select_for(
-            f"SELECT id, email, status, keywords, authors, frequency FROM {table_name(Subscriber)} WHERE id IN ({{ids}})",
-            [r[2] for r in rows],
-        )
-    } if rows else {}
+    """Claim those of these rows still pending (sql.deliveries_claim), with their recipients."""
+    rows = sql.deliveries_claim(delivery_ids, claim=uuid.uuid4().hex, now=timezone.now())
+    people = sql.recipients([subscriber_id for _, _, subscriber_id, _ in rows])
     gone = [pk for pk, _, subscriber_id, _ in rows if subscriber_id not in people]
     if gone:  # deleted behind the fan-out's back (the database does not check: see Delivery)
         log.warning("deleting %d deliveries whose subscriber no longer exists", len(gone))
@@ -117,36 +88,7 @@ def _claim(delivery_ids):
 
 
 def _finish(claimed):
-    """Record every outcome of a group in one UPDATE ... FROM (VALUES ...) statement. What
-    recipients share (state, picks, time sent, note) is listed once and referred to by number,
-    and numbers are inlined: the statement stays small, with one parameter a row (its
-    Message-ID), and each distinct picks is parsed as JSON once, not once per row. (A
-    parameter a row more, the note, made PostgreSQL's share ~a third larger.)"""
-    postgres = db_connection.vendor == "postgresql"
-    jsonb, timestamptz = ("::jsonb", "::timestamptz") if postgres else ("", "")
-    outcomes = {}
-    for c in claimed:
-        outcomes.setdefault((c.state, c.picks, c.sent_at, c.note), len(outcomes))
-    table = table_name(Delivery)
-    rows = ", ".join(
-        f"({int(c.id)}, {outcomes[c.state, c.picks, c.sent_at, c.note]}, %s, {int(c.attempts)})" for c in claimed
-    )
-    shared = ", ".join(f"({n}, %s, %s{jsonb}, %s{timestamptz}, %s)" for n in outcomes.values())
-    sql = (
-        f"WITH o(n, state, picks, sent_at, note) AS (VALUES {shared}), "
-        f"v(id, o, message_id, attempts) AS (VALUES {rows}) "
-        f"UPDATE {table} SET state = o.state, picks = o.picks, sent_at = o.sent_at, note = o.note, "
-        f"message_id = v.message_id, attempts = v.attempts FROM v JOIN o ON o.n = v.o WHERE {table}.id = v.id"
-    )
-    adapt = db_connection.ops.adapt_datetimefield_value
-    params = [value for state, picks, sent_at, note in outcomes for value in (state, json.dumps(picks), adapt(sent_at), note)]
-    params += [c.message_id for c in claimed]
-    with transaction.atomic(), db_connection.cursor() as cursor:
-        if postgres:
-            # Safe to lose in a database crash: the rows stay 'sending' and the reconciler marks
-            # them failed, never resends them. The claim, which must not be lost, stays synchronous.
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        cursor.execute(sql, params)
+    sql.deliveries_finish([(c.id, c.state, c.picks, c.sent_at, c.note, c.message_id, c.attempts) for c in claimed])
 
 
 @dataclass
@@ -194,27 +136,22 @@ def deliveries_send(*, delivery_ids, connection=None):
 def _send_claimed(edition, claimed, connection):
     stats = SendStats()
     with stats.timing("assemble"):
-        interests = interests_of({c.subscriber_id: (c.keywords, c.authors) for c in claimed})
-        # The editions that can hold a paper on offer to any of them (weekly offers reach further back).
-        recent = sorted(set().union(*(offer_for(edition, f).recent_editions for f in {c.frequency for c in claimed})))
-        received = received_papers([c.subscriber_id for c in claimed], edition, recent)
-        votes = votes_of([c.subscriber_id for c in claimed])
-        voters = {subscriber_id for subscriber_id, _, _ in votes}
-        learned = {}  # subscriber -> picks, for those with a profile: scored together
-        for frequency in {c.frequency for c in claimed if c.subscriber_id in voters}:
-            offer = offer_for(edition, frequency)
-            group = {c.subscriber_id for c in claimed if c.frequency == frequency and c.subscriber_id in voters}
-            found = offer.profiles_for(votes if group == voters else [vote for vote in votes if vote[0] in group])
-            people = {s: (interests[s], received[s]) for s in group if s in found}
-            learned.update(offer.picks_with_profiles(people, found))
+        # Unsubscribed, paused, suppressed or never confirmed, whatever happened since the fan-out.
+        skip = unmailable([(c.subscriber_id, c.email, c.status, c.confirmed_at) for c in claimed])
+        for delivery in claimed:
+            if delivery.subscriber_id in skip:
+                delivery.state, delivery.note = Delivery.State.SKIPPED, skip[delivery.subscriber_id]
+                stats.skipped += 1
+        recipients = [(c.subscriber_id, c.frequency, c.keywords, c.authors) for c in claimed if c.subscriber_id not in skip]
+        picks = digests_for(edition, recipients) if recipients else {}
     now = timezone.now()
-    ready = _ready(edition, claimed, interests, received, learned, stats)
+    ready = _ready(edition, [c for c in claimed if c.subscriber_id not in skip], picks, stats)
     send = _send_batches if settings.DIGEST_SENDING == "batch" else _send_each
-    before = stats.seconds["assemble"] + stats.seconds["render"]
+    before = stats.seconds["render"]
     with stats.timing("build and hand-off"):
         pending_error = send(ready, connection, stats, now)
-    # Preparing recipients happens inside send() as it consumes them; count it once.
-    stats.seconds["build and hand-off"] -= stats.seconds["assemble"] + stats.seconds["render"] - before
+    # Rendering happens inside send() as it consumes `ready`; count it once.
+    stats.seconds["build and hand-off"] -= stats.seconds["render"] - before
     if pending_error is not None:
         for delivery in claimed:
             if delivery.state == Delivery.State.SENDING:  # not reached: back to pending, unattempted
@@ -226,36 +163,25 @@ def _send_claimed(edition, claimed, connection):
     return stats
 
 
-def _ready(edition, claimed, interests, received, learned, stats):
+def _ready(edition, claimed, picks, stats):
     """(delivery, offer, picks, content) for each claimed delivery that gets a digest, made as
     the sender asks for them: a distinct content need not outlive its message."""
     offers = {}
     for delivery in claimed:
-        delivery.attempts += 1
-        if delivery.status != Subscriber.Status.ACTIVE:
-            # Unsubscribed, paused or suppressed after the edition was fanned out.
-            delivery.state, delivery.note = Delivery.State.SKIPPED, f"subscriber {delivery.status} at send time"
-            stats.skipped += 1
-            continue
-        start = time.thread_time()  # cheaper than a stats.timing() context for every recipient
-        if delivery.frequency not in offers:
-            offers[delivery.frequency] = offer_for(edition, delivery.frequency)
-        offer = offers[delivery.frequency]
-        if delivery.subscriber_id in learned:
-            picks = learned[delivery.subscriber_id]
-        else:
-            picks = offer.picks_for(interests[delivery.subscriber_id], received[delivery.subscriber_id])
-        stats.seconds["assemble"] += time.thread_time() - start
-        if not picks:
+        mine = picks[delivery.subscriber_id]
+        if not mine:
             delivery.state, delivery.note = Delivery.State.SKIPPED, "nothing new"
             stats.skipped += 1
             continue
-        content = offer.renderer.contents.get(picks)
+        offer = offers.get(delivery.frequency)
+        if offer is None:
+            offer = offers[delivery.frequency] = offer_for(edition, delivery.frequency)
+        content = offer.renderer.contents.get(mine)
         if content is None:
             stats.renders += 1
             with stats.timing("render"):
-                content = offer.renderer.content(picks)
-        yield delivery, offer, picks, content
+                content = offer.renderer.content(mine)
+        yield delivery, offer, mine, content
 
 
 def _failed(deliveries, error, stats):
@@ -276,10 +202,21 @@ def _sent(delivery, picks, now, message_id, stats):
     stats.sent += 1
 
 
+def _message_id(offer, subscriber_id):
+    return offer.message_id_format.format(subscriber_id)
+
+
 def _send_each(ready, connection, stats, now):
     """One message per recipient (SMTP, and any ESP without batch sending)."""
     for delivery, offer, picks, content in ready:
-        message = digest_message(offer, content, delivery.subscriber_id, delivery.email)
+        message = personal_message(
+            content,
+            email=delivery.email,
+            links=recipient_links(delivery.subscriber_id),
+            message_id=_message_id(offer, delivery.subscriber_id),
+            metadata=digest_metadata(offer.edition_iso, delivery.subscriber_id),
+        )
+        delivery.attempts += 1  # charged where a send is tried
         try:
             connection.send_messages([message])
         except Exception as error:  # noqa: BLE001 - classified in _failed, never swallowed
@@ -297,13 +234,15 @@ def _send_batches(ready, connection, stats, now):
     chunked to DIGEST_BATCH_LIMIT. A failed call concerns its recipients only."""
     groups = {}
     for delivery, offer, picks, content in ready:
-        groups.setdefault((offer.edition.pk, offer.frequency_key, picks), (offer, content, []))[2].append(delivery)
+        groups.setdefault((offer.edition.pk, offer.frequency, picks), (offer, content, []))[2].append(delivery)
     chunks = [
         (picks, offer, content, members[i : i + settings.DIGEST_BATCH_LIMIT])
         for (_, _, picks), (offer, content, members) in groups.items()
         for i in range(0, len(members), settings.DIGEST_BATCH_LIMIT)
     ]
     for picks, offer, content, deliveries in chunks:
+        for d in deliveries:
+            d.attempts += 1  # charged where a send is tried
         message = batch_message(
             content,
             [
@@ -311,7 +250,7 @@ def _send_batches(ready, connection, stats, now):
                     d.email,
                     recipient_links(d.subscriber_id),
                     _message_id(offer, d.subscriber_id),
-                    recipient_metadata(offer, d.subscriber_id),
+                    digest_metadata(offer.edition_iso, d.subscriber_id),
                 )
                 for d in deliveries
             ],
@@ -340,7 +279,7 @@ def retry_countdown(retries):
     return random.uniform(0, min(3600, 30 * 2**retries))
 
 
-def deliveries_requeue(*, deliveries):
+def deliveries_requeue(*, deliveries, enqueue):
     """Send failed deliveries again (an operator's decision, e.g. after checking the ESP's log)."""
     failed = deliveries.filter(state=Delivery.State.FAILED)
     ids = list(failed.values_list("pk", flat=True))
@@ -348,11 +287,11 @@ def deliveries_requeue(*, deliveries):
     count = Delivery.objects.filter(pk__in=ids, state=Delivery.State.FAILED).update(
         state=Delivery.State.PENDING, note="requeued by an operator", created_at=timezone.now()
     )
-    deliveries_enqueue(ids)
+    enqueue(ids)
     return count
 
 
-def deliveries_reconcile(*, now=None):
+def deliveries_reconcile(*, enqueue, now=None):
     """Resolve rows left behind: 'sending' rows of a worker that died are marked failed (whether
     their mail went out is unknown, and a duplicate is worse than a gap); 'pending' rows whose
     task was lost (e.g. Redis restarted) are handed to workers again. Returns (failed, requeued).
@@ -360,7 +299,7 @@ def deliveries_reconcile(*, now=None):
     Both are looked for in one pass over the rows created in the last two days (an index on
     created_at, which no update changes). No index on state: it would keep the claim and the
     outcome from updating a row in place (see Delivery.Meta), and one on pending rows would
-    tempt the planner into using it for claims (see _claim())."""
+    tempt the planner into using it for claims (see sql.deliveries_claim())."""
     now = now or timezone.now()
     cutoff = now - dt.timedelta(minutes=settings.DIGEST_SENDING_TIMEOUT_MINUTES)
     stuck = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2)).filter(
@@ -375,5 +314,5 @@ def deliveries_reconcile(*, now=None):
         failed += Delivery.objects.filter(pk__in=sending[start : start + 5000], state=Delivery.State.SENDING).update(
             state=Delivery.State.FAILED, note="interrupted while sending; not resent to avoid a duplicate"
         )
-    deliveries_enqueue(found[Delivery.State.PENDING])
+    enqueue(found[Delivery.State.PENDING])
     return failed, len(found[Delivery.State.PENDING])

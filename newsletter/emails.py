@@ -1,17 +1,19 @@
-"""The one place that renders e-mails, inlines their CSS and sets their headers.
+"""Transactional e-mails (confirm, manage), the CSS inliner, and the headers every list mail carries.
 
-Each kind has three templates: emails/<kind>-subject.txt, -body.txt and -body.html.
+Each kind has three templates: emails/<kind>-subject.txt, -body.txt and -body.html. Digests,
+sent by the million, are rendered per edition in newsletter/rendering.py and built into
+messages in newsletter/digest_mail.py, with the same inliner and headers.
 """
 
 import logging
 import re
-from functools import lru_cache
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from premailer import Premailer
+
+from newsletter.links import site_domain
 
 
 def inline_css(html):
@@ -62,16 +64,6 @@ def build_message(subject, text, html, to, headers=None, tags=None, metadata=Non
 def make_message(kind, to, ctx, headers=None, metadata=None):
     subject, text, html = render_parts(kind, ctx)
     return build_message(subject, text, html, to, headers=headers, tags=[kind], metadata=metadata)
-
-
-def site_domain():
-    """The host name of SITE_URL, for List-Id and Message-IDs."""
-    return _hostname(settings.SITE_URL)
-
-
-@lru_cache(maxsize=4)
-def _hostname(url):
-    return urlsplit(url).hostname
 
 
 def list_headers(unsubscribe_url):

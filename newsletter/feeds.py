@@ -3,7 +3,7 @@ from django.contrib.syndication.views import Feed
 from django.urls import reverse
 from django.utils.feedgenerator import Atom1Feed
 
-from newsletter.digests import edition_general_picks
+from newsletter.offers import edition_general_picks
 from newsletter.models import Edition
 
 

@@ -130,7 +130,7 @@ class Vote(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["subscriber", "paper"], name="one_vote_per_subscriber_and_paper")]
-        # Covers what digests read of a group's votes (newsletter.digests.votes_of), so the
+        # Covers what digests read of a group's votes (newsletter.sql.votes), so the
         # rows themselves are not visited: ~25 % of that read.
         indexes = [models.Index(fields=["subscriber", "paper", "value"], name="vote_profile")]
 

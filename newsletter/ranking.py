@@ -1,4 +1,4 @@
-"""Choosing a subscriber's papers: pure functions, no database.
+"""Choosing subscribers' papers: pure functions, no database.
 
 Order: papers the editors featured, then papers that match the subscriber, then (for a
 subscriber who follows nothing, or whose matches run short) trending papers to fill. Never a
@@ -13,7 +13,11 @@ voted, matches are ordered by a blended score (weights in settings, see README):
             + trending * log(1 + upvotes) / log(1 + most upvotes that day)
 
 and a paper also matches when its cosine to the profile reaches `threshold`. Every pick
-carries the reason that weighed most.
+carries the reason that weighed most (on cold start, the first that applies).
+
+One ranker: rank_many() scores a group of subscribers as matrices (subscribers x papers);
+rank() is the group of one. A Pool holds what every ranking of an edition shares, and
+Pool.key() what ranking reads of a cold-start subscriber, so equal keys get equal picks.
 """
 
 import math
@@ -23,8 +27,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+from cachetools import LRUCache
 
 FEATURED = "featured by the editors"
+KEYWORDS_KEPT = 20_000  # keywords whose matching papers a pool remembers
 
 
 @dataclass(frozen=True)
@@ -64,12 +70,6 @@ def keyword_pattern(keyword):
     return re.compile(rf"(?<!\w){re.escape(keyword.lower())}(?!\w)")
 
 
-def keyword_hits(candidates, keyword):
-    """Ids of the candidates that mention keyword as a whole word or phrase."""
-    pattern = keyword_pattern(keyword)
-    return frozenset(c.id for c in candidates if pattern.search(c.text))
-
-
 def sort_key(candidate):
     return (-candidate.upvotes, -candidate.listed_ordinal, -candidate.id)
 
@@ -82,8 +82,8 @@ def topic_reason(candidate, topic_ids, topic_names):
     return f"matches your topic {min(topic_names.get(t, 'you follow') for t in candidate.topic_ids & topic_ids)}"
 
 
-def keyword_reason(candidate, keywords, hits):
-    return f"mentions '{next(k for k in keywords if candidate.id in hits[k])}'"
+def keyword_reason(candidate, keywords):
+    return f"mentions '{next(k for k in keywords if keyword_pattern(k).search(candidate.text))}'"
 
 
 def author_reason(candidate, authors):
@@ -94,116 +94,58 @@ def similar_reason(liked_title):
     return f"similar to '{liked_title}', which you liked"
 
 
-def _reasons(candidate, interests, topic_names, hits, similar, weights):
-    """(weight, reason) for each way the candidate matches the subscriber, in the order that
-    settles ties: topic, keyword, author, profile. Lazily: cold-start ranking needs only the
-    first; and each test is skipped when the subscriber follows nothing of its kind."""
-    if interests.topic_ids and candidate.topic_ids & interests.topic_ids:
-        yield weights.topic, topic_reason(candidate, interests.topic_ids, topic_names)
-    if interests.keywords and any(candidate.id in hits[k] for k in interests.keywords):
-        yield weights.keyword, keyword_reason(candidate, interests.keywords, hits)
-    if interests.authors and any(key in interests.authors for key, _ in candidate.authors):
-        yield weights.author, author_reason(candidate, interests.authors)
-    if similar and candidate.id in similar:
-        cosine, liked_title = similar[candidate.id]
-        if cosine >= weights.threshold:
-            yield weights.profile * cosine, similar_reason(liked_title)
+class Pool:
+    """The papers an edition offers, prepared once for every subscriber ranked against them:
+    candidates in upvotes order (a column each), the columns of each topic and author, the
+    trending term of the score, and the columns each keyword matches (remembered)."""
 
+    def __init__(self, candidates, featured, topic_names, weights=Weights()):
+        self.ordered = sorted(candidates, key=sort_key)
+        self.featured = list(featured)
+        self.topic_names = topic_names
+        self.weights = weights
+        self.ids = [c.id for c in self.ordered]
+        self.column = {pid: j for j, pid in enumerate(self.ids)}
+        self.by_topic, self.by_author = defaultdict(list), defaultdict(list)
+        for j, c in enumerate(self.ordered):
+            for t in c.topic_ids:
+                self.by_topic[t].append(j)
+            for key, _ in c.authors:
+                self.by_author[key].append(j)
+        self.topics, self.authors = frozenset(self.by_topic), frozenset(self.by_author)
+        self.offered = frozenset(self.ids) | {c.id for c in self.featured}
+        top = math.log1p(max((c.upvotes for c in self.ordered), default=0)) or 1
+        self.trend = weights.trending * np.log1p([c.upvotes for c in self.ordered]) / top
+        self.trending = [(c.id, trending_reason(c)) for c in self.ordered]
+        self._keywords = LRUCache(maxsize=KEYWORDS_KEPT)
 
-def _strongest(reasons):
-    return max(reasons, key=lambda reason: reason[0])[1]  # the first of equals
+    def keyword_columns(self, keyword):
+        columns = self._keywords.get(keyword)
+        if columns is None:
+            pattern = keyword_pattern(keyword)
+            columns = self._keywords[keyword] = [j for j, c in enumerate(self.ordered) if pattern.search(c.text)]
+        return columns
 
+    def key(self, interests, received):
+        """Everything ranking reads of a cold-start subscriber, stripped of what cannot match
+        in this pool: subscribers with equal keys get equal picks."""
+        return (
+            interests.topic_ids & self.topics,
+            tuple(k for k in interests.keywords if self.keyword_columns(k)),
+            interests.authors & self.authors,
+            bool(interests.authors),
+            interests.follows_anything,
+            frozenset(received) & self.offered,
+        )
 
-def _featured_first(featured, exclude):
-    """The editors' picks not yet received, and every paper now taken."""
-    picks, taken = [], set(exclude)
-    for candidate in featured:
-        if candidate.id not in taken:
-            picks.append((candidate.id, FEATURED))
-            taken.add(candidate.id)
-    return picks, taken
-
-
-def rank(*, candidates, featured, interests, exclude, topic_names, limit, trending_fill=3, hits=None, similar=None,
-         weights=Weights()):
-    """Return [(paper_id, reason), ...] for one subscriber's digest; empty means no digest.
-
-    candidates: Candidates in the edition's window; featured: Candidates the editors picked;
-    exclude: ids of papers the subscriber already received; hits: optional {keyword: ids},
-    keyword_hits() computed once for many subscribers; similar: {paper id: (cosine to the
-    subscriber's profile, title of the liked paper closest to it)} for a subscriber who voted.
-    """
-    picks, taken = _featured_first(featured, exclude)
-    hits = hits if hits is not None else {k: keyword_hits(candidates, k) for k in interests.keywords}
-    blended = bool(interests.authors or similar)
-    top_upvotes = math.log1p(max((c.upvotes for c in candidates), default=0)) or 1
-    matched, others = [], []
-    for candidate in sorted(candidates, key=sort_key):
-        if candidate.id in taken:
-            continue
-        reasons = _reasons(candidate, interests, topic_names, hits, similar, weights)
-        if not blended:
-            first = next(reasons, None)
-            if first is None:
-                others.append(candidate)
-                continue
-            matched.append((0, candidate.id, first[1]))  # upvotes order, as sorted
-            if len(matched) == limit:
-                break  # the rest could only come later, or fill room there is none of
-            continue
-        reasons = list(reasons)
-        if not reasons:
-            others.append(candidate)
-        else:
-            score = sum(w for w, _ in reasons) + weights.trending * math.log1p(candidate.upvotes) / top_upvotes
-            matched.append((-score, candidate.id, _strongest(reasons)))
-    matched.sort(key=lambda m: m[0])  # stable: ties keep upvotes order
-    picks.extend((paper_id, reason) for _, paper_id, reason in matched[:limit])
-    room = limit - min(len(matched), limit)
-    if interests.follows_anything or similar:
-        room = min(room, trending_fill)
-    picks.extend((c.id, trending_reason(c)) for c in others[:room])
-    return picks
-
-
-def _follows(ordered, featured, people, hits):
-    """Each subscriber's featured picks, and boolean matrices (subscribers x ordered candidates)
-    of the candidates matching their topics, keywords and authors and of those they cannot get."""
-    at = {c.id: j for j, c in enumerate(ordered)}
-    by_topic, by_author = defaultdict(list), defaultdict(list)
-    for j, c in enumerate(ordered):
-        for t in c.topic_ids:
-            by_topic[t].append(j)
-        for key, _ in c.authors:
-            by_author[key].append(j)
-    by_keyword = {}
-
-    def keyword_columns(keywords):
-        for k in keywords:
-            if k not in by_keyword:
-                by_keyword[k] = [at[i] for i in hits[k] if i in at]
-        return [j for k in keywords for j in by_keyword[k]]
-
-    featured_picks = {}  # papers received -> the featured papers still to give
-
-    def taken_columns(exclude):
-        featured_picks[exclude], taken = _featured_first(featured, exclude)
-        return [at[i] for i in taken if i in at]
-
-    topics = _SharedRows(lambda topic_ids: [j for t in topic_ids for j in by_topic.get(t, ())])
-    keywords = _SharedRows(keyword_columns)
-    authors = _SharedRows(lambda keys: [j for key in keys for j in by_author.get(key, ())])
-    taken = _SharedRows(taken_columns)
-    heads = []
-    for interests, exclude in people:
-        exclude = frozenset(exclude)
-        taken.add(exclude)
-        heads.append(list(featured_picks[exclude]))
-        topics.add(interests.topic_ids)
-        keywords.add(interests.keywords)
-        authors.add(interests.authors)
-    width = len(ordered)
-    return heads, topics.matrix(width), keywords.matrix(width), authors.matrix(width), ~taken.matrix(width)
+    def featured_first(self, received):
+        """The editors' picks not yet received, and every paper now taken."""
+        picks, taken = [], set(received)
+        for candidate in self.featured:
+            if candidate.id not in taken:
+                picks.append((candidate.id, FEATURED))
+                taken.add(candidate.id)
+        return picks, taken
 
 
 class _SharedRows:
@@ -229,34 +171,61 @@ class _SharedRows:
         return distinct[self.rows]
 
 
-def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines, closest, trending_fill=3,
-              weights=Weights()):
-    """rank() for a group of subscribers with profiles, scored together as matrices
-    (subscribers x candidates) rather than one subscriber at a time.
+def _follows(pool, people):
+    """Each subscriber's featured picks, and boolean matrices (subscribers x pool columns) of
+    the papers matching their topics, keywords and authors and of those they cannot get."""
+    featured_picks = {}
 
-    people: [(Interests, exclude set)], one per row of `cosines` (cosine of each subscriber's
-    profile to each candidate); closest(rows, columns) gives, for each (row, column of
-    `cosines`) pair, the title of that subscriber's liked paper nearest to that candidate.
-    Returns what rank() returns for each subscriber (tested to be the same); only the chosen
-    papers get reasons.
+    def taken_columns(received):
+        featured_picks[received], taken = pool.featured_first(received)
+        return [pool.column[i] for i in taken if i in pool.column]
+
+    topics = _SharedRows(lambda topic_ids: [j for t in topic_ids for j in pool.by_topic.get(t, ())])
+    keywords = _SharedRows(lambda words: [j for k in words for j in pool.keyword_columns(k)])
+    authors = _SharedRows(lambda keys: [j for key in keys for j in pool.by_author.get(key, ())])
+    taken = _SharedRows(taken_columns)
+    heads = []
+    for interests, received in people:
+        received = frozenset(received)
+        taken.add(received)
+        heads.append(list(featured_picks[received]))
+        topics.add(interests.topic_ids)
+        keywords.add(interests.keywords)
+        authors.add(interests.authors)
+    width = len(pool.ordered)
+    return heads, topics.matrix(width), keywords.matrix(width), authors.matrix(width), ~taken.matrix(width)
+
+
+def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=None):
+    """[(paper_id, reason), ...] for each subscriber of a group; an empty list means no digest.
+
+    people: [(Interests, ids of papers already received)]. cosines: for subscribers with a
+    profile, a row per subscriber of cosines to the pool's columns; closest(rows, columns)
+    then gives, for each (row, column) pair, the title of that subscriber's liked paper
+    nearest to that paper (what "similar to" names). Only the chosen papers get reasons.
     """
     if not people:
         return []
-    order = sorted(range(len(candidates)), key=lambda j: sort_key(candidates[j]))
-    ordered = [candidates[j] for j in order]
-    heads, topic, keyword, author, free = _follows(ordered, featured, people, hits)
+    weights = pool.weights
+    heads, topic, keyword, author, free = _follows(pool, people)
     shape = topic.shape
-    cos = np.asarray(cosines, dtype=np.float64).reshape(shape)[:, order]
-    profile = np.where(cos >= weights.threshold, cos, 0.0)
-    top_upvotes = math.log1p(max((c.upvotes for c in ordered), default=0)) or 1
-    trend = weights.trending * np.log1p([c.upvotes for c in ordered]) / top_upvotes
+    if cosines is None:
+        profile = np.zeros(shape)
+    else:
+        cos = np.asarray(cosines, dtype=np.float64).reshape(shape)
+        profile = np.where(cos >= weights.threshold, cos, 0.0)
+    has_profile = cosines is not None
+    blended = np.array([has_profile or bool(interests.authors) for interests, _ in people])[:, None]
     matched = (topic | keyword | author | (profile > 0)) & free
-    # Summed in rank()'s order, so that equal scores stay equal.
-    score = weights.topic * topic + weights.keyword * keyword + weights.author * author + weights.profile * profile + trend
+    # Summed in this order, so that equal scores stay equal; cold start orders matches by
+    # upvotes alone, which is the columns' order.
+    score = weights.topic * topic + weights.keyword * keyword + weights.author * author + weights.profile * profile
+    score = np.where(blended, score + pool.trend, 0.0)
     # Stable: among equal scores, the upvotes order of the columns.
     ranked = np.argsort(np.where(matched, -score, np.inf), axis=1, kind="stable")[:, :limit]
     counts = np.minimum(matched.sum(axis=1), limit)
-    # The reason that weighs most for each chosen paper; on ties the first, as in rank().
+    # The reason that weighs most for each chosen paper (on cold start the first that applies);
+    # on ties the first: topic, keyword, author, profile.
     rows = np.arange(shape[0])[:, None]
     strengths = np.stack([
         np.where(topic[rows, ranked], weights.topic, -np.inf),
@@ -264,21 +233,26 @@ def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines
         np.where(author[rows, ranked], weights.author, -np.inf),
         np.where(profile[rows, ranked] > 0, weights.profile * profile[rows, ranked], -np.inf),
     ])
+    strengths = np.where(blended[None] | np.isinf(strengths), strengths, 0.0)
     strongest = strengths.argmax(axis=0)
     similar_rows, similar_ranks = np.nonzero((strongest == 3) & (np.arange(ranked.shape[1]) < counts[:, None]))
-    titles = closest(similar_rows, np.asarray(order)[ranked[similar_rows, similar_ranks]]) if len(similar_rows) else []
-    # In row-major order, as the loop below meets them.
-    next_title = iter(titles).__next__
+    titles = closest(similar_rows, ranked[similar_rows, similar_ranks]) if len(similar_rows) else []
+    next_title = iter(titles).__next__  # in row-major order, as the loop below meets them
     others = free & ~matched
-    fill = np.argsort(~others, axis=1, kind="stable")[:, :trending_fill].tolist()
-    rooms = np.minimum(np.minimum(limit - counts, trending_fill), others.sum(axis=1)).tolist()
-    trending = [(c.id, trending_reason(c)) for c in ordered]
-    ids = [c.id for c in ordered]
-    # (paper, reason) pairs made once and shared: the same topics, or the same liked paper,
-    # give many subscribers the same reason for the same paper.
+    fill = np.argsort(~others, axis=1, kind="stable")[:, :limit].tolist()
+    # Followers (and voters) get at most trending_fill papers beside their matches.
+    caps = [trending_fill if has_profile or interests.follows_anything else limit for interests, _ in people]
+    rooms = np.minimum(np.minimum(limit - counts, caps), others.sum(axis=1)).tolist()
+    return _phrase(pool, people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill, next_title)
+
+
+def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_title):
+    """The picks with their reasons. (paper, reason) pairs are made once and shared: the same
+    topics, or the same liked paper, give many subscribers the same reason for the same paper."""
     results, topic_pairs, similar_pairs = [], {}, {}
+    ids, ordered = pool.ids, pool.ordered
     for (interests, _), picks, chosen, kinds, count, room, fills in zip(
-        people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill
+        people, heads, ranked, strongest, counts, rooms, fill
     ):
         phrased = topic_pairs.get(interests.topic_ids)
         if phrased is None:
@@ -287,17 +261,30 @@ def rank_many(*, candidates, featured, people, topic_names, limit, hits, cosines
             if kind == 0:
                 pair = phrased[j]
                 if pair is None:
-                    pair = phrased[j] = (ids[j], topic_reason(ordered[j], interests.topic_ids, topic_names))
+                    pair = phrased[j] = (ids[j], topic_reason(ordered[j], interests.topic_ids, pool.topic_names))
             elif kind == 3:
                 title = next_title()
                 pair = similar_pairs.get((j, title))
                 if pair is None:
                     pair = similar_pairs[j, title] = (ids[j], similar_reason(title))
             elif kind == 1:
-                pair = (ids[j], keyword_reason(ordered[j], interests.keywords, hits))
+                pair = (ids[j], keyword_reason(ordered[j], interests.keywords))
             else:
                 pair = (ids[j], author_reason(ordered[j], interests.authors))
             picks.append(pair)
-        picks.extend([trending[j] for j in fills[:room]])
+        picks.extend([pool.trending[j] for j in fills[:room]])
         results.append(picks)
     return results
+
+
+def rank(*, candidates, featured, interests, exclude, topic_names, limit, trending_fill=3, similar=None,
+         weights=Weights()):
+    """rank_many() for one subscriber. similar: {paper id: (cosine to the subscriber's
+    profile, title of the liked paper closest to it)} for a subscriber who voted."""
+    pool = Pool(candidates, featured, topic_names, weights)
+    cosines = closest = None
+    if similar:
+        cosines = [[similar.get(pid, (0.0, ""))[0] for pid in pool.ids]]
+        closest = lambda rows, columns: [similar[pool.ids[j]][1] for j in columns]  # noqa: E731
+    return rank_many(pool, [(interests, exclude)], limit=limit, trending_fill=trending_fill, cosines=cosines,
+                     closest=closest)[0]

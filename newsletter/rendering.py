@@ -1,4 +1,4 @@
-"""Digests at scale: CSS inlined once per edition, MIME composed once per distinct content.
+"""Digest content at scale: CSS inlined once per edition, MIME composed once per distinct content.
 
 premailer costs ~12 ms a document, Django's MIME building ~1-2 ms a message. Instead:
 
@@ -13,37 +13,24 @@ premailer costs ~12 ms a document, Django's MIME building ~1-2 ms a message. Ins
   Message-ID, the date and the signed links; per recipient they are filled in with one
   formatting operation.
 
-tests/test_rendering.py shows the assembled HTML equals premailer on the whole document and
+newsletter/digest_mail.py turns a Content into messages. tests/test_rendering.py shows the assembled HTML equals premailer on the whole document and
 the composed MIME equals what Django's e-mail API builds.
 """
 
 import html as html_lib
-import time
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from email.header import Header
-from email.utils import formatdate
+from functools import cached_property
 
 from cachetools import LRUCache
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
-from django.core.mail.message import EmailAlternative
 from django.template.loader import render_to_string
 
-from newsletter.emails import inline_css, list_headers
-from newsletter.services import absolute
+from newsletter.digest_mail import compose_mime, stencil
+from newsletter.emails import inline_css
+from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, SLOTS, UNSUBSCRIBE_TOKEN, absolute, unsubscribe_url
 
 ITEMS, END_ITEMS, ITEM = "<!--pb:items-->", "<!--pb:/items-->", "<!--pb:item-->"
-# Per-recipient stand-ins: plain letters, untouched by escaping, inlining and 8bit transfer.
-UNSUBSCRIBE_TOKEN = "xxunsubscribetokenxx"
-PREFERENCES_TOKEN = "xxpreferencestokenxx"
-FEEDBACK_TOKEN = "xxfeedbacktokenxx"
 REASON = "XXREASONXX"  # capfirst leaves it as it is
-TO = "xxrecipientxx@paperboy.invalid"
-MESSAGE_ID = "<xxmessageidxx@paperboy.invalid>"
-DATE = "Xxx, 00 Xxx 0000 00:00:00 -0000"
-TO_FIELD, MESSAGE_ID_FIELD, DATE_FIELD = TO.encode(), MESSAGE_ID.encode(), DATE.encode()
-MAX_LINE = 998 - 2 * 50  # RFC 5322's limit, less room for two signed links (~50 longer than their fields)
 
 
 def _cut(document):
@@ -65,17 +52,7 @@ def digest_context(edition, items):
     }
 
 
-def stencil(text, placeholders):
-    """`text` as a %-format template with a field for each placeholder, so that filling it in
-    for a recipient is one formatting operation (in C) rather than a scan per placeholder."""
-    template = text.replace("%", "%%")
-    for placeholder in placeholders:  # one replace each is safe: none occurs inside another
-        template = template.replace(placeholder, f"%({placeholder})s")
-    return template
-
-
-TEXT_SLOTS = [UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN, FEEDBACK_TOKEN]
-HEADER_SLOTS = [TO, MESSAGE_ID, DATE, UNSUBSCRIBE_TOKEN]
+TEXT_SLOTS = list(SLOTS)
 AS_PLACEHOLDERS = {slot: slot for slot in TEXT_SLOTS}
 
 
@@ -154,170 +131,3 @@ class EditionRenderer:
             subject = render_to_string("emails/digest-subject.txt", digest_context(self.edition, items))
             self.subjects[key] = " ".join(subject.split())
         return self.subjects[key]
-
-
-def _part(content_type, template):
-    encoded = template.encode()
-    if max(map(len, encoded.split(b"\n"))) > MAX_LINE:
-        return None
-    return (
-        f'Content-Type: {content_type}; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n\n'.encode()
-        + encoded
-    )
-
-
-def _header(value):
-    return value if value.isascii() else Header(value, "utf-8").encode()
-
-
-BOUNDARY = "==============paperboy-digest-boundary=="
-
-
-def compose_mime(subject, text_template, html_template):
-    """multipart/alternative bytes as Django builds them, as a template (stencil()) with fields
-    for the recipient: address, Message-ID, Date and links."""
-    text_part, html_part = _part("text/plain", text_template), _part("text/html", html_template)
-    if text_part is None or html_part is None:
-        return None
-    headers = {
-        "Subject": _header(subject),
-        "From": _header(settings.DEFAULT_FROM_EMAIL),
-        "To": TO,
-        "Date": DATE,
-        "Message-ID": MESSAGE_ID,
-        **list_headers(unsubscribe_url(UNSUBSCRIBE_TOKEN)),
-    }
-    head = f'Content-Type: multipart/alternative;\n boundary="{BOUNDARY}"\nMIME-Version: 1.0\n'
-    head += "".join(f"{name}: {value}\n" for name, value in headers.items())
-    return b"".join([
-        stencil(head, HEADER_SLOTS).encode(),
-        f"\n--{BOUNDARY}\n".encode(),
-        text_part,
-        f"\n--{BOUNDARY}\n".encode(),
-        html_part,
-        f"\n--{BOUNDARY}--\n".encode(),
-    ])
-
-
-class RawMIME:
-    """Stands in for the email.message.Message that Django's backends serialise."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def as_bytes(self, unixfrom=False, linesep="\n"):
-        return self.data if linesep == "\n" else self.data.replace(b"\n", linesep.encode())
-
-    def as_string(self, unixfrom=False, linesep="\n"):
-        return self.as_bytes(linesep=linesep).decode()
-
-    def get_charset(self):
-        return None
-
-
-class _FilledIn:
-    """A DigestMessage field made from its content and links when first read: SMTP, file and
-    in-memory backends send the pre-composed bytes and never read it. Settable, as Django's
-    EmailMessage.__init__ sets it (to empty, here)."""
-
-    def __init__(self, make):
-        self.make = make
-
-    def __set_name__(self, owner, name):
-        self.name = f"_{name}"
-
-    def __get__(self, message, owner=None):
-        if message is None:
-            return self
-        value = message.__dict__.get(self.name)
-        if value is None:
-            value = message.__dict__[self.name] = self.make(message)
-        return value
-
-    def __set__(self, message, value):
-        message.__dict__[self.name] = value or None
-
-
-class DigestMessage(EmailMultiAlternatives):
-    """A digest personalised from a shared Content. ESP (anymail) backends read its fields
-    like any message's; SMTP, file and in-memory backends get the pre-composed bytes."""
-
-    body = _FilledIn(lambda m: m.content.text_template % m.links)
-    alternatives = _FilledIn(lambda m: [EmailAlternative(m.content.html_template % m.links, "text/html")])
-    extra_headers = _FilledIn(
-        lambda m: {"Message-ID": m.message_id, **list_headers(unsubscribe_url(m.links[UNSUBSCRIBE_TOKEN]))}
-    )
-
-    def __init__(self, *args, content, links, message_id, raw=None, **kwargs):
-        self.content, self.links, self.message_id, self.raw = content, links, message_id, raw
-        super().__init__(*args, **kwargs)
-
-    def message(self):
-        return RawMIME(self.raw) if self.raw is not None else super().message()
-
-
-def unsubscribe_url(token):
-    """The one-click unsubscribe URL for a token (or for its placeholder)."""
-    return _unsubscribe_pattern(settings.SITE_URL).replace(UNSUBSCRIBE_TOKEN, token)
-
-
-@lru_cache(maxsize=4)
-def _unsubscribe_pattern(site_url):
-    # Reversed once, with the placeholder, rather than for every recipient; keyed by SITE_URL,
-    # which absolute() reads.
-    return absolute("newsletter:unsubscribe", UNSUBSCRIBE_TOKEN)
-
-
-@lru_cache(maxsize=2)
-def _date(seconds):
-    return formatdate(seconds).encode()
-
-
-SLOT_FIELDS = {slot: slot.encode() for slot in TEXT_SLOTS}
-
-
-def personal_message(content, *, email, links, message_id, metadata):
-    """links: {placeholder (UNSUBSCRIBE_TOKEN, ...): the recipient's token}."""
-    raw = None
-    if content.mime_template is not None and email.isascii():
-        raw = content.mime_template % {
-            TO_FIELD: email.encode(),
-            MESSAGE_ID_FIELD: message_id.encode(),
-            DATE_FIELD: _date(int(time.time())),
-            **{SLOT_FIELDS[slot]: value.encode() for slot, value in links.items()},
-        }
-    message = DigestMessage(
-        content.subject, None, settings.DEFAULT_FROM_EMAIL, [email], raw=raw, content=content, links=links,
-        message_id=message_id,
-    )
-    message.tags = ["digest"]
-    message.metadata = metadata
-    return message
-
-
-def batch_message(content, recipients):
-    """One message for many recipients of the same content, for ESPs that send in batches:
-    per-recipient links as the ESP's merge fields (DIGEST_MERGE_FIELD, e.g. Mailgun's
-    %recipient.unsubscribe%), per-recipient List-Unsubscribe and Message-ID as merge headers,
-    per-recipient metadata so tracking webhooks map back to (subscriber, edition).
-
-    recipients: [(email, {placeholder: token}, message id, metadata)].
-    """
-    fields = {UNSUBSCRIBE_TOKEN: "unsubscribe", PREFERENCES_TOKEN: "preferences", FEEDBACK_TOKEN: "feedback"}
-    merge = {placeholder: settings.DIGEST_MERGE_FIELD.format(name) for placeholder, name in fields.items()}
-    message = EmailMultiAlternatives(
-        content.subject,
-        content.text_template % merge,
-        settings.DEFAULT_FROM_EMAIL,
-        [email for email, _, _, _ in recipients],
-        headers={k: v for k, v in list_headers("").items() if k != "List-Unsubscribe"},
-    )
-    message.attach_alternative(content.html_template % merge, "text/html")
-    message.merge_data = {email: {fields[p]: t for p, t in links.items()} for email, links, _, _ in recipients}
-    message.merge_headers = {
-        email: {"List-Unsubscribe": f"<{unsubscribe_url(links[UNSUBSCRIBE_TOKEN])}>", "Message-ID": message_id}
-        for email, links, message_id, _ in recipients
-    }
-    message.merge_metadata = {email: metadata for email, _, _, metadata in recipients}
-    message.tags = ["digest"]
-    return message

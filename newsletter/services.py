@@ -6,11 +6,11 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.urls import reverse
 from django.utils import timezone
 
-from newsletter import tokens
+from newsletter import sql
 from newsletter.emails import make_message
+from newsletter.links import confirm_url, preferences_url
 from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_hash
 from papers.models import author_key
 from newsletter.schedule import next_digest_time
@@ -22,28 +22,24 @@ CONSENT_VERSION = "2026-11-25"
 ERASED = "erased at the subscriber's request"
 
 
-def absolute(viewname, *args):
-    return settings.SITE_URL + reverse(viewname, args=args)
-
-
-def confirm_url(subscriber):
-    return absolute("newsletter:confirm", tokens.make(tokens.CONFIRM, subscriber.pk))
-
-
-def preferences_path(subscriber):
-    return reverse("newsletter:preferences", args=[tokens.make(tokens.PREFERENCES, subscriber.pk)])
-
-
-def preferences_url(subscriber):
-    return settings.SITE_URL + preferences_path(subscriber)
-
-
-def unsubscribe_path(subscriber):
-    return reverse("newsletter:unsubscribe", args=[tokens.make(tokens.UNSUBSCRIBE, subscriber.pk)])
-
-
 def normalize_email(email):
     return email.strip().lower()
+
+
+def unmailable(recipients):
+    """{subscriber id: why not} for those of recipients, [(id, email, status, confirmed_at)],
+    who must not be mailed whatever else their row says: anyone not active, never confirmed,
+    or whose address is on the suppression list."""
+    reasons = {}
+    for pk, email, status, confirmed_at in recipients:
+        if status != Subscriber.Status.ACTIVE:
+            reasons[pk] = f"subscriber {status} at send time"
+        elif confirmed_at is None:
+            reasons[pk] = "never confirmed"
+    hashes = {email_hash(email): pk for pk, email, _, _ in recipients if pk not in reasons}
+    for found in sql.suppressed(hashes):
+        reasons[hashes[found]] = "address on the suppression list"
+    return reasons
 
 
 def _record(subscriber, kind, description="", when=None):

@@ -1,13 +1,25 @@
-"""Celery tasks: thin wrappers that take ids, re-read state and call a service."""
+"""Celery tasks: thin wrappers that take ids, re-read state and call a service.
+
+The only module that knows Celery tasks: fan-out and delivery are handed enqueue_deliveries().
+"""
 
 from celery import shared_task
+from django.conf import settings
 
-from newsletter import delivery, digests, services
+from newsletter import delivery, fanout, services
+
+
+def enqueue_deliveries(delivery_ids):
+    """Hand deliveries to workers, a batch per task (never a task per recipient). Call after
+    the rows are committed; enqueuing twice is harmless, as only pending rows are claimed."""
+    size = settings.DIGEST_BATCH_SIZE
+    for start in range(0, len(delivery_ids), size):
+        send_deliveries_task.delay(delivery_ids[start : start + size])
 
 
 @shared_task
 def dispatch_digests_task():
-    return digests.digests_dispatch()
+    return fanout.digests_dispatch(enqueue=enqueue_deliveries)
 
 
 @shared_task(bind=True, max_retries=None, acks_late=True)
@@ -24,7 +36,7 @@ def send_deliveries_task(self, delivery_ids):
 
 @shared_task
 def reconcile_deliveries_task():
-    return delivery.deliveries_reconcile()
+    return delivery.deliveries_reconcile(enqueue=enqueue_deliveries)
 
 
 @shared_task

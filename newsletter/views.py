@@ -9,7 +9,8 @@ from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
 from newsletter import services, tokens
-from newsletter.digests import edition_general_picks
+from newsletter.links import preferences_path, unsubscribe_path
+from newsletter.offers import edition_general_picks
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
 from newsletter.models import Edition, Subscriber
 from papers.models import Paper
@@ -68,7 +69,7 @@ def confirm(request, token):
     if request.method == "POST":
         services.subscriber_confirm(subscriber=subscriber, **_client(request))
         subscriber.refresh_from_db()
-    ctx = {"subscriber": subscriber, "token": token, "preferences_url": services.preferences_path(subscriber)}
+    ctx = {"subscriber": subscriber, "token": token, "preferences_url": preferences_path(subscriber)}
     return render(request, "newsletter/confirm.html", ctx)
 
 
@@ -137,7 +138,7 @@ def preferences(request, token):
         "form": form,
         "saved": saved,
         "token": token,
-        "unsubscribe_url": services.unsubscribe_path(subscriber),
+        "unsubscribe_url": unsubscribe_path(subscriber),
         "votes": subscriber.votes.select_related("paper").order_by("-updated_at")[:100],
     }
     return render(request, "newsletter/preferences.html", ctx, status=400 if form.errors else 200)
@@ -169,7 +170,7 @@ def feedback(request, token, paper_id, vote):
         if not form.is_valid():
             return render(request, "newsletter/feedback.html", {"paper": paper, "form": form}, status=400)
         services.vote_record(subscriber=subscriber, paper=paper, value=form.cleaned_data["vote"])
-        ctx = {"paper": paper, "recorded": form.cleaned_data["vote"], "preferences_url": services.preferences_path(subscriber)}
+        ctx = {"paper": paper, "recorded": form.cleaned_data["vote"], "preferences_url": preferences_path(subscriber)}
         return render(request, "newsletter/feedback.html", ctx)
     return render(request, "newsletter/feedback.html", {"paper": paper, "form": form})
 
@@ -209,7 +210,7 @@ def unsubscribe(request, token):
         if subscriber:
             how = "one-click" if request.POST.get("List-Unsubscribe") == "One-Click" else "link"
             services.subscriber_unsubscribe(subscriber=subscriber, how=how)
-        ctx = {"done": True, "preferences_url": services.preferences_path(subscriber) if subscriber else None}
+        ctx = {"done": True, "preferences_url": preferences_path(subscriber) if subscriber else None}
         return render(request, "newsletter/unsubscribe.html", ctx)
     return render(request, "newsletter/unsubscribe.html", {"token": token})
 

@@ -43,10 +43,10 @@ def pytest_runtest_setup(item):
 def _clean_cache():
     from django.core.cache import cache
 
-    from newsletter import digests
+    from newsletter.offers import worker_cache
 
     cache.clear()
-    digests._OFFERS.clear()  # a worker's per-edition cache; test databases reuse primary keys
+    worker_cache.clear()  # a worker's offers; each test's papers differ
 
 
 @pytest.fixture
@@ -83,6 +83,8 @@ def make_subscriber(email="alice@example.org", *, status="active", topics=(), ke
     from newsletter.models import Subscriber
     from newsletter.services import schedule_next
 
+    if status in ("active", "paused", "unsubscribed"):
+        fields.setdefault("confirmed_at", timezone.now())
     subscriber = Subscriber(email=email, status=status, keywords=keywords, consent_at=timezone.now(), **fields)
     if status == "active":
         schedule_next(subscriber)

@@ -12,11 +12,12 @@ from django.test import Client
 
 from newsletter import delivery
 from newsletter.emails import build_message
-from newsletter.services import unsubscribe_path
+from newsletter.links import unsubscribe_path
 from newsletter.models import Delivery, Edition, Subscriber
 from papers.models import Feature
 from tests.backends import FlakyBackend
 from tests.conftest import DAY, make_paper, make_subscriber
+from newsletter.tasks import enqueue_deliveries
 
 pytestmark = pytest.mark.django_db
 
@@ -186,14 +187,15 @@ def test_a_paper_featured_weeks_after_it_was_mailed_is_not_mailed_again(papers, 
 
 def test_history_older_than_every_paper_on_offer_is_not_read(papers, readers):
     """A month of deliveries per recipient would cost more than the rest of the send."""
-    from newsletter.digests import edition_get, edition_papers
+    from newsletter.fanout import edition_get
+    from newsletter.offers import edition_offer
 
     for days in (20, 10, 1):
         edition_get(DAY - dt.timedelta(days=days))
-    offer = edition_papers(edition_get(DAY), "daily")  # papers listed on DAY - 1 and DAY
+    offer = edition_offer(edition_get(DAY), "daily")  # papers listed on DAY - 1 and DAY
     assert [Edition.objects.get(pk=pk).date for pk in offer.recent_editions] == [DAY - dt.timedelta(days=1)]
     Feature.objects.create(paper=papers["old"], day=DAY)  # listed 10 days ago: mailed since, maybe
-    offer = edition_papers(edition_get(DAY), "daily")
+    offer = edition_offer(edition_get(DAY), "daily")
     assert sorted(Edition.objects.get(pk=pk).date for pk in offer.recent_editions) == [
         DAY - dt.timedelta(days=10), DAY - dt.timedelta(days=1)
     ]
@@ -268,7 +270,7 @@ def test_a_crash_between_sending_and_sent_never_mails_anyone_twice(papers, setti
     send()  # the run restarted
     assert sorted(m.to[0] for m in sent_mail()) == [f"reader{n}@example.org" for n in range(5)]
     time_machine.move_to("2026-03-02T11:00Z")
-    assert delivery.deliveries_reconcile() == (2, 0)
+    assert delivery.deliveries_reconcile(enqueue=enqueue_deliveries) == (2, 0)
     send()
     assert len(sent_mail()) == 5  # the two ambiguous ones were not resent
     assert Delivery.objects.filter(state="failed", note__startswith="interrupted").count() == 2
@@ -317,7 +319,7 @@ def test_identical_digests_share_one_render(papers):
 def test_dry_run_shows_the_digest_and_changes_nothing(papers, readers):
     out = StringIO()
     call_command("send_digests", date=DAY, dry_run=True, stdout=out)
-    assert "scheduled: 2, would send: 2, nothing new: 0, distinct digests: 2" in out.getvalue()
+    assert "scheduled: 2, would send: 2, not mailable: 0, nothing new: 0, distinct digests: 2" in out.getvalue()
     assert "Subject: Paperboy 14 Mar" in out.getvalue()
     assert sent_mail() == [] and not Delivery.objects.exists() and not Edition.objects.exists()
 
@@ -344,26 +346,24 @@ def test_the_admin_shows_progress_per_edition(client, papers, readers):
 def test_rows_whose_task_was_lost_are_sent_by_the_reconciler(papers, readers, time_machine):
     time_machine.move_to("2024-03-14T07:00Z")
     edition = Edition.objects.create(date=DAY)
-    from newsletter.digests import deliveries_create
+    from newsletter.fanout import deliveries_create
 
     deliveries_create(edition, [readers["alice"].pk, readers["bob"].pk])  # the tasks never reached a worker
-    assert delivery.deliveries_reconcile() == (0, 0)  # not before the timeout: the task may still be queued
+    assert delivery.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 0)  # not before the timeout: the task may still be queued
     time_machine.move_to("2024-03-14T08:00Z")
-    assert delivery.deliveries_reconcile() == (0, 2)
+    assert delivery.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 2)
     assert sorted(m.to[0] for m in sent_mail()) == ["alice@example.org", "bob@example.org"]
-    assert delivery.deliveries_reconcile() == (0, 0)
+    assert delivery.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 0)
 
 
-def test_a_requeued_old_row_whose_task_was_lost_is_found_by_the_reconciler(papers, readers, time_machine, monkeypatch):
+def test_a_requeued_old_row_whose_task_was_lost_is_found_by_the_reconciler(papers, readers, time_machine):
     time_machine.move_to("2024-03-14T07:00Z")
     edition = Edition.objects.create(date=DAY)
     row = Delivery.objects.create(subscriber=readers["alice"], edition=edition, state="failed", attempts=1)
     time_machine.move_to("2024-03-20T07:00Z")  # days later, an operator requeues it; the task is lost
-    with monkeypatch.context() as lost:
-        lost.setattr(delivery, "deliveries_enqueue", lambda ids: None)
-        assert delivery.deliveries_requeue(deliveries=Delivery.objects.all()) == 1
+    assert delivery.deliveries_requeue(enqueue=lambda ids: None, deliveries=Delivery.objects.all()) == 1
     time_machine.move_to("2024-03-20T08:00Z")
-    assert delivery.deliveries_reconcile() == (0, 1)
+    assert delivery.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 1)
     row.refresh_from_db()
     assert row.state == "sent" and [m.to[0] for m in sent_mail()] == ["alice@example.org"]
 
@@ -372,7 +372,7 @@ def test_a_delivery_whose_subscriber_was_deleted_behind_its_back_is_dropped(pape
     """The database does not check deliveries' subscribers (see Delivery): a claim must cope."""
     from django.db import connection
 
-    from newsletter.digests import deliveries_create
+    from newsletter.fanout import deliveries_create
 
     ids = deliveries_create(Edition.objects.create(date=DAY), [readers["alice"].pk, readers["bob"].pk])
     with connection.cursor() as cursor:  # not through Django, which would cascade
@@ -422,7 +422,7 @@ def test_an_operator_can_send_failed_deliveries_again(papers, readers, settings,
 
 def test_fan_out_puts_subscribers_who_follow_the_same_topics_next_to_each_other(papers):
     """So that they share a batch, and in batch mode an ESP call."""
-    from newsletter.digests import keyset_pages, scheduled_on
+    from newsletter.fanout import keyset_pages, scheduled_on
 
     others = ["security", "computer-vision", "games-agents", "knowledge-graphs", "applications", "llms-reasoning"]
     for n, slug in enumerate(others):

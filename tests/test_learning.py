@@ -8,7 +8,7 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 
-from newsletter.digests import edition_papers
+from newsletter.offers import edition_offer
 from newsletter.models import Delivery, Edition, Vote
 from newsletter.ranking import Candidate, Interests, Weights, rank
 from papers.models import author_key
@@ -65,7 +65,7 @@ def test_profiles_come_from_liked_minus_disliked_papers():
     disliked = make_paper("Walking robots", abstract=ROBOT, listed_on=DAY - dt.timedelta(days=5))
     quant = make_paper("Quantized language models at four bits", abstract=QUANT.replace("tiny", "small"), listed_on=DAY)
     robot = make_paper("Robots that walk", abstract=ROBOT.replace("legged", "quadruped"), listed_on=DAY)
-    offer = edition_papers(Edition.objects.create(date=DAY), "daily")
+    offer = edition_offer(Edition.objects.create(date=DAY), "daily")
     similar = offer.profiles_for([(1, liked.pk, 1), (1, disliked.pk, -1)]).similar(1)
     assert similar[quant.pk][0] > 0.3 and similar[quant.pk][1] == "Four-bit LLM weights"
     assert robot.pk not in similar or similar[robot.pk][0] < similar[quant.pk][0] / 3
@@ -115,7 +115,7 @@ def test_scoring_many_at_once_gives_what_rank_gives_one_by_one():
 
     import numpy as np
 
-    from newsletter.ranking import keyword_hits, rank_many
+    from newsletter.ranking import Pool, rank_many
 
     rng = random.Random(3)
     names = ["Ada Lovelace", "Zoë Ünal", "Alan Turing", "Grace Hopper"]
@@ -136,22 +136,24 @@ def test_scoring_many_at_once_gives_what_rank_gives_one_by_one():
             people.append((interests, set(rng.sample([c.id for c in cands], 3))))
             # 0.5 and 0.75 weigh as much as a topic and an author: ties between reasons.
             cos[row] = [rng.choice([0.5, 0.75, max(0.0, rng.uniform(-0.3, 0.9))]) for _ in cands]
-        hits = {k: keyword_hits(cands, k) for k in ["robots", "llm", "quantization"]}
-        many = rank_many(candidates=cands, featured=featured, people=people, topic_names={1: "A", 2: "B", 3: "C"},
-                         limit=6, hits=hits, cosines=cos, closest=lambda rows, cols: [f"liked {r}-{c}" for r, c in zip(rows, cols)])
+        pool = Pool(cands, featured, {1: "A", 2: "B", 3: "C"})
+        columns = [[c.id for c in cands].index(pid) for pid in pool.ids]
+        many = rank_many(pool, people, limit=6, cosines=cos[:, columns],
+                         closest=lambda rows, cols: [f"liked {r}-{pool.ids[c]}" for r, c in zip(rows, cols)])
         for row, (interests, exclude) in enumerate(people):
-            similar = {cands[j].id: (cos[row, j], f"liked {row}-{j}") for j in range(len(cands)) if cos[row, j] > 0}
+            similar = {c.id: (cos[row, j], f"liked {row}-{c.id}") for j, c in enumerate(cands) if cos[row, j] > 0}
             one = rank(candidates=cands, featured=featured, interests=interests, exclude=exclude,
-                       topic_names={1: "A", 2: "B", 3: "C"}, limit=6, hits=hits, similar=similar)
+                       topic_names={1: "A", 2: "B", 3: "C"}, limit=6, similar=similar)
             assert many[row] == one, (trial, row)
 
 
 def test_subscribers_who_share_picks_get_what_rank_gives_each():
-    """picks_for() ranks once for everyone who follows the same of what the offer holds; what
-    it hands out must be what rank() gives each subscriber, whatever they follow beyond that."""
+    """An offer ranks once for everyone who follows the same of what it holds; what it hands
+    out must be what rank() gives each subscriber, whatever they follow beyond that."""
     import random
 
-    from newsletter.digests import EditionPapers
+    from newsletter.offers import Offer
+    from newsletter.ranking import Pool
 
     rng = random.Random(5)
     names = ["Ada Lovelace", "Zoë Ünal", "Alan Turing", "Grace Hopper"]  # Hopper wrote nothing today
@@ -162,14 +164,14 @@ def test_subscribers_who_share_picks_get_what_rank_gives_each():
                   authors=tuple((author_key(a), a) for a in rng.sample(names[:3], rng.randint(0, 2))))
         for n in range(1, 25)
     ]
-    offer = EditionPapers(edition=Edition(date=DAY), frequency_key="daily", candidates=cands[:-1], featured=cands[-1:],
-                          papers={c.id: None for c in cands}, notes={}, topic_names={1: "A", 2: "B", 3: "C", 4: "D"})
+    topic_names = {1: "A", 2: "B", 3: "C", 4: "D"}
+    offer = Offer(Edition(date=DAY), "daily", Pool(cands[:-1], cands[-1:], topic_names), {c.id: None for c in cands}, {})
     for _ in range(400):
         interests = Interests(topic_ids=frozenset(rng.sample([1, 2, 3, 4], rng.randint(0, 2))),
                               keywords=tuple(rng.sample(["robots", "llm", "nothing-today"], rng.randint(0, 2))),
                               authors=frozenset(author_key(a) for a in rng.sample(names, rng.randint(0, 2))))
         received = set(rng.sample([c.id for c in cands], rng.randint(0, 2)))
         expected = rank(candidates=cands[:-1], featured=cands[-1:], interests=interests, exclude=received,
-                        topic_names=offer.topic_names, limit=10)
-        assert list(offer.picks_for(interests, received)) == expected, interests
-    assert len(offer.picks_memo) < 400  # and it did share
+                        topic_names=topic_names, limit=10)
+        assert list(offer.picks({1: (interests, frozenset(received))})[1]) == expected, interests
+    assert len(offer.memo) < 400  # and it did share

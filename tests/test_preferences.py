@@ -118,12 +118,12 @@ def test_erasure_during_a_fan_out_leaves_no_delivery_behind(monkeypatch):
     from django.db import connection
     from django.utils import timezone
 
-    from newsletter import digests
+    from newsletter import fanout
     from newsletter.services import subscriber_erase
 
     alice = make_subscriber(topics=["robotics"])
     fanned_out = threading.Event()
-    create = digests.deliveries_create
+    create = fanout.deliveries_create
 
     def create_and_linger(edition, ids):
         created = create(edition, ids)
@@ -131,12 +131,11 @@ def test_erasure_during_a_fan_out_leaves_no_delivery_behind(monkeypatch):
         time.sleep(0.5)  # the dispatch's transaction, and its lock on alice, still open
         return created
 
-    monkeypatch.setattr(digests, "deliveries_create", create_and_linger)
-    monkeypatch.setattr(digests, "deliveries_enqueue", lambda ids: None)
+    monkeypatch.setattr(fanout, "deliveries_create", create_and_linger)
 
     def dispatch():
         try:
-            digests.digests_dispatch(now=timezone.now() + dt.timedelta(days=2))
+            fanout.digests_dispatch(enqueue=lambda ids: None, now=timezone.now() + dt.timedelta(days=2))
         finally:
             connection.close()
 

@@ -7,17 +7,12 @@ from email import policy
 
 import pytest
 
-from newsletter.digests import edition_papers
+from newsletter.offers import edition_offer
 from newsletter.emails import build_message, list_headers, render_parts
 from newsletter.models import Edition
-from newsletter.rendering import (
-    FEEDBACK_TOKEN,
-    PREFERENCES_TOKEN,
-    UNSUBSCRIBE_TOKEN,
-    Content,
-    digest_context,
-    personal_message,
-)
+from newsletter.digest_mail import personal_message
+from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN
+from newsletter.rendering import Content, digest_context
 from papers.models import Feature
 from tests.conftest import DAY, make_paper
 
@@ -36,7 +31,7 @@ def offer():
     make_paper("Quantization for tiny chips", upvotes=1, listed_on=DAY - dt.timedelta(days=1),
                abstract="Ünïcödé abstract. " * 30)
     Feature.objects.create(paper=featured, day=DAY, note="<b>Read</b> this & that")
-    return edition_papers(Edition.objects.create(date=DAY), "daily")
+    return edition_offer(Edition.objects.create(date=DAY), "daily")
 
 
 PICKS = [
@@ -47,7 +42,7 @@ PICKS = [
 
 
 def picks_of(offer):
-    ids = [offer.featured[0].id] + [c.id for c in sorted(offer.candidates, key=lambda c: c.id)]
+    ids = [offer.pool.featured[0].id] + sorted(offer.pool.ids)
     return tuple((pid, reason) for pid, (reason,) in zip(ids, PICKS))
 
 
@@ -95,6 +90,9 @@ def test_the_composed_mime_equals_what_djangos_email_api_builds(offer):
     for kind in ("plain", "html"):
         assert squash(a.get_body((kind,)).get_content()) == squash(b.get_body((kind,)).get_content())
     assert b"List-Unsubscribe: <https://paperboy.test/u/MQ:unsub:sig/>\n" in ours.message().as_bytes()
+    # Django's reading API, as third-party code and tests use it.
+    assert ours.message()["List-Unsubscribe"] == f"<{unsubscribe_url}>"
+    assert ours.message().get("Subject") == subject
     # What ESP backends read instead of the bytes: the same, personalised.
     assert ours.body == a.get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert ours.metadata == {"subscriber": "1"} and ours.extra_headers["List-Unsubscribe"] == f"<{unsubscribe_url}>"

@@ -7,6 +7,7 @@ import pytest
 
 from newsletter.models import Subscriber, SubscriberEvent, Suppression, email_hash
 from tests.conftest import make_subscriber
+from newsletter.tasks import enqueue_deliveries
 
 pytestmark = pytest.mark.django_db
 
@@ -125,7 +126,7 @@ def test_soft_bounces_far_apart_do_not_add_up(client):
 def test_a_high_complaint_rate_warns_in_the_admin_and_pauses_sending(client, admin_client, time_machine):
     import datetime as dt
 
-    from newsletter.digests import digests_dispatch
+    from newsletter.fanout import digests_dispatch
     from newsletter.models import Delivery, Edition
 
     time_machine.move_to("2026-03-02T10:00Z")
@@ -138,6 +139,6 @@ def test_a_high_complaint_rate_warns_in_the_admin_and_pauses_sending(client, adm
     page = admin_client.get("/admin/").content.decode()
     assert "1 (0.50 %)" in page and "digests are paused" in page
     Subscriber.objects.filter(email="r5@example.org").update(next_digest_at="2026-03-02T09:00Z")
-    assert digests_dispatch(now=dt.datetime(2026, 3, 2, 10, tzinfo=dt.timezone.utc)) == 0
+    assert digests_dispatch(enqueue=enqueue_deliveries, now=dt.datetime(2026, 3, 2, 10, tzinfo=dt.timezone.utc)) == 0
     time_machine.move_to("2026-03-04T10:00Z")  # a day later the rate is back to nothing
-    assert digests_dispatch(now=dt.datetime(2026, 3, 4, 10, tzinfo=dt.timezone.utc)) > 0
+    assert digests_dispatch(enqueue=enqueue_deliveries, now=dt.datetime(2026, 3, 4, 10, tzinfo=dt.timezone.utc)) > 0

@@ -2,8 +2,9 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand
 
-from newsletter.digests import digests_dispatch, digests_dispatch_day, digests_preview
+from newsletter.fanout import digests_dispatch, digests_dispatch_day, digests_preview
 from newsletter.models import Edition
+from newsletter.tasks import enqueue_deliveries
 
 
 class Command(BaseCommand):
@@ -19,14 +20,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, date, dry_run, **options):
         if dry_run:
-            counts, sample = digests_preview(day=date or dt.date.today())
+            counts, sample = digests_preview(day=date)
             self.stdout.write(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
             if sample:
                 subscriber, offer, picks = sample
                 content = offer.renderer.content(picks)
                 self.stdout.write(f"\nFor example, to {subscriber.email}:\nSubject: {content.subject}\n\n{content.text}")
             return
-        queued = digests_dispatch_day(day=date) if date else digests_dispatch()
+        if date:
+            queued = digests_dispatch_day(day=date, enqueue=enqueue_deliveries)
+        else:
+            queued = digests_dispatch(enqueue=enqueue_deliveries)
         self.stdout.write(f"Queued {queued} digest(s).")
         for edition in Edition.objects.filter(date=date) if date else Edition.objects.all()[:3]:
             totals = edition.deliveries.totals()

@@ -1,0 +1,143 @@
+"""The statements the ORM cannot say, or says too slowly for a million digests a day.
+
+Writes: INSERT ... SELECT ... RETURNING (fan-out), UPDATE ... RETURNING (claim) and one
+UPDATE ... FROM (VALUES ...) for a group's outcomes. Reads made per group of up to
+DIGEST_CLAIM_SIZE recipients inline their ids (int() makes that safe): as parameters, the ORM
+would prepare and the driver parse each of hundreds of placeholders in Python, which costs
+more than the query itself (docs/performance.md, "Raw reads per group").
+
+Column lists are written out once here; tests/test_sql.py checks them against the models.
+"""
+
+import json
+
+from django.db import connection, transaction
+
+from newsletter.models import Delivery, Subscriber, Suppression, Vote
+
+# Every column a new Delivery row needs a value for (tested against the model).
+DELIVERY_INSERT = ("edition_id", "subscriber_id", "state", "picks", "attempts", "claim", "message_id", "note",
+                   "created_at")
+CLAIMED = ("id", "attempts", "subscriber_id", "edition_id")
+RECIPIENT = ("id", "email", "status", "confirmed_at", "keywords", "authors", "frequency")
+VOTE = ("subscriber_id", "paper_id", "value")
+
+
+def table(model):
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def id_list(ids):
+    """Ids as SQL integer literals, for the IN lists of statements made per group."""
+    return ", ".join([str(int(pk)) for pk in ids])
+
+
+def _rows(sql, params=None):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _datetime(value):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def deliveries_insert(edition_id, subscriber_ids, *, state, now, picks="[]", sent_at=None, order=None):
+    """A row per subscriber in one INSERT ... SELECT; rows that exist already are left alone,
+    so fanning out twice creates nothing twice. Returns the new rows' ids. Without
+    subscriber_ids, a row for every subscriber in `order` (the benchmark's history)."""
+    columns = DELIVERY_INSERT + (("sent_at",) if sent_at else ())
+    values = "%s, id, %s, %s, 0, '', '', '', %s" + (", %s" if sent_at else "")
+    # (SQLite reads an INSERT ... SELECT with ON CONFLICT only after a WHERE clause.)
+    where = f"WHERE id IN ({id_list(subscriber_ids)})" if subscriber_ids is not None else f"WHERE 1 = 1 ORDER BY {order}"
+    sql = (
+        f"INSERT INTO {table(Delivery)} ({', '.join(columns)}) SELECT {values} FROM {table(Subscriber)} {where} "
+        f"ON CONFLICT DO NOTHING RETURNING id"
+    )
+    params = [edition_id, state, picks, _datetime(now)] + ([_datetime(sent_at)] if sent_at else [])
+    return [pk for (pk,) in _rows(sql, params)]
+
+
+def deliveries_claim(delivery_ids, *, claim, now):
+    """pending -> sending for these rows, in one statement that also returns them (UPDATE ...
+    RETURNING, on PostgreSQL and SQLite alike): only rows this call moved come back, so two
+    workers never get the same row. By primary key: whatever the planner's statistics say
+    (they lag behind a burst of new rows), that is one index probe per row."""
+    sql = (
+        f"UPDATE {table(Delivery)} SET state = %s, claim = %s, claimed_at = %s "
+        f"WHERE state = %s AND id IN ({id_list(delivery_ids)}) RETURNING {', '.join(CLAIMED)}"
+    )
+    with transaction.atomic():
+        return _rows(sql, [Delivery.State.SENDING, claim, _datetime(now), Delivery.State.PENDING])
+
+
+def recipients(subscriber_ids):
+    """{subscriber id: (email, status, confirmed_at, keywords, authors, frequency)}."""
+    if not subscriber_ids:
+        return {}
+    sql = f"SELECT {', '.join(RECIPIENT)} FROM {table(Subscriber)} WHERE id IN ({id_list(subscriber_ids)})"
+    return {row[0]: row[1:] for row in _rows(sql)}
+
+
+def suppressed(hashes):
+    """Which of these e-mail hashes are on the suppression list."""
+    if not hashes:
+        return set()
+    placeholders = ", ".join(["%s"] * len(hashes))
+    return {h for (h,) in _rows(f"SELECT email_hash FROM {table(Suppression)} WHERE email_hash IN ({placeholders})",
+                                list(hashes))}
+
+
+def topics_followed(subscriber_ids):
+    """[(subscriber id, topic id)] for these subscribers."""
+    through = Subscriber.topics.through
+    return _rows(f"SELECT subscriber_id, topic_id FROM {table(through)} WHERE subscriber_id IN ({id_list(subscriber_ids)})")
+
+
+def picks_received(subscriber_ids, edition_ids):
+    """[(subscriber id, picks as JSON text)] of the deliveries sent (or being sent) to these
+    subscribers in these editions. As text: most subscribers got one of a few digests, so the
+    caller parses each distinct one once."""
+    sql = (
+        f"SELECT subscriber_id, CAST(picks AS text) FROM {table(Delivery)} "
+        f"WHERE subscriber_id IN ({id_list(subscriber_ids)}) AND state IN (%s, %s) AND edition_id IN ({id_list(edition_ids)})"
+    )
+    return _rows(sql, [Delivery.State.SENT, Delivery.State.SENDING])
+
+
+def votes(subscriber_ids):
+    """[(subscriber id, paper id, +1 or -1)] of these subscribers."""
+    return _rows(f"SELECT {', '.join(VOTE)} FROM {table(Vote)} WHERE subscriber_id IN ({id_list(subscriber_ids)})")
+
+
+def deliveries_finish(outcomes):
+    """Record a group's outcomes in one UPDATE ... FROM (VALUES ...). outcomes: [(id, state,
+    picks, sent_at, note, message_id, attempts)]. What rows share (state, picks, time sent,
+    note) is listed once and referred to by number, and numbers are inlined: the statement
+    stays small, with one parameter a row (its Message-ID), and each distinct picks is parsed
+    as JSON once, not once per row."""
+    postgres = connection.vendor == "postgresql"
+    jsonb, timestamptz = ("::jsonb", "::timestamptz") if postgres else ("", "")
+    shared = {}
+    for _, state, picks, sent_at, note, _, _ in outcomes:
+        shared.setdefault((state, picks, sent_at, note), len(shared))
+    rows = ", ".join(
+        f"({int(pk)}, {shared[state, picks, sent_at, note]}, %s, {int(attempts)})"
+        for pk, state, picks, sent_at, note, _, attempts in outcomes
+    )
+    values = ", ".join(f"({n}, %s, %s{jsonb}, %s{timestamptz}, %s)" for n in shared.values())
+    name = table(Delivery)
+    sql = (
+        f"WITH o(n, state, picks, sent_at, note) AS (VALUES {values}), "
+        f"v(id, o, message_id, attempts) AS (VALUES {rows}) "
+        f"UPDATE {name} SET state = o.state, picks = o.picks, sent_at = o.sent_at, note = o.note, "
+        f"message_id = v.message_id, attempts = v.attempts FROM v JOIN o ON o.n = v.o WHERE {name}.id = v.id"
+    )
+    params = [value for state, picks, sent_at, note in shared for value in (state, json.dumps(picks), _datetime(sent_at), note)]
+    params += [message_id for _, _, _, _, _, message_id, _ in outcomes]
+    with transaction.atomic(), connection.cursor() as cursor:
+        if postgres:
+            # Safe to lose in a database crash: the rows stay 'sending' and the reconciler
+            # settles them. The claim, which must not be lost, stays synchronous.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        cursor.execute(sql, params)

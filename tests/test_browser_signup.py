@@ -25,6 +25,11 @@ def page(server):
         page = browser.new_page(viewport={"width": 390, "height": 844})
         yield page
         browser.close()
+        # Queries made while Playwright's loop runs get connections of their own (Django keeps
+        # them per context): closed here, or the test database could not be dropped.
+        from django.db import connections
+
+        connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE")
 
 

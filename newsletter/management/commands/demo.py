@@ -3,10 +3,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from newsletter.models import Subscriber
-from newsletter.services import schedule_next
+from newsletter.services import subscriber_confirm, subscriber_signup
 from papers.models import Paper, Topic
 from papers.services import paper_feature
 
@@ -32,17 +31,22 @@ class Command(BaseCommand):
         call_command("import_papers", *files, stdout=self.stdout, stderr=self.stderr)
         day = Paper.objects.latest_day()
         top = Paper.objects.listed_on(day).trending().first()
-        paper_feature(paper=top, day=day, note="Editor's pick: <b>start here</b> today.")
+        paper_feature(paper=top, day=day, note="<b>Start here</b> today: one clear idea, carefully tested.")
         for email, slugs, keywords in READERS:
-            reader, _ = Subscriber.objects.update_or_create(
-                email=email, defaults={"status": Subscriber.Status.ACTIVE, "keywords": keywords, "confirmed_at": timezone.now()}
-            )
-            schedule_next(reader)
-            reader.save()
-            reader.topics.set(Topic.objects.filter(slug__in=slugs))
-        self.stdout.write(f"\nFeatured {top.title!r} on {day}; {len(READERS)} demo readers subscribed.")
+            self._subscribe(email, Topic.objects.filter(slug__in=slugs), keywords)
+        self.stdout.write(f"\nFeatured {top.title!r} on {day}.")
         self.stdout.write(f"Assembling and sending the edition of {day}:")
         call_command("send_digests", date=day, stdout=self.stdout)
         self.stdout.write(f"\nDigests written to the local mail sink: {settings.EMAIL_FILE_PATH}")
         for path in sorted(Path(settings.EMAIL_FILE_PATH).glob("*.log"))[-3:]:
             self.stdout.write(f"  {path}")
+
+    def _subscribe(self, email, topics, keywords):
+        """As a reader would: sign up, then confirm (the confirmation mail goes to the sink too).
+        A demo reader from an earlier run is left as they are: one who unsubscribed stays so."""
+        if Subscriber.objects.filter(email=email).exists():
+            self.stdout.write(f"Demo reader {email} exists already; left as is.")
+            return
+        subscriber_signup(email=email, topics=list(topics), keywords=keywords)
+        subscriber_confirm(subscriber=Subscriber.objects.get(email=email))
+        self.stdout.write(f"Demo reader {email} signed up and confirmed.")

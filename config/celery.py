@@ -2,7 +2,7 @@ import gc
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -28,3 +28,10 @@ def worker_process_ready(**kwargs):
     (docs/performance.md)."""
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+
+
+@worker_ready.connect
+def worker_started(sender, **kwargs):
+    """Deliveries a dead worker left behind on this machine are settled as soon as one starts
+    again (by name: the tasks module is loaded with the apps, after this one)."""
+    sender.app.send_task("newsletter.tasks.recover_deliveries_task")

@@ -213,6 +213,9 @@ if DIGEST_SENDING not in ("message", "batch"):
 DIGEST_MERGE_FIELD = env_str("DIGEST_MERGE_FIELD", "%recipient.{}%")  # Mailgun; SparkPost: {{{{{}}}}}
 DIGEST_BATCH_LIMIT = env_int("DIGEST_BATCH_LIMIT", 1000, minimum=1)  # recipients per call: Mailgun 1000, Postmark 500, SES 50
 DIGEST_SENDING_TIMEOUT_MINUTES = env_int("DIGEST_SENDING_TIMEOUT_MINUTES", 30, minimum=1)
+# Where each worker records what it has sent of the group it holds (newsletter/progress.py):
+# local to the machine its workers run on, read back when a worker there dies.
+DIGEST_PROGRESS_DIR = Path(env_str("DIGEST_PROGRESS_DIR", str(VAR_DIR / "progress")))
 
 # Ranking weights (newsletter/ranking.py; README "Ranking"). RANKING_WEIGHTS=profile:3,author:1
 # overrides some of them.

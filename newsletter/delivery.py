@@ -1,9 +1,13 @@
-"""Sending deliveries exactly once.
+"""Sending deliveries once: claim, send, record, recover, reconcile.
 
 Rows are claimed with a conditional UPDATE (pending -> sending ... RETURNING) in groups, so a
-task that runs twice, or a worker that dies, never mails anyone twice; outcomes are recorded
-in one statement; transient ESP errors put unsent rows back to pending for a retry with
-backoff; the reconciler resolves what a dead worker left behind.
+task that runs twice never mails anyone twice; each message the mail server accepts is
+recorded at once in the group's progress file (newsletter/progress.py) and the group's
+outcomes in one statement at its end; transient errors (the server down, refusing or
+dropping the connection) put unsent rows back to pending for a retry with backoff. When a
+worker dies mid-group, recovery settles its rows from the progress file: what was sent is
+recorded, the rest is sent again, so only a message in flight at the instant of the kill can
+arrive twice. The reconciler resolves what nothing else could.
 """
 
 import datetime as dt
@@ -24,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from newsletter import sql
+from newsletter.progress import Progress, abandoned
 from newsletter.digest_mail import batch_message, personal_message
 from newsletter.links import digest_metadata, recipient_links
 from newsletter.models import Delivery, Edition
@@ -72,9 +77,9 @@ class Claimed:
     note: str = ""
 
 
-def _claim(delivery_ids):
+def _claim(delivery_ids, claim):
     """Claim those of these rows still pending (sql.deliveries_claim), with their recipients."""
-    rows = sql.deliveries_claim(delivery_ids, claim=uuid.uuid4().hex, now=timezone.now())
+    rows = sql.deliveries_claim(delivery_ids, claim=claim, now=timezone.now())
     people = sql.recipients([subscriber_id for _, _, subscriber_id, _ in rows])
     gone = [pk for pk, _, subscriber_id, _ in rows if subscriber_id not in people]
     if gone:  # deleted behind the fan-out's back (the database does not check: see Delivery)
@@ -114,26 +119,49 @@ class SendStats:
         self.seconds[stage] += time.thread_time() - start
 
 
+@contextmanager
+def _opened(connection):
+    """The backend's connection, open; failing to open it (the server down or refusing) is
+    transient like any other connection error."""
+    try:
+        connection.open()
+    except Exception as error:  # noqa: BLE001 - classified here, re-raised as it is otherwise
+        if _is_transient(error):
+            raise TransientSendError(f"cannot connect: {error}") from error
+        raise
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
 def deliveries_send(*, delivery_ids, connection=None):
     """Send one batch of deliveries. Only rows still pending are claimed, so re-running a
     batch is harmless. Raises TransientSendError (after putting unsent rows back to pending)
-    when the ESP fails in a way worth retrying."""
+    when the mail server fails in a way worth retrying."""
     stats = SendStats()
-    connection = connection or get_connection()
     size = settings.DIGEST_CLAIM_SIZE
-    with connection:
+    retry = None
+    with _opened(connection or get_connection()) as connection:
         for start in range(0, len(delivery_ids), size):
-            with stats.timing("claim"):
-                claimed = _claim(delivery_ids[start : start + size])
-            by_edition = defaultdict(list)  # one, unless an operator requeued several editions' rows
-            for delivery in claimed:
-                by_edition[delivery.edition_id].append(delivery)
-            for edition in Edition.objects.filter(pk__in=by_edition):
-                stats.add(_send_claimed(edition, by_edition[edition.pk], connection))
+            with Progress(uuid.uuid4().hex) as progress:
+                with stats.timing("claim"):
+                    claimed = _claim(delivery_ids[start : start + size], progress.path.stem)
+                    progress.claimed([c.id for c in claimed])
+                by_edition = defaultdict(list)  # one, unless an operator requeued several editions' rows
+                for delivery in claimed:
+                    by_edition[delivery.edition_id].append(delivery)
+                for edition in Edition.objects.filter(pk__in=by_edition):
+                    try:
+                        stats.add(_send_claimed(edition, by_edition[edition.pk], connection, progress))
+                    except TransientSendError as error:
+                        retry = error  # this edition's unsent rows are pending again; the others go on
+            if retry is not None:
+                raise retry
     return stats
 
 
-def _send_claimed(edition, claimed, connection):
+def _send_claimed(edition, claimed, connection, progress):
     stats = SendStats()
     with stats.timing("assemble"):
         # Unsubscribed, paused, suppressed or never confirmed, whatever happened since the fan-out.
@@ -149,7 +177,7 @@ def _send_claimed(edition, claimed, connection):
     send = _send_batches if settings.DIGEST_SENDING == "batch" else _send_each
     before = stats.seconds["render"]
     with stats.timing("build and hand-off"):
-        pending_error = send(ready, connection, stats, now)
+        pending_error = send(ready, connection, stats, now, progress)
     # Rendering happens inside send() as it consumes `ready`; count it once.
     stats.seconds["build and hand-off"] -= stats.seconds["render"] - before
     if pending_error is not None:
@@ -206,7 +234,7 @@ def _message_id(offer, subscriber_id):
     return offer.message_id_format.format(subscriber_id)
 
 
-def _send_each(ready, connection, stats, now):
+def _send_each(ready, connection, stats, now, progress):
     """One message per recipient (SMTP, and any ESP without batch sending)."""
     for delivery, offer, picks, content in ready:
         message = personal_message(
@@ -226,10 +254,11 @@ def _send_each(ready, connection, stats, now):
             continue
         esp_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
         _sent(delivery, picks, now, str(esp_id) if esp_id is not None else message.message_id, stats)
+        progress.sent([(delivery.id, picks, delivery.message_id)])
     return None
 
 
-def _send_batches(ready, connection, stats, now):
+def _send_batches(ready, connection, stats, now, progress):
     """One ESP API call per group of recipients with identical content (anymail merge data),
     chunked to DIGEST_BATCH_LIMIT. A failed call concerns its recipients only."""
     groups = {}
@@ -271,6 +300,7 @@ def _send_batches(ready, connection, stats, now):
             else:
                 esp_id = status.message_id if status is not None else None
                 _sent(d, picks, now, str(esp_id) if esp_id is not None else _message_id(offer, d.subscriber_id), stats)
+        progress.sent([(d.id, picks, d.message_id) for d in deliveries if d.state == Delivery.State.SENT])
     return None
 
 
@@ -291,16 +321,58 @@ def deliveries_requeue(*, deliveries, enqueue):
     return count
 
 
+def deliveries_recover(*, enqueue, now=None):
+    """Settle the groups of workers on this machine that died while sending (their progress
+    files, newsletter/progress.py): the deliveries their mail server accepted are recorded as
+    sent, the others go back to pending and to workers. Returns (sent, requeued)."""
+    now = now or timezone.now()
+    sent_total, requeued = 0, []
+    for claim, claimed, sent in abandoned():
+        # Still as the dead worker left them (or as the reconciler marked them since).
+        rows = Delivery.objects.filter(pk__in=claimed, claim=claim, state__in=[Delivery.State.SENDING, Delivery.State.FAILED])
+        attempts = dict(rows.values_list("pk", "attempts"))
+        outcomes = [
+            (pk, Delivery.State.SENT, tuple(map(tuple, picks)), now, "sent; recorded after the worker stopped",
+             message_id[:200], attempts[pk] + 1)
+            for pk, (picks, message_id) in sent.items() if pk in attempts
+        ]
+        if outcomes:
+            sql.deliveries_finish(outcomes)
+        unsent = [pk for pk in attempts if pk not in sent]
+        Delivery.objects.filter(pk__in=unsent).update(
+            state=Delivery.State.PENDING, note="not sent when its worker stopped; sent again", created_at=now
+        )
+        sent_total += len(outcomes)
+        requeued += unsent
+    enqueue(requeued)
+    return sent_total, len(requeued)
+
+
+def deliveries_resume(*, enqueue, now=None):
+    """Hand every pending row of the last two days to workers again, as a worker starts: the
+    tasks a dead worker had taken return only after the broker's visibility timeout. Enqueuing
+    twice is harmless (only pending rows are claimed). Returns how many."""
+    now = now or timezone.now()
+    pending = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2), state=Delivery.State.PENDING)
+    ids = list(pending.values_list("pk", flat=True).iterator(chunk_size=5000))
+    enqueue(ids)
+    return len(ids)
+
+
 def deliveries_reconcile(*, enqueue, now=None):
-    """Resolve rows left behind: 'sending' rows of a worker that died are marked failed (whether
-    their mail went out is unknown, and a duplicate is worse than a gap); 'pending' rows whose
-    task was lost (e.g. Redis restarted) are handed to workers again. Returns (failed, requeued).
+    """Resolve rows left behind, after recovering what this machine's dead workers left
+    (deliveries_recover): 'sending' rows still claimed past the timeout, whose worker's
+    progress is nowhere to be read, are marked failed (whether their mail went out is
+    unknown until the ESP's webhook says, and a duplicate is worse than a gap); 'pending' rows
+    whose task was lost (e.g. Redis restarted) are handed to workers again. Returns (failed,
+    requeued).
 
     Both are looked for in one pass over the rows created in the last two days (an index on
     created_at, which no update changes). No index on state: it would keep the claim and the
     outcome from updating a row in place (see Delivery.Meta), and one on pending rows would
     tempt the planner into using it for claims (see sql.deliveries_claim())."""
     now = now or timezone.now()
+    deliveries_recover(enqueue=enqueue, now=now)
     cutoff = now - dt.timedelta(minutes=settings.DIGEST_SENDING_TIMEOUT_MINUTES)
     stuck = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2)).filter(
         Q(state=Delivery.State.SENDING, claimed_at__lt=cutoff) | Q(state=Delivery.State.PENDING, created_at__lt=cutoff)
@@ -312,7 +384,7 @@ def deliveries_reconcile(*, enqueue, now=None):
     sending = found[Delivery.State.SENDING]
     for start in range(0, len(sending), 5000):
         failed += Delivery.objects.filter(pk__in=sending[start : start + 5000], state=Delivery.State.SENDING).update(
-            state=Delivery.State.FAILED, note="interrupted while sending; not resent to avoid a duplicate"
+            state=Delivery.State.FAILED, note="interrupted while sending; not resent: whether it went out is unknown"
         )
     enqueue(found[Delivery.State.PENDING])
     return failed, len(found[Delivery.State.PENDING])

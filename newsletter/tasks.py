@@ -40,5 +40,11 @@ def reconcile_deliveries_task():
 
 
 @shared_task
+def recover_deliveries_task():
+    """Run as a worker starts (config/celery.py): settle what a dead worker left, resume the rest."""
+    return delivery.deliveries_recover(enqueue=enqueue_deliveries), delivery.deliveries_resume(enqueue=enqueue_deliveries)
+
+
+@shared_task
 def purge_unconfirmed_task():
     return services.subscribers_purge_unconfirmed()

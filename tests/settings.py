@@ -5,7 +5,11 @@ reading REDIS_URL; DATABASE_URL still chooses the database, so the suite runs on
 PostgreSQL alike.
 """
 
+import tempfile
+
 from config.settings import *  # noqa: F403
+
+DIGEST_PROGRESS_DIR = tempfile.mkdtemp(prefix="paperboy-progress-")
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]

@@ -7,8 +7,10 @@ from io import StringIO
 
 import pytest
 from aiosmtpd.controller import Controller
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.management import call_command
 
+from newsletter import delivery
 from newsletter.models import Delivery
 from tests.conftest import DAY, make_paper, make_subscriber
 
@@ -52,3 +54,28 @@ def test_digests_arrive_whole_at_a_real_smtp_server(smtp):
     assert "Why: matches your topic Robotics" in message.get_body(("plain",)).get_content()
     assert "Robot arms that learn" in message.get_body(("html",)).get_content()
     assert Delivery.objects.filter(state="sent").count() == 2
+
+
+class OutageBackend(SMTPBackend):
+    """Django's SMTP backend, while the server is down for the first `down` connection attempts."""
+
+    down = 0
+
+    def open(self):
+        if OutageBackend.down > 0:
+            OutageBackend.down -= 1
+            raise ConnectionRefusedError(111, "Connection refused")
+        return super().open()
+
+
+def test_a_server_that_refuses_connections_is_retried_with_backoff(smtp, settings, monkeypatch):
+    make_paper("Robot arms that learn", upvotes=3, listed_on=DAY)
+    make_subscriber("alice@example.org")
+    settings.EMAIL_BACKEND = "tests.test_smtp_delivery.OutageBackend"
+    OutageBackend.down = 1
+    countdowns = []
+    monkeypatch.setattr(delivery, "retry_countdown", lambda retries: countdowns.append(retries) or 0)
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    assert countdowns == [0]  # one backoff, then the retry went through
+    assert [rcpts for rcpts, _ in smtp.messages] == [["alice@example.org"]]
+    assert Delivery.objects.get().state == "sent"

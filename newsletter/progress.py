@@ -1,0 +1,96 @@
+"""What a worker has sent, recorded as it sends: one small local file per claimed group.
+
+A line is written (one unbuffered write(2), a few microseconds) after each message or batch
+call the mail server accepted. The kernel keeps what was written if the worker is killed, so
+the rows of a dead worker's group are settled exactly: those in its file were sent, the rest
+were not and go out again; only what was in flight at the instant of the kill can arrive
+twice. While a worker holds a group its file is locked (flock), and the lock dies with the
+process: a file whose lock is free belongs to a worker that is gone.
+
+Lines: "C <ids>" lists the group's deliveries, "P <n> <picks as JSON>" names a digest's
+picks the first time the group sends it, "S <delivery id> <n> <message id>" records one sent
+delivery; a torn last line is ignored.
+"""
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from django.conf import settings
+
+
+def _folder():
+    folder = Path(settings.DIGEST_PROGRESS_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class Progress:
+    """The progress file of one claim, created and locked before the claim is made. As a
+    context manager: removed when the block ends normally (the outcomes are in the database),
+    kept, unlocked, for recovery when it ends in an exception."""
+
+    def __init__(self, claim):
+        self.path = _folder() / f"{claim}.log"
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.numbers = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None:
+            self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+
+    def claimed(self, delivery_ids):
+        os.write(self.fd, f"C {','.join(str(int(pk)) for pk in delivery_ids)}\n".encode())
+
+    def sent(self, deliveries):
+        """Record these (delivery id, picks, message id) as accepted by the mail server."""
+        lines = []
+        for delivery_id, picks, message_id in deliveries:
+            number = self.numbers.get(picks)
+            if number is None:
+                number = self.numbers[picks] = len(self.numbers)
+                lines.append(f"P {number} {json.dumps(picks)}\n")
+            lines.append(f"S {int(delivery_id)} {number} {message_id or '-'}\n")
+        os.write(self.fd, "".join(lines).encode())
+
+
+def abandoned():
+    """(claim, ids claimed, {delivery id sent: (picks, message id)}) for each progress file
+    whose worker is gone. Each is locked while the caller settles it, and removed afterwards."""
+    for path in sorted(_folder().glob("*.log")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # finished meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live worker's
+            yield (path.stem, *_read(path.read_bytes()))
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
+def _read(data):
+    claimed, picks, sent = [], {}, {}
+    for line in data.decode(errors="replace").split("\n")[:-1]:  # the last piece: empty or torn
+        kind, number, rest = (line.split(" ", 2) + ["", ""])[:3]
+        try:
+            if kind == "C":
+                claimed += [int(pk) for pk in number.split(",") if pk]
+            elif kind == "P":
+                picks[number] = json.loads(rest)
+            elif kind == "S":
+                picks_number, message_id = rest.split(" ", 1)
+                sent[int(number)] = (picks[picks_number], "" if message_id == "-" else message_id)
+        except (ValueError, KeyError):
+            continue
+    return claimed, sent

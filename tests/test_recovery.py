@@ -1,0 +1,79 @@
+"""A worker that dies mid-send loses no digest: recovery reads what it had sent."""
+
+from io import StringIO
+
+import pytest
+from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend
+from django.core.management import call_command
+
+from newsletter import delivery
+from newsletter.fanout import deliveries_create, edition_get
+from newsletter.models import Delivery, Subscriber
+from newsletter.progress import Progress, abandoned
+from newsletter.tasks import enqueue_deliveries
+from tests.conftest import DAY, make_paper, make_subscriber
+
+pytestmark = pytest.mark.django_db
+
+
+class DyingBackend(EmailBackend):
+    """Delivers, and the worker is killed at the n-th message: before handing it over, or
+    after the server accepted it (the one message in flight)."""
+
+    at, after_accepting, count = 3, False, 0
+
+    def send_messages(self, messages):
+        DyingBackend.count += 1
+        if DyingBackend.count == DyingBackend.at and not DyingBackend.after_accepting:
+            raise SystemExit("killed")
+        sent = super().send_messages(messages)
+        if DyingBackend.count == DyingBackend.at:
+            raise SystemExit("killed")
+        return sent
+
+
+@pytest.fixture
+def readers(settings):
+    make_paper("Robot arms that learn", upvotes=3, listed_on=DAY)
+    for n in range(5):
+        make_subscriber(f"reader{n}@example.org", topics=["robotics"] if n % 2 else [])
+    settings.EMAIL_BACKEND = "tests.test_recovery.DyingBackend"
+    DyingBackend.count = 0
+
+
+def copies():
+    counts = {}
+    for message in mail.outbox:
+        counts[message.to[0]] = counts.get(message.to[0], 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("after_accepting", [False, True])
+def test_the_rows_a_killed_worker_had_not_sent_are_sent_by_recovery(readers, after_accepting):
+    DyingBackend.after_accepting = after_accepting
+    with pytest.raises(SystemExit):
+        call_command("send_digests", date=DAY, stdout=StringIO())
+    assert len(mail.outbox) == 2 + after_accepting
+    sent, requeued = delivery.deliveries_recover(enqueue=enqueue_deliveries)
+    assert (sent, requeued) == (2, 3)
+    assert Delivery.objects.filter(state="sent").count() == 5
+    counts = copies()
+    assert sorted(counts) == [f"reader{n}@example.org" for n in range(5)]  # nobody lost
+    # Only the message in flight at the instant of the kill can arrive twice.
+    assert sorted(counts.values()) == [1, 1, 1, 1, 1 + after_accepting]
+
+
+def test_a_live_workers_group_is_left_alone_and_a_finished_one_leaves_no_file():
+    with Progress("live-claim") as progress:
+        progress.claimed([1, 2])
+        assert [claim for claim, _, _ in abandoned()] == []  # its lock is held
+    assert not progress.path.exists()
+
+
+def test_a_worker_that_starts_again_resumes_what_is_waiting(readers, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # Fanned out, but the tasks were lost with the worker that had taken them.
+    deliveries_create(edition_get(DAY), list(Subscriber.objects.values_list("pk", flat=True)))
+    assert delivery.deliveries_resume(enqueue=enqueue_deliveries) == 5
+    assert len(copies()) == 5

@@ -199,7 +199,7 @@ def _send_claimed(edition, claimed, connection):
         recent = sorted(set().union(*(offer_for(edition, f).recent_editions for f in {c.frequency for c in claimed})))
         received = received_papers([c.subscriber_id for c in claimed], edition, recent)
         votes = votes_of([c.subscriber_id for c in claimed])
-        voters = {subscriber_id for subscriber_id, _, _ in votes}
+        voters = {vote[0] for vote in votes}
         learned = {}  # subscriber -> picks, for those with a profile: scored together
         for frequency in {c.frequency for c in claimed if c.subscriber_id in voters}:
             offer = offer_for(edition, frequency)

@@ -270,12 +270,12 @@ class EditionPapers:
 
     @cached_property
     def candidate_dense(self):
-        return vectors.dense(vectors.matrix([self.papers[pid].vector for pid in self.candidate_ids]))
+        return vectors.dense([self.papers[pid].vector for pid in self.candidate_ids])
 
     def profiles_for(self, votes):
         """Profiles (newsletter/profiles.py) of these voters against the offer's papers. The
         voted papers' dense vectors are kept: the same papers recur across subscribers."""
-        voted = {paper_id for _, paper_id, _ in votes}
+        voted = {vote[1] for vote in votes}
         missing = voted - self.voted_papers.keys()
         if missing:
             if len(self.voted_papers) + len(missing) > VOTED_PAPERS_KEPT:
@@ -283,7 +283,7 @@ class EditionPapers:
                 missing = voted
             rows = list(Paper.objects.filter(pk__in=missing).values_list("pk", "vector", "title"))
             if rows:
-                projected = vectors.dense(vectors.matrix([vector for _, vector, _ in rows]))
+                projected = vectors.dense([vector for _, vector, _ in rows])
                 for (pk, _, title), row in zip(rows, projected):
                     self.voted_papers[pk] = (row, title)
         known = {pid: self.voted_papers[pid] for pid in voted if pid in self.voted_papers}
@@ -293,6 +293,8 @@ class EditionPapers:
             {pid: title for pid, (_, title) in known.items()},
             self.candidate_ids,
             self.candidate_dense,
+            now=time.time(),
+            half_life_days=settings.VOTE_HALF_LIFE_DAYS,
         )
 
     @cached_property
@@ -436,10 +438,18 @@ def _interests(topic_ids, keywords, authors):
 
 
 def votes_of(subscriber_ids):
-    """These subscribers' votes, [(subscriber id, paper id, +1 or -1)]: as profiles() takes them."""
+    """These subscribers' latest PROFILE_VOTES_READ votes each, [(subscriber id, paper id, +1 or
+    -1, when: Unix time of the vote)]: as profiles() takes them."""
     if not subscriber_ids:
         return []
-    return select_for(f"SELECT subscriber_id, paper_id, value FROM {table_name(Vote)} WHERE subscriber_id IN ({{ids}})", subscriber_ids)
+    when = "EXTRACT(EPOCH FROM updated_at)" if db_connection.vendor == "postgresql" else "strftime('%%s', updated_at)"
+    return select_for(
+        f"SELECT subscriber_id, paper_id, value, CAST({when} AS BIGINT) FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY "
+        f"subscriber_id ORDER BY updated_at DESC, id DESC) AS n FROM {table_name(Vote)} WHERE subscriber_id IN ({{ids}})) AS v "
+        "WHERE n <= %s",
+        subscriber_ids,
+        [settings.PROFILE_VOTES_READ],
+    )
 
 
 # Rendering

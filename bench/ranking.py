@@ -147,7 +147,8 @@ def main():
         return real(args)
     global TOPICS
     from newsletter.profiles import profiles
-    from newsletter.ranking import Interests, Weights, rank
+    from newsletter.digests import ranking_weights
+    from newsletter.ranking import Interests, rank
     from papers.models import Topic, author_key
 
     TOPICS = list(Topic.objects.all())
@@ -163,7 +164,7 @@ def main():
             "favourites": set(rng.sample(world.by_home[hidden] or list(world.authors), 2) + rng.sample(list(world.authors), 1)),
             "followed": set(), "votes": [],
         })
-    weights = Weights()
+    weights = ranking_weights()  # the settings', as a send uses them
     vectors_by_id, titles_by_id = {}, {}
     print(f"{args.readers} readers, {args.days} days, {args.papers} papers a day, {len(world.topics)} topics")
     print("day  precision@5 topic-only  learning   nDCG@10 topic-only  learning")

@@ -281,7 +281,7 @@ def real(args):
     before = dict(settings.RANKING_WEIGHTS, profile=2.0, threshold=0.2)  # the defaults before calibration
     print(f"{len(readers)} readers following nothing: 3 likes in one area ({', '.join(realtext.READER_AREAS)}), "
           f"2 dislikes in others; their next digest (no featured papers), through newsletter.digests")
-    print(f"{'model':12} {'weights':28} {'precision@5':>11} {'nDCG@10':>8} {'trending share':>15}")
+    print(f"{'model':13} {'weights':28} {'precision@5':>11} {'nDCG@10':>8} {'trending share':>15}")
     for name in realtext.MODELS:
         realtext.store(realtext.model_vectors(name))
         picks, found = realtext.digests(ids, readers, before)
@@ -290,7 +290,7 @@ def real(args):
         for label, weights in (("before", before), ("calibrated", fitted)):
             picks, _ = realtext.digests(ids, readers, weights)
             s = realtext.scores(picks, ids, readers, areas)
-            print(f"{name:12} {label + ' ' + str(weights['profile']) + ', ' + str(weights['threshold']):28} "
+            print(f"{name:13} {label + ' ' + str(weights['profile']) + ', ' + str(weights['threshold']):28} "
                   f"{s['precision@5']:11.3f} {s['ndcg@10']:8.3f} {s['trending']:15.3f}")
         if name == "semantic":
             shipped = (fitted["profile"], fitted["threshold"])

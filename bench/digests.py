@@ -302,11 +302,8 @@ def fast(day, workers):
     from newsletter.delivery import SendStats
     from newsletter.fanout import deliveries_create, edition_get, keyset_pages, scheduled_on
 
-    from config.celery import worker_starting
-
     edition = edition_get(day)
     connections.close_all()
-    worker_starting()  # as Celery's worker does before its pool forks
     stats = SendStats()
     start = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:

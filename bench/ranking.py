@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from realtext import ndcg_at
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample"
 FIRST = ["Ada", "Alan", "Grace", "Zoë", "Kenji", "Maria", "Ravi", "Sofia", "Omar", "Chloe", "Lukas", "Hana", "Nadia",
@@ -85,7 +87,7 @@ class World:
     def paper(self, day):
         from papers.models import author_key
         from papers.services import topics_for
-        from papers.vectors import dense, matrix, text_vector
+        from papers.vectors import dense, text_vector
 
         topic = self.rng.choice(self.topics)
         title, abstract = self.rng.choice(self.by_topic[topic])
@@ -108,7 +110,7 @@ class World:
             "topic_ids": frozenset(t.pk for t in topics_for(Tagged, TOPICS)),
             "author_keys": tuple((author_key(a), a) for a in authors),
         }
-        paper["dense"] = dense(matrix([text_vector(title, abstract)]))[0]
+        paper["dense"] = dense([text_vector(title, abstract)])[0]
         self.next_id += 1
         return paper
 
@@ -131,14 +133,9 @@ def precision_at(picks, rel, k):
     return sum(1 for p in picks[:k] if p in rel) / k
 
 
-def ndcg_at(picks, rel, k):
-    dcg = sum(1 / math.log2(i + 2) for i, p in enumerate(picks[:k]) if p in rel)
-    ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(rel))))
-    return dcg / ideal if ideal else 0.0
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", action="store_true", help="readers voting on the real sample abstracts (bench/realtext.py)")
     parser.add_argument("--readers", type=int, default=300)
     parser.add_argument("--days", type=int, default=20)
     parser.add_argument("--papers", type=int, default=40, help="papers a day")
@@ -146,9 +143,12 @@ def main():
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     setup_django()
+    if args.real:
+        return real(args)
     global TOPICS
+    from newsletter.offers import ranking_weights
     from newsletter.profiles import profiles
-    from newsletter.ranking import Interests, Weights, rank
+    from newsletter.ranking import Interests, rank
     from papers.models import Topic, author_key
 
     TOPICS = list(Topic.objects.all())
@@ -164,7 +164,7 @@ def main():
             "favourites": set(rng.sample(world.by_home[hidden] or list(world.authors), 2) + rng.sample(list(world.authors), 1)),
             "followed": set(), "votes": [],
         })
-    weights = Weights()
+    weights = ranking_weights()  # the settings', as a send uses them
     vectors_by_id, titles_by_id = {}, {}
     print(f"{args.readers} readers, {args.days} days, {args.papers} papers a day, {len(world.topics)} topics")
     print("day  precision@5 topic-only  learning   nDCG@10 topic-only  learning")
@@ -217,13 +217,13 @@ def timing(args, world, rng, readers, vectors_by_id, titles_by_id, topic_names, 
     without profiles through the memo of identical preferences, with profiles through
     profiles() and rank_many()."""
     from newsletter.profiles import profiles
-    from newsletter.ranking import Interests, rank, rank_many
+    from newsletter.ranking import Interests, Pool, rank_many
 
     papers = [world.paper(args.days + 1) for _ in range(args.papers)]
     for p in papers:
         vectors_by_id[p["id"]], titles_by_id[p["id"]] = p["dense"], p["title"]
-    cands = candidates_of(papers)
-    cand_ids, cand_matrix = [c.id for c in cands], np.stack([p["dense"] for p in papers])
+    pool = Pool(candidates_of(papers), [], topic_names, weights)
+    cand_ids, cand_matrix = pool.ids, np.stack([vectors_by_id[pid] for pid in pool.ids])
     voted_pool = [pid for pid in vectors_by_id if pid not in set(cand_ids)]
     people = [(frozenset(rng.sample(world.topics, rng.randint(0, 3))), frozenset(rng.sample(voted_pool, 8))) for _ in range(args.scale)]
 
@@ -237,21 +237,74 @@ def timing(args, world, rng, readers, vectors_by_id, titles_by_id, topic_names, 
                 found = profiles(votes, vectors_by_id, titles_by_id, cand_ids, cand_matrix)
                 rows = [n for n in range(len(group)) if n in found]
                 profile_rows = np.array([found.rows[n] for n in rows], dtype=int)
-                rank_many(candidates=cands, featured=[], people=[(Interests(topic_ids=group[n][0]), set()) for n in rows],
-                          topic_names=topic_names, limit=10, hits={}, cosines=found.cosines[profile_rows],
-                          closest=lambda rs, columns: found.closest(profile_rows[rs], columns), weights=weights)
+                rank_many(pool, [(Interests(topic_ids=group[n][0]), frozenset()) for n in rows], limit=10,
+                          cosines=found.cosines[profile_rows],
+                          closest=lambda rs, columns: found.closest(profile_rows[rs], columns))
                 continue
-            for topics, _ in group:
-                interests = Interests(topic_ids=topics)
-                if interests not in memo:
-                    memo[interests] = rank(candidates=cands, featured=[], interests=interests, exclude=set(),
-                                           topic_names=topic_names, limit=10, weights=weights)
+            missing = {Interests(topic_ids=topics) for topics, _ in group} - memo.keys()
+            for interests, picks in zip(missing, rank_many(pool, [(i, frozenset()) for i in missing], limit=10)):
+                memo[interests] = picks
         return time.perf_counter() - start
 
     plain, learned = run(False), run(True)
     print(f"scoring {args.scale:,} subscribers against one day's {args.papers} papers: without profiles {plain:.2f} s "
           f"({plain / args.scale * 1e6:.0f} us each), with profiles of 8 votes each {learned:.2f} s "
           f"({learned / args.scale * 1e6:.0f} us each)")
+
+
+def real(args):
+    """Readers who vote on real abstracts, each text model in turn (bench/realtext.py)."""
+    import resource
+
+    import realtext
+    from django.conf import settings
+
+    from papers import vectors
+
+    before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+    vectors.model()
+    loaded = time.perf_counter() - start
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    start = time.perf_counter()
+    areas = realtext.import_sample()
+    imported = time.perf_counter() - start
+    pairs = list(Paper_texts())
+    start = time.perf_counter()
+    vectors.embeddings(pairs)
+    embedded = time.perf_counter() - start
+    print(f"text model {vectors.MODEL!r}: loaded in {loaded:.2f} s, +{grown:.0f} MB peak memory; "
+          f"{len(pairs)} papers embedded in {embedded * 1000:.0f} ms at once, imported one by one in {imported:.2f} s")
+    readers = realtext.make_readers(areas, args.readers, args.seed)
+    ids = realtext.subscribe(readers)
+    before = dict(settings.RANKING_WEIGHTS, profile=2.0, threshold=0.2)  # the defaults before calibration
+    print(f"{len(readers)} readers following nothing: 3 likes in one area ({', '.join(realtext.READER_AREAS)}), "
+          f"2 dislikes in others; their next digest (no featured papers), through newsletter.offers")
+    print(f"{'model':13} {'weights':28} {'precision@5':>11} {'nDCG@10':>8} {'trending share':>15}")
+    for name in realtext.MODELS:
+        realtext.store(realtext.model_vectors(name))
+        picks, found = realtext.digests(ids, readers, before)
+        cosines, same, other = realtext.cosine_distribution(found, ids, readers, areas)
+        fitted = dict(before, **realtext.calibrated(cosines))
+        for label, weights in (("before", before), ("calibrated", fitted)):
+            picks, _ = realtext.digests(ids, readers, weights)
+            s = realtext.scores(picks, ids, readers, areas)
+            print(f"{name:13} {label + ' ' + str(weights['profile']) + ', ' + str(weights['threshold']):28} "
+                  f"{s['precision@5']:11.3f} {s['ndcg@10']:8.3f} {s['trending']:15.3f}")
+        if name == "semantic":
+            shipped = (fitted["profile"], fitted["threshold"])
+            distribution = (cosines, same, other)
+    percentiles = [10, 25, 50, 75, 90, 99]
+    print(f"cosines of the semantic model's profiles to unseen papers, percentiles {percentiles}:")
+    for label, values in zip(("all", "reader's area", "other areas"), distribution):
+        print(f"  {label:14} {' '.join(f'{v:6.3f}' for v in np.percentile(values, percentiles))}")
+    print(f"calibrated for it (bench/realtext.py calibrated()): profile {shipped[0]}, threshold {shipped[1]}; "
+          f"settings.RANKING_WEIGHTS: profile {settings.RANKING_WEIGHTS['profile']}, threshold {settings.RANKING_WEIGHTS['threshold']}")
+
+
+def Paper_texts():
+    from papers.models import Paper
+
+    return Paper.objects.order_by("pk").values_list("title", "abstract")
 
 
 if __name__ == "__main__":

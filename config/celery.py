@@ -2,21 +2,13 @@ import gc
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("paperboy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-
-@worker_init.connect
-def worker_starting(**kwargs):
-    """Work every worker process would repeat, done once in the parent before its pool forks."""
-    from papers import vectors
-
-    vectors.projection()  # drawn once, not in every pool process
 
 
 @worker_process_init.connect

@@ -218,8 +218,17 @@ DIGEST_SENDING_TIMEOUT_MINUTES = env_int("DIGEST_SENDING_TIMEOUT_MINUTES", 30, m
 DIGEST_PROGRESS_DIR = Path(env_str("DIGEST_PROGRESS_DIR", str(VAR_DIR / "progress")))
 
 # Ranking weights (newsletter/ranking.py; README "Ranking"). RANKING_WEIGHTS=profile:3,author:1
-# overrides some of them.
-RANKING_WEIGHTS = env_floats("RANKING_WEIGHTS", {"topic", "keyword", "author", "profile", "trending", "threshold"})
+# overrides some of them. Calibrated to the text model's cosines (bench/ranking.py --real): a
+# profile matches the top quarter of papers on offer, and its top tenth weighs as a followed topic.
+RANKING_WEIGHTS = {
+    "profile": 5.2,
+    "threshold": 0.08,
+    **env_floats("RANKING_WEIGHTS", {"topic", "keyword", "author", "profile", "trending", "threshold"}),
+}
+# Interests drift: a vote weighs half as much after this many days, and only each subscriber's
+# latest votes are read for their profile.
+VOTE_HALF_LIFE_DAYS = env_int("VOTE_HALF_LIFE_DAYS", 90, minimum=1)
+PROFILE_VOTES_READ = env_int("PROFILE_VOTES_READ", 50, minimum=1)
 
 # Paper sources (papers/sources.py). Base URLs, so tests and mirrors can point elsewhere.
 DAILY_PAPERS_API = env_str("DAILY_PAPERS_API", "https://huggingface.co").rstrip("/")

@@ -9,6 +9,7 @@ one ranking.
 
 import datetime as dt
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -75,7 +76,7 @@ class Offer:
 
     @cached_property
     def candidate_dense(self):
-        return vectors.dense(vectors.matrix([self.papers[pid].vector for pid in self.pool.ids]))
+        return vectors.dense([self.papers[pid].vector for pid in self.pool.ids])
 
     def picks(self, people, votes=()):
         """{subscriber: picks} for people, {subscriber: (Interests, ids of papers received)};
@@ -112,12 +113,12 @@ class Offer:
     def profiles_for(self, votes):
         """Profiles (newsletter/profiles.py) of these voters against the offer's papers. The
         voted papers' dense vectors are kept: the same papers recur across subscribers."""
-        voted = {paper_id for _, paper_id, _ in votes}
+        voted = {vote[1] for vote in votes}
         missing = [pid for pid in voted if pid not in self.voted_papers]
         if missing:
             rows = list(Paper.objects.filter(pk__in=missing).values_list("pk", "vector", "title"))
             if rows:
-                projected = vectors.dense(vectors.matrix([vector for _, vector, _ in rows]))
+                projected = vectors.dense([vector for _, vector, _ in rows])
                 for (pk, _, title), row in zip(rows, projected):
                     self.voted_papers[pk] = (row, title)
         known = {pid: self.voted_papers[pid] for pid in voted if pid in self.voted_papers}
@@ -127,6 +128,8 @@ class Offer:
             {pid: title for pid, (_, title) in known.items()},
             self.pool.ids,
             self.candidate_dense,
+            now=time.time(),
+            half_life_days=settings.VOTE_HALF_LIFE_DAYS,
         )
 
 
@@ -222,8 +225,9 @@ def _interests(topic_ids, keywords, authors):
 
 
 def votes_of(subscriber_ids):
-    """These subscribers' votes, [(subscriber id, paper id, +1 or -1)]: as profiles() takes them."""
-    return sql.votes(subscriber_ids) if subscriber_ids else []
+    """These subscribers' latest PROFILE_VOTES_READ votes each, [(subscriber id, paper id, +1 or
+    -1, Unix time of the vote)]: as profiles() takes them."""
+    return sql.votes(subscriber_ids, settings.PROFILE_VOTES_READ) if subscriber_ids else []
 
 
 def digests_for(edition, recipients):

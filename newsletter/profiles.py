@@ -1,15 +1,14 @@
 """Interest profiles from votes, scored against a day's papers with matrix products.
 
 A subscriber's profile is Rocchio's centroid: the sum of the vectors of the papers they
-liked minus half those they disliked, normalised. Pure: vectors in, similarities out.
+liked minus half those they disliked, normalised. Interests drift: each vote weighs half as
+much every `half_life_days` of its age, so recent votes lead. Pure: vectors in, similarities out.
 """
 
 from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
-
-from papers import vectors
 
 DISLIKE_WEIGHT = -0.5
 
@@ -44,25 +43,36 @@ class Profiles:
         }
 
 
-def profiles(votes, voted_dense, voted_titles, candidate_ids, candidate_dense):
+def decay(times, now, half_life_days):
+    """The weight of votes cast at `times` (Unix seconds) at `now`: halved every half-life."""
+    age_days = np.maximum(now - np.asarray(times, dtype=np.float64), 0) / 86400
+    return np.exp2(-age_days / half_life_days)
+
+
+def profiles(votes, voted_dense, voted_titles, candidate_ids, candidate_dense, now=None, half_life_days=None):
     """Profiles of the subscribers who liked something and whose profile is near at least one
-    candidate. votes: [(subscriber, paper id, +1 or -1), ...], as read from the database;
+    candidate. votes: [(subscriber, paper id, +1 or -1, when), ...], as read from the database
+    (when: Unix seconds; votes without it, or without a half-life, do not decay);
     voted_dense and voted_titles: {paper id: dense vector (papers.vectors.dense) / title};
     candidate_dense: a dense row per candidate."""
     if not votes or not candidate_ids:
         nothing = np.zeros((0, len(candidate_ids)))
         return Profiles({}, nothing, np.zeros((0, 0), dtype=bool), nothing, np.array([], dtype=object), candidate_ids)
     # One pass over the numbers, not numpy's conversion of a tuple of objects per column.
-    subscriber_ids, paper_ids, values = np.fromiter(chain.from_iterable(votes), dtype=np.int64).reshape(-1, 3).T
+    fields = np.fromiter(chain.from_iterable(votes), dtype=np.int64).reshape(len(votes), -1).T
+    subscriber_ids, paper_ids, values = fields[:3]
+    strength = np.where(values > 0, 1.0, DISLIKE_WEIGHT)
+    if len(fields) > 3 and half_life_days:
+        strength *= decay(fields[3], now, half_life_days)
     subscribers, rows = np.unique(subscriber_ids, return_inverse=True)
     voted, columns = np.unique(paper_ids, return_inverse=True)
-    # Subscribers x voted papers: 1 per like, DISLIKE_WEIGHT per dislike.
+    # Subscribers x voted papers: 1 per like, DISLIKE_WEIGHT per dislike, decayed.
     weights = np.zeros((len(subscribers), len(voted)), dtype=np.float32)
-    np.add.at(weights, (rows, columns), np.where(values > 0, 1.0, DISLIKE_WEIGHT))
+    np.add.at(weights, (rows, columns), strength)
     liked = np.zeros(weights.shape, dtype=bool)
     liked[rows[values > 0], columns[values > 0]] = True
-    # Dense projections: every product below is a small BLAS call.
-    zero = np.zeros(vectors.DENSE_DIMENSIONS, dtype=np.float32)
+    # Dense rows: every product below is a small BLAS call.
+    zero = np.zeros(candidate_dense.shape[1], dtype=np.float32)
     voted_matrix = np.stack([voted_dense.get(pid, zero) for pid in voted.tolist()])
     centroids = weights @ voted_matrix
     norms = np.sqrt(np.einsum("ij,ij->i", centroids, centroids))[:, None]  # np.linalg.norm's, in one pass

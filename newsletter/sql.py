@@ -20,7 +20,7 @@ DELIVERY_INSERT = ("edition_id", "subscriber_id", "state", "picks", "attempts", 
                    "created_at")
 CLAIMED = ("id", "attempts", "subscriber_id", "edition_id")
 RECIPIENT = ("id", "email", "status", "confirmed_at", "keywords", "authors", "frequency")
-VOTE = ("subscriber_id", "paper_id", "value")
+VOTE = ("subscriber_id", "paper_id", "value", "updated_at", "id")
 
 
 def table(model):
@@ -105,9 +105,16 @@ def picks_received(subscriber_ids, edition_ids):
     return _rows(sql, [Delivery.State.SENT, Delivery.State.SENDING])
 
 
-def votes(subscriber_ids):
-    """[(subscriber id, paper id, +1 or -1)] of these subscribers."""
-    return _rows(f"SELECT {', '.join(VOTE)} FROM {table(Vote)} WHERE subscriber_id IN ({id_list(subscriber_ids)})")
+def votes(subscriber_ids, latest):
+    """[(subscriber id, paper id, +1 or -1, Unix time of the vote)]: the `latest` votes of each
+    of these subscribers."""
+    when = "EXTRACT(EPOCH FROM updated_at)" if connection.vendor == "postgresql" else "strftime('%%s', updated_at)"
+    sql = (
+        f"SELECT subscriber_id, paper_id, value, CAST({when} AS BIGINT) FROM (SELECT {', '.join(VOTE)}, "
+        f"ROW_NUMBER() OVER (PARTITION BY subscriber_id ORDER BY updated_at DESC, id DESC) AS n "
+        f"FROM {table(Vote)} WHERE subscriber_id IN ({id_list(subscriber_ids)})) AS v WHERE n <= %s"
+    )
+    return _rows(sql, [latest])
 
 
 def deliveries_finish(outcomes):

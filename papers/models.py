@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from papers.arxiv_ids import validate_arxiv_id
 from papers.notes import sanitize_note, validate_note
-from papers.vectors import matrix, most_similar, text_vector
+from papers.vectors import MODEL, most_similar, text_vector
 
 
 def title_key(title):
@@ -100,7 +100,8 @@ class Paper(models.Model):
     pdf_link = models.URLField("PDF link", blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.ADMIN)
     topics = models.ManyToManyField(Topic, blank=True, related_name="papers")
-    vector = models.JSONField(default=dict, blank=True, editable=False, help_text="Text vector (papers.vectors).")
+    vector = models.BinaryField(default=b"", blank=True, editable=False, help_text="Text vector (papers.vectors).")
+    vector_model = models.CharField(max_length=100, blank=True, editable=False, help_text="The model that made `vector`.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -114,7 +115,7 @@ class Paper(models.Model):
 
     def save(self, *args, **kwargs):
         self.title_key = title_key(self.title)
-        self.vector = text_vector(self.title, self.abstract)
+        self.vector, self.vector_model = text_vector(self.title, self.abstract), MODEL
         super().save(*args, **kwargs)
 
     def get_absolute_url(self):
@@ -144,9 +145,9 @@ class Paper(models.Model):
 
     def similar(self, n=5):
         """The n papers closest in text (cosine on the vectors), among recent ones."""
-        recent = Paper.objects.exclude(pk=self.pk).exclude(vector={}).order_by("-listed_on", "-id")
+        recent = Paper.objects.exclude(pk=self.pk).filter(vector_model=self.vector_model).order_by("-listed_on", "-id")
         pool = list(recent.only("id", "arxiv_id", "title", "authors", "upvotes", "listed_on", "vector")[:2000])
-        return [(pool[i], score) for i, score in most_similar(self.vector, matrix([p.vector for p in pool]), n)]
+        return [(pool[i], score) for i, score in most_similar(self.vector, [p.vector for p in pool], n)]
 
 
 class FeatureQuerySet(models.QuerySet):

@@ -13,6 +13,7 @@ from papers.models import Feature, FetchRun, Paper, Topic, title_key
 from papers.notes import validate_note
 from papers.parsers import FeedError, PaperRecord, detect_format, parse, parse_text
 from papers.sources import SOURCES, SourceError, session
+from papers.vectors import MODEL, embeddings
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,22 @@ def papers_retag(*, chunk_size=2000):
         paper_tag(paper=paper, topics=topics)
         count += 1
     return count
+
+
+def papers_embed(*, everything=False, chunk_size=500, papers=None):
+    """Give papers the current text model's vectors (papers.vectors): those whose vector came
+    from another model (or none), or every paper. Returns how many were embedded. `papers`:
+    a queryset to embed instead of all papers (a migration passes its historical model's)."""
+    papers = Paper.objects.all() if papers is None else papers
+    if not everything:
+        papers = papers.exclude(vector_model=MODEL)
+    ids = list(papers.order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(ids), chunk_size):
+        chunk = list(papers.model.objects.filter(pk__in=ids[start : start + chunk_size]).only("id", "title", "abstract"))
+        for paper, row in zip(chunk, embeddings([(p.title, p.abstract) for p in chunk])):
+            paper.vector, paper.vector_model = row.tobytes(), MODEL
+        papers.model.objects.bulk_update(chunk, ["vector", "vector_model"])
+    return len(ids)
 
 
 # Import

@@ -1,69 +1,94 @@
-"""A text model of papers: hashed TF-IDF-like vectors of title and abstract.
+"""A text model of papers: a 256-dimension embedding of title and abstract (wordllama).
 
-scikit-learn's HashingVectorizer needs no fitting, so a new paper gets its vector at import
-without refitting anything, and nothing is downloaded. Vectors are L2-normalised, so a dot
-product is a cosine; many subscribers are scored against a day's papers with one sparse
-matrix product.
+Chosen by measurement on real abstracts (`bench/ranking.py --real`, README "Ranking"): the
+random projection of hashed word counts used before kept too little of what tells papers
+apart (cosines between abstracts are 0.05-0.2, its error about as large). wordllama is a
+static embedding model (token vectors pooled, no network, its 16 MB of weights ship in its
+wheel), so a paper's vector needs no fitting on other papers and is the same in every process.
+
+Every abstract shares a large common direction in wordllama's space (raw cosines between
+unrelated ML abstracts are ~0.47): it is subtracted (CENTRE, the mean of the real abstracts
+in sample/), so cosines say how alike two papers are rather than that both are ML papers.
+
+Vectors are computed when a paper is saved and stored as float32 bytes with MODEL; after a
+change of model, `manage.py embed_papers` re-embeds the papers whose stored model differs.
+numpy and wordllama are imported only where used: commands' --help and the web pages that
+never score text do not load them.
 """
 
+import json
 from functools import lru_cache
+from pathlib import Path
 
-import numpy as np
-from scipy import sparse
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.random_projection import SparseRandomProjection
-
-N_FEATURES = 2**18
-VECTORIZER = HashingVectorizer(
-    n_features=N_FEATURES, alternate_sign=False, norm="l2", stop_words="english", ngram_range=(1, 2), dtype=np.float32
-)
-
-
-def text_vector(title, abstract):
-    """{"i": indices, "v": values} for storing in a JSONField; the title counts twice."""
-    row = VECTORIZER.transform([f"{title}. {title}. {abstract}"])
-    return {"i": row.indices.tolist(), "v": [round(float(x), 5) for x in row.data]}
-
-
-def matrix(vectors):
-    """A CSR matrix with one row per stored vector (empty rows for missing ones)."""
-    indptr, indices, data = [0], [], []
-    for vector in vectors:
-        indices.extend((vector or {}).get("i", ()))
-        data.extend((vector or {}).get("v", ()))
-        indptr.append(len(indices))
-    return sparse.csr_matrix(
-        (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int32), np.asarray(indptr)),
-        shape=(len(vectors), N_FEATURES),
-    )
-
-
-DENSE_DIMENSIONS = 256
+DIMENSIONS = 256
+MODEL = "wordllama l2_supercat 256 0.4.0.post1, centred 1"
+CENTRE_FILE = Path(__file__).with_name("text_centre.json")
 
 
 @lru_cache(maxsize=1)
-def projection():
-    # A fixed sparse random projection (Johnson-Lindenstrauss): the same seed gives the same
-    # matrix in every process, so dense vectors are comparable everywhere; nothing is fitted.
-    # Drawing it takes ~0.2 s: Celery workers draw it before their pool forks (config/celery.py).
-    projector = SparseRandomProjection(n_components=DENSE_DIMENSIONS, random_state=0)
-    projector.fit(sparse.csr_matrix((1, N_FEATURES), dtype=np.float32))
-    return projector.components_.T.tocsr().astype(np.float32)
+def model():
+    """The wordllama model, from the files its wheel ships (never downloaded)."""
+    import wordllama
+    from wordllama import WordLlama
+
+    return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, dim=DIMENSIONS, disable_download=True)
 
 
-def dense(m):
-    """Rows of a hashed matrix projected to DENSE_DIMENSIONS and L2-normalised: cosines are
-    preserved to within a few hundredths, and products of many rows become BLAS calls."""
-    rows = (m @ projection()).toarray()
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+@lru_cache(maxsize=1)
+def centre():
+    import numpy as np
+
+    return np.asarray(json.loads(CENTRE_FILE.read_text()), dtype=np.float32)
+
+
+def raw_embeddings(texts):
+    """wordllama's L2-normalised embeddings of texts, not centred (a float32 row each)."""
+    import numpy as np
+
+    return np.asarray(model().embed(list(texts), norm=True), dtype=np.float32)
+
+
+def embeddings(pairs):
+    """The model's vectors of (title, abstract) pairs: a float32 matrix, one L2-normalised
+    row per pair. Embedding many at once is much faster than one by one."""
+    rows = raw_embeddings(f"{title}. {abstract}" for title, abstract in pairs) - centre()
+    return normalised(rows)
+
+
+def text_vector(title, abstract):
+    """What Paper.vector stores: the vector of one paper as float32 bytes."""
+    return embeddings([(title, abstract)])[0].tobytes()
+
+
+def normalised(rows):
+    import numpy as np
+
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
     norms[norms == 0] = 1
-    return rows / norms
+    return (rows / norms).astype(np.float32, copy=False)
+
+
+def dense(stored):
+    """Stored vectors (Paper.vector values) as an L2-normalised float32 matrix, one row per
+    paper, so that a dot product is a cosine and many rows score as one BLAS call. A paper
+    without a vector gets a row of zeros: similar to nothing."""
+    import numpy as np
+
+    rows = [np.frombuffer(vector, dtype=np.float32) if vector else None for vector in stored]
+    width = next((len(row) for row in rows if row is not None), DIMENSIONS)
+    matrix = np.zeros((len(rows), width), dtype=np.float32)
+    for i, row in enumerate(rows):
+        if row is not None and len(row) == width:
+            matrix[i] = row
+    return normalised(matrix)
 
 
 def most_similar(vector, others, n):
-    """Indices and cosines of the n rows of `others` (a matrix) closest to vector."""
-    if others.shape[0] == 0:
+    """Indices and cosines of the n stored vectors in `others` closest to the stored `vector`."""
+    import numpy as np
+
+    if not others or not vector:
         return []
-    scores = (others @ matrix([vector]).T).toarray().ravel()
+    scores = dense(others) @ dense([vector])[0]
     order = np.argsort(-scores)[:n]
     return [(int(i), float(scores[i])) for i in order if scores[i] > 0]

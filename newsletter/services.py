@@ -11,7 +11,9 @@ from django.utils import timezone
 
 from newsletter import tokens
 from newsletter.emails import make_message
-from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_hash
+from newsletter.models import (
+    Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_canonical, email_hash,
+)
 from papers.models import author_key
 from newsletter.schedule import next_digest_time
 
@@ -40,10 +42,6 @@ def preferences_url(subscriber):
 
 def unsubscribe_path(subscriber):
     return reverse("newsletter:unsubscribe", args=[tokens.make(tokens.UNSUBSCRIBE, subscriber.pk)])
-
-
-def normalize_email(email):
-    return email.strip().lower()
 
 
 def _record(subscriber, kind, description="", when=None):
@@ -79,7 +77,7 @@ def schedule_next(subscriber, now=None):
 def subscriber_signup(*, email, topics, keywords="", frequency=Subscriber.Frequency.DAILY, ip=None, user_agent=""):
     """Handle a signup. Says nothing about whether the address was known (no enumeration):
     the caller shows the same response whatever happens here."""
-    email = normalize_email(email)
+    email = email_canonical(email)
     suppression = Suppression.objects.filter(email_hash=email_hash(email)).first()
     if suppression and suppression.reason != ERASED:
         log.info("signup for a suppressed address ignored")
@@ -134,7 +132,7 @@ def subscriber_resend_confirmation(*, subscriber):
 
 def subscriber_send_link(*, email):
     """'E-mail me my preferences link': only confirmed subscribers get one; same response for all."""
-    subscriber = Subscriber.objects.confirmed().filter(email=normalize_email(email)).first()
+    subscriber = Subscriber.objects.confirmed().filter(email=email_canonical(email)).first()
     if subscriber and _may_mail(subscriber.email):
         _send("manage", subscriber)
 
@@ -301,14 +299,18 @@ def _is_soft_bounce(event):
 
 
 def _event_subscriber(event):
-    subscriber_id = (event.metadata or {}).get("subscriber")
-    if subscriber_id and str(subscriber_id).isdigit():
-        found = Subscriber.objects.filter(pk=int(subscriber_id)).first()
-        if found:
-            return found
-    if event.recipient:
-        return Subscriber.objects.filter(email=normalize_email(event.recipient)).first()
-    return None
+    """The subscriber with the event's recipient address: what bounced or complained is that
+    address. Metadata naming someone else (or not in ASCII digits: "١٢".isdigit()) is only
+    logged: an event never acts on someone it was not sent to."""
+    try:
+        subscriber = Subscriber.objects.filter(email=email_canonical(event.recipient or "")).first()
+    except ValueError:
+        return None
+    named = event.metadata.get("subscriber")
+    if named is not None and not (isinstance(named, str) and named.isascii() and named.isdigit()
+                                  and subscriber and int(named) == subscriber.pk):
+        log.warning("tracking event for %s names subscriber %r: ignored", event.recipient, named)
+    return subscriber
 
 
 def tracking_event_record(*, event, esp_name):

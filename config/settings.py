@@ -125,8 +125,13 @@ else:
     # One process in embedded mode: the local-memory cache is shared enough.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 RATELIMIT_USE_CACHE = "default"
-# Behind a proxy set RATELIMIT_IP_META_KEY (e.g. HTTP_X_FORWARDED_FOR) so limits are per client.
-RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
+# Behind N proxies of your own (a load balancer, nginx), set TRUSTED_PROXY_COUNT=N: the client
+# is the Nth address from the right of X-Forwarded-For (config/client_ip.py). Rate limits and
+# the IP kept with consent use it.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+RATELIMIT_IP_META_KEY = "config.client_ip.ratelimit_ip"
+if env_str("RATELIMIT_IP_META_KEY"):
+    raise ImproperlyConfigured("RATELIMIT_IP_META_KEY is replaced by TRUSTED_PROXY_COUNT (see README, Production)")
 
 # Celery. Without REDIS_URL tasks run eagerly, in process.
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"

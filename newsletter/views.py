@@ -8,6 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
+from config.client_ip import client_ip
 from newsletter import services, tokens
 from newsletter.digests import edition_general_picks
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
@@ -18,7 +19,7 @@ SIGNUP_RATE = f"{settings.SIGNUPS_PER_IP_PER_HOUR}/h"
 
 
 def _client(request):
-    return {"ip": request.META.get("REMOTE_ADDR") or None, "user_agent": request.META.get("HTTP_USER_AGENT", "")}
+    return {"ip": client_ip(request), "user_agent": request.META.get("HTTP_USER_AGENT", "")}
 
 
 @ratelimit(key="ip", rate=SIGNUP_RATE, method="POST", block=False)

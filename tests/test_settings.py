@@ -63,3 +63,9 @@ def test_production_with_an_esp_refuses_to_start_without_a_webhook_secret():
     smtp = {**no_secret, "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend"}
     result = manage("check", **smtp)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_old_forwarded_header_setting_is_refused_with_a_pointer_to_its_replacement():
+    result = manage("check", RATELIMIT_IP_META_KEY="HTTP_X_FORWARDED_FOR")
+    assert "RATELIMIT_IP_META_KEY is replaced by TRUSTED_PROXY_COUNT" in result.stderr
+    assert "TRUSTED_PROXY_COUNT must be at least 0" in manage("check", TRUSTED_PROXY_COUNT="-1").stderr

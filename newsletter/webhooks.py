@@ -7,14 +7,16 @@ recorded, so a bad post stores nothing.
 """
 
 import datetime as dt
+import logging
 
 import anymail.urls
-from anymail.exceptions import AnymailWebhookValidationFailure
-from django.http import HttpResponseBadRequest
+from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.urls import URLPattern
 
 from newsletter.services import tracking_event_record
 
+log = logging.getLogger(__name__)
 TEXT_FIELDS = ("recipient", "message_id", "description", "reject_reason")
 
 
@@ -39,23 +41,29 @@ def _check(event):
         raise MalformedPayload("timestamp is not a date and time")
 
 
+# Not the payload's fault: a failed secret or signature check (400 by anymail), or the ESP
+# not being configured here (503 below).
+NOT_MALFORMED = (AnymailWebhookValidationFailure, AnymailConfigurationError)
+
+
+def _parsing(step, request):
+    """Run an anymail step that reads the payload; anything it raises means it is malformed."""
+    try:
+        return step(request)
+    except NOT_MALFORMED:
+        raise
+    except Exception as error:  # noqa: BLE001 - parsers raise whatever the bad shape provokes
+        raise MalformedPayload(f"cannot be parsed ({type(error).__name__})") from error
+
+
 def _guarded(view_class):
     class Guarded(view_class):
         def run_validators(self, request):
-            # Some ESPs' signature checks read the payload before parse_events.
-            try:
-                super().run_validators(request)
-            except AnymailWebhookValidationFailure:
-                raise
-            except Exception as error:  # noqa: BLE001
-                raise MalformedPayload(f"cannot be parsed ({type(error).__name__})") from error
+            # Some ESPs' signature checks read the payload before parse_events does.
+            _parsing(super().run_validators, request)
 
         def parse_events(self, request):
-            try:
-                events = list(super().parse_events(request))
-            # Anymail's parsers raise whatever the malformed shape provokes.
-            except Exception as error:  # noqa: BLE001
-                raise MalformedPayload(f"cannot be parsed ({type(error).__name__})") from error
+            events = list(_parsing(super().parse_events, request))
             for event in events:
                 _check(event)
             return events
@@ -71,9 +79,25 @@ def _guarded(view_class):
     return Guarded
 
 
+def _tracking_view(view_class):
+    view = _guarded(view_class).as_view()
+
+    def tracking_view(request, *args, **kwargs):
+        # Anymail checks an ESP's settings (signing keys, packages) as it builds the view for a
+        # request: the ESPs this site does not use answer 503 and log why, not 500.
+        try:
+            return view(request, *args, **kwargs)
+        except AnymailConfigurationError as error:
+            log.error("%s webhook is not configured: %s", view_class.esp_name, error)
+            return HttpResponse("This ESP's webhook is not configured on this site.", status=503,
+                                content_type="text/plain")
+
+    return tracking_view
+
+
 # Tracking only: nothing here receives inbound mail.
 urlpatterns = [
-    URLPattern(p.pattern, _guarded(p.callback.view_class).as_view(), name=p.name)
+    URLPattern(p.pattern, _tracking_view(p.callback.view_class), name=p.name)
     for p in anymail.urls.urlpatterns
     if p.name.endswith("tracking_webhook")
 ]

@@ -195,3 +195,10 @@ def test_a_bounce_for_an_idn_address_finds_its_subscriber_in_any_form(client):
     idn = make_subscriber("idn@xn--bcher-kva.de")
     assert post(client, {**bounce(idn), "Email": "IDN@Bu\u0308cher.DE"}).status_code == 200
     assert Subscriber.objects.get().status == "suppressed"
+
+
+@pytest.mark.parametrize("esp", ["amazon_ses", "mailersend", "postal"])
+def test_the_webhook_of_an_esp_this_site_is_not_configured_for_says_so_without_a_500(client, esp):
+    response = client.post(f"/anymail/{esp}/tracking/", b"{}", content_type="application/json", **auth())
+    assert response.status_code == 503 and b"not configured" in response.content
+    assert not SubscriberEvent.objects.exists()

@@ -146,9 +146,10 @@ def test_a_high_complaint_rate_warns_in_the_admin_and_pauses_sending(client, adm
 BAD_BODIES = [b"{", b'{"RecordType": "Bounce", "ID": 1', b"", b"\xff\xfe\x00", b'"text"', b"null", b"42", b"[1, 2]"]
 
 
-@pytest.mark.parametrize("esp", ["postmark", "sendgrid", "brevo", "mailjet", "sparkpost", "mailtrap"])
+@pytest.mark.parametrize("esp", ["postmark", "mailgun", "brevo", "mailjet", "sparkpost", "mailtrap"])
 @pytest.mark.parametrize("body", BAD_BODIES)
-def test_a_malformed_body_with_valid_credentials_is_a_400_and_stores_nothing(client, esp, body):
+def test_a_malformed_body_with_valid_credentials_is_a_400_and_stores_nothing(client, settings, esp, body):
+    settings.ANYMAIL = {**settings.ANYMAIL, "MAILGUN_WEBHOOK_SIGNING_KEY": "mailgun-key"}
     response = client.post(f"/anymail/{esp}/tracking/", body, content_type="application/json", **auth())
     assert response.status_code == 400
     assert not SubscriberEvent.objects.exists()
@@ -172,13 +173,15 @@ def test_a_list_of_postmark_events_is_refused(client):
     assert response.status_code == 400 and Subscriber.objects.get().status == "active"
 
 
-def test_a_sendgrid_batch_with_one_bad_event_stores_none_of_them(client):
+def test_a_mailjet_batch_with_one_bad_event_stores_none_of_them(client):
     alice = make_subscriber()
-    good = {"event": "bounce", "email": alice.email, "timestamp": 1709373600, "sg_event_id": "e1", "subscriber": str(alice.pk)}
-    response = client.post("/anymail/sendgrid/tracking/", json.dumps([good, {**good, "sg_event_id": "e2", "email": ["x"]}]),
-                           content_type="application/json", **auth())
+    good = {"event": "bounce", "time": 1709373600, "MessageID": 1, "email": alice.email, "hard_bounce": True}
+    batch = [good, {**good, "MessageID": 2}, {**good, "MessageID": 3, "email": ["x@example.org"]}]
+    response = client.post("/anymail/mailjet/tracking/", json.dumps(batch), content_type="application/json", **auth())
     assert response.status_code == 400
     assert not SubscriberEvent.objects.exists() and Subscriber.objects.get().status == "active"
+    response = client.post("/anymail/mailjet/tracking/", json.dumps(batch[:2]), content_type="application/json", **auth())
+    assert response.status_code == 200 and Subscriber.objects.get().status == "suppressed"
 
 
 @pytest.mark.parametrize("named", ["١٢", "٣", "12 ", "+3", "7"])

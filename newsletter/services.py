@@ -326,7 +326,7 @@ def _event_subscriber(event):
         subscriber = Subscriber.objects.filter(email=email_canonical(event.recipient or "")).first()
     except ValueError:
         return None
-    named = event.metadata.get("subscriber")
+    named = (event.metadata or {}).get("subscriber")
     if named is not None and not (isinstance(named, str) and named.isascii() and named.isdigit()
                                   and subscriber and int(named) == subscriber.pk):
         log.warning("tracking event for %s names subscriber %r: ignored", event.recipient, named)
@@ -352,7 +352,7 @@ def tracking_event_record(*, event, esp_name):
                 subscriber=subscriber,
                 kind=kind,
                 event_key=key[:200],
-                message_id=(event.message_id or "")[:200],
+                message_id=str(event.message_id or "")[:200],
                 description=(event.description or event.reject_reason or "")[:500],
                 occurred_at=occurred_at,
             )

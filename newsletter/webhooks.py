@@ -17,7 +17,7 @@ from django.urls import URLPattern
 from newsletter.services import tracking_event_record
 
 log = logging.getLogger(__name__)
-TEXT_FIELDS = ("recipient", "message_id", "description", "reject_reason")
+TEXT_FIELDS = ("recipient", "description", "reject_reason")
 
 
 class MalformedPayload(Exception):
@@ -30,13 +30,15 @@ def handle_tracking_event(sender, event, esp_name, **kwargs):
 
 
 def _check(event):
-    if not isinstance(event.metadata, dict):
+    if not isinstance(event.metadata, (dict, type(None))):  # None: Postal has no metadata
         raise MalformedPayload("metadata is not an object")
     if not isinstance(event.event_type, str):
         raise MalformedPayload("no event type")
     for name in TEXT_FIELDS:
         if not isinstance(getattr(event, name), (str, type(None))):
             raise MalformedPayload(f"{name} is not a string")
+    if not isinstance(event.message_id, (str, int, type(None))):  # int: Postal's ids
+        raise MalformedPayload("message_id is not a string")
     if not isinstance(event.timestamp, (dt.datetime, type(None))):
         raise MalformedPayload("timestamp is not a date and time")
 

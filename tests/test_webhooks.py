@@ -205,3 +205,13 @@ def test_the_webhook_of_an_esp_this_site_is_not_configured_for_says_so_without_a
     response = client.post(f"/anymail/{esp}/tracking/", b"{}", content_type="application/json", **auth())
     assert response.status_code == 503 and b"not configured" in response.content
     assert not SubscriberEvent.objects.exists()
+
+
+def test_events_without_metadata_or_with_numeric_message_ids_are_accepted(client):
+    alice = make_subscriber()
+    event = {"event": "bounce", "timestamp": 1709373600, "message_id": 4711, "event_id": "ev-1",
+             "email": alice.email, "custom_variables": None}
+    response = client.post("/anymail/mailtrap/tracking/", json.dumps({"events": [event]}),
+                           content_type="application/json", **auth())
+    assert response.status_code == 200
+    assert Subscriber.objects.get().status == "suppressed" and SubscriberEvent.objects.get().message_id == "4711"

@@ -32,7 +32,6 @@ def purge_unconfirmed_task():
     return services.subscribers_purge_unconfirmed()
 
 
-
 # Signup and "send my link" mail from here, so the form answers at once and alike for every
 # address. A mail server that is down is retried (throw=False: see send_deliveries_task); a
 # repeated signup changes nothing, so the retry only sends the mail.

@@ -114,12 +114,13 @@ def configure(database, mode="message", batch=None):
     # As in production: with DEBUG on, Django keeps every query's SQL, and memory grows.
     os.environ["DEBUG"] = "0"
     os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production-0123456789")
+    os.environ.setdefault("SITE_URL", "https://paperboy.test")
     esp = None
     if mode == "batch":
         esp = FakeMailgun()
         os.environ.update({
             "EMAIL_BACKEND": "newsletter.esp.MailgunBackend", "ANYMAIL_MAILGUN_API_KEY": "bench",
-            "ANYMAIL_MAILGUN_API_URL": esp.url, "DIGEST_SENDING": "batch",
+            "ANYMAIL_MAILGUN_API_URL": esp.url, "ANYMAIL_WEBHOOK_SECRET": "bench:bench", "DIGEST_SENDING": "batch",
             "DEFAULT_FROM_EMAIL": "Paperboy <digest@paperboy.test>",
         })
     os.environ.pop("REDIS_URL", None)

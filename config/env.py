@@ -26,7 +26,7 @@ def env_bool(name, default):
     raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
 
 
-def env_int(name, default, minimum=None):
+def env_int(name, default, minimum=None, maximum=None):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -36,7 +36,24 @@ def env_int(name, default, minimum=None):
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {value}")
     return value
+
+
+def env_hour(name, default):
+    """An hour of the day, 0-23."""
+    return env_int(name, default, minimum=0, maximum=23)
+
+
+def env_url(name, default, *, https):
+    """An absolute http(s) URL without a trailing slash; https only when `https` is true."""
+    value = os.environ.get(name) or default
+    scheme, _, rest = value.partition("://")
+    allowed = ("https",) if https else ("http", "https")
+    if scheme not in allowed or not rest.strip("/"):
+        raise ImproperlyConfigured(f"{name} must be an absolute {' or '.join(allowed)}:// URL, got {value!r}")
+    return value.rstrip("/")
 
 
 def env_list(name, default=""):

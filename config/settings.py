@@ -12,7 +12,7 @@ import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_floats, env_int, env_list, env_str
+from config.env import env_bool, env_floats, env_hour, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -24,7 +24,8 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
     SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
 
-SITE_URL = env_str("SITE_URL", "http://localhost:8000").rstrip("/")
+# Links in mail and the confirmation pages: https in production, or they travel in clear.
+SITE_URL = env_url("SITE_URL", "http://localhost:8000", https=not DEBUG)
 SITE_NAME = env_str("SITE_NAME", "Paperboy")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", SITE_URL if SITE_URL.startswith("https") else "")
@@ -124,8 +125,13 @@ else:
     # One process in embedded mode: the local-memory cache is shared enough.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 RATELIMIT_USE_CACHE = "default"
-# Behind a proxy set RATELIMIT_IP_META_KEY (e.g. HTTP_X_FORWARDED_FOR) so limits are per client.
-RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
+# Behind N proxies of your own (a load balancer, nginx), set TRUSTED_PROXY_COUNT=N: the client
+# is the Nth address from the right of X-Forwarded-For (config/client_ip.py). Rate limits and
+# the IP kept with consent use it.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+RATELIMIT_IP_META_KEY = "config.client_ip.ratelimit_ip"
+if env_str("RATELIMIT_IP_META_KEY"):
+    raise ImproperlyConfigured("RATELIMIT_IP_META_KEY is replaced by TRUSTED_PROXY_COUNT (see README, Production)")
 
 # Celery. Without REDIS_URL tasks run eagerly, in process.
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
@@ -140,7 +146,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than any task, countdown or retry backoff, or Redis re-delivers tasks still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)}
 CELERY_TIMEZONE = "UTC"
-FETCH_HOUR = env_int("FETCH_HOUR", 5, minimum=0)  # UTC, for the paper sources: before the earliest digest hour
+FETCH_HOUR = env_hour("FETCH_HOUR", 5)  # UTC, for the paper sources: before the earliest digest hour
 CELERY_BEAT_SCHEDULE = {
     "dispatch-digests": {
         "task": "newsletter.tasks.dispatch_digests_task",
@@ -166,7 +172,7 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
 EMAIL_FILE_PATH = VAR_DIR / "mail"
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
@@ -181,6 +187,10 @@ ANYMAIL = {
 }
 if not DEBUG and EMAIL_BACKEND.endswith(("filebased.EmailBackend", "console.EmailBackend")):
     raise ImproperlyConfigured("Set EMAIL_BACKEND (SMTP or an anymail ESP) when DEBUG is off")
+# Without it anymail's tracking webhooks accept anyone's posts: a forged bounce would
+# suppress any subscriber.
+if not DEBUG and EMAIL_BACKEND.startswith(("anymail.", "newsletter.esp.")) and not ANYMAIL.get("WEBHOOK_SECRET"):
+    raise ImproperlyConfigured("Set ANYMAIL_WEBHOOK_SECRET (user:password for the ESP's webhooks) when DEBUG is off")
 
 # Subscriptions.
 CONFIRM_MAX_AGE_HOURS = env_int("CONFIRM_MAX_AGE_HOURS", 72, minimum=1)
@@ -193,7 +203,7 @@ SOFT_BOUNCE_WINDOW_DAYS = env_int("SOFT_BOUNCE_WINDOW_DAYS", 30, minimum=1)
 SUPPRESSION_SALT = env_str("SUPPRESSION_SALT", SECRET_KEY)
 
 # Digests.
-DIGEST_DEFAULT_HOUR = env_int("DIGEST_DEFAULT_HOUR", 7, minimum=0)
+DIGEST_DEFAULT_HOUR = env_hour("DIGEST_DEFAULT_HOUR", 7)
 DIGEST_MAX_PAPERS = env_int("DIGEST_MAX_PAPERS", 10, minimum=1)
 # Recipients per task. Larger batches mean fewer statements, tasks and (batch mode) ESP calls:
 # bench/digests.py on PostgreSQL, 1,000 against 500: +15 % digests/s (+10 % in batch mode).

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, register_converter
 
 from config.converters import IsoDateConverter
+from newsletter import webhooks
 
 register_converter(IsoDateConverter, "date")
 
@@ -10,7 +11,7 @@ admin.site.site_title = "Paperboy"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("anymail/", include("anymail.urls")),
+    path("anymail/", include((webhooks.urlpatterns, "anymail"))),
     path("", include("newsletter.urls")),
     path("", include("papers.urls")),
 ]

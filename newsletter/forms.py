@@ -4,7 +4,7 @@ import zoneinfo
 from django import forms
 from django.core.exceptions import ValidationError
 
-from newsletter.models import VOTE_CHOICES, Subscriber, comma_list
+from newsletter.models import VOTE_CHOICES, Subscriber, comma_list, email_canonical
 from papers.models import Topic
 
 MAX_KEYWORDS = 20
@@ -17,6 +17,14 @@ def clean_single_line(value, label):
     if re.search(r"[\r\n\x00]", value):
         raise ValidationError(f"{label} must be on a single line.")
     return value
+
+
+def clean_email_address(value):
+    value = clean_single_line(value, "The e-mail address")
+    try:
+        return email_canonical(value)
+    except ValueError as e:
+        raise ValidationError(str(e)) from None
 
 
 class KeywordsField(forms.CharField):
@@ -60,7 +68,7 @@ class SubscribeForm(forms.Form):
     website = forms.CharField(required=False, label="Leave this empty", widget=forms.TextInput(attrs={"tabindex": "-1", "autocomplete": "off"}))
 
     def clean_email(self):
-        return clean_single_line(self.cleaned_data["email"], "The e-mail address").strip().lower()
+        return clean_email_address(self.cleaned_data["email"])
 
     def is_bot(self):
         return bool(self.cleaned_data.get("website"))
@@ -74,7 +82,7 @@ class EmailForm(forms.Form):
     email = forms.EmailField(max_length=254, label="E-mail address")
 
     def clean_email(self):
-        return clean_single_line(self.cleaned_data["email"], "The e-mail address").strip().lower()
+        return clean_email_address(self.cleaned_data["email"])
 
 
 class AuthorsField(forms.CharField):

@@ -1,12 +1,37 @@
 import hashlib
 import hmac
+import unicodedata
 from zoneinfo import ZoneInfo
 
+import idna
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
 from papers.models import Topic
+
+
+MAX_LOCAL_PART = 64  # octets, RFC 5321 4.5.3.1.1
+
+
+def email_canonical(address):
+    """The one form in which an address is stored and looked up: NFC, lower case, the domain
+    in IDNA's ASCII form, so that idn@bücher.de typed composed, decomposed or as
+    idn@xn--bcher-kva.de is one mailbox. Raises ValueError, with a message for the form, for
+    an address that has no such form."""
+    local, at, domain = unicodedata.normalize("NFC", address.strip()).rpartition("@")
+    if not at or not local:
+        raise ValueError("Enter a valid email address.")
+    if len(local.encode()) > MAX_LOCAL_PART:
+        raise ValueError(f"The part before the @ may be at most {MAX_LOCAL_PART} characters.")
+    try:
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        raise ValueError("Enter a valid email address.") from None
+    # The local part is lower-cased too, as it always was here: mailboxes that differ only
+    # in case are one person in practice, and stored rows already have this form.
+    return f"{local.lower()}@{domain}"
 
 
 def email_hash(email):
@@ -102,6 +127,13 @@ class Subscriber(models.Model):
 
     def __str__(self):
         return self.email
+
+    def clean(self):
+        # An address edited in the admin is stored in the form every lookup uses.
+        try:
+            self.email = email_canonical(self.email)
+        except ValueError as e:
+            raise ValidationError({"email": str(e)}) from None
 
     @property
     def tz(self):

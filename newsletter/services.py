@@ -2,7 +2,9 @@
 
 import datetime as dt
 import logging
+import smtplib
 
+from anymail.exceptions import AnymailAPIError
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -11,19 +13,19 @@ from django.utils import timezone
 from newsletter import sql
 from newsletter.emails import make_message
 from newsletter.links import confirm_url, preferences_url
-from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_hash
-from papers.models import author_key
+from newsletter.models import (
+    Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_canonical, email_hash,
+)
+from papers.models import Topic, author_key
 from newsletter.schedule import next_digest_time
 
 log = logging.getLogger(__name__)
 
 # Bump when the signup form's consent wording changes: each subscriber records the version agreed to.
 CONSENT_VERSION = "2026-11-25"
+# What a signup or link mail retries on: the mail server or the ESP's API failing to answer.
+TRANSIENT_MAIL_ERRORS = (OSError, smtplib.SMTPException, AnymailAPIError)
 ERASED = "erased at the subscriber's request"
-
-
-def normalize_email(email):
-    return email.strip().lower()
 
 
 def unmailable(recipients):
@@ -72,10 +74,23 @@ def schedule_next(subscriber, now=None):
 # Signup and confirmation
 
 
-def subscriber_signup(*, email, topics, keywords="", frequency=Subscriber.Frequency.DAILY, ip=None, user_agent=""):
-    """Handle a signup. Says nothing about whether the address was known (no enumeration):
-    the caller shows the same response whatever happens here."""
-    email = normalize_email(email)
+def _awaiting_confirmation(subscriber):
+    """Pending, and the confirmation link of the signup still works."""
+    window = dt.timedelta(hours=settings.CONFIRM_MAX_AGE_HOURS)
+    return (
+        subscriber.status == Subscriber.Status.PENDING
+        and subscriber.consent_at is not None
+        and subscriber.consent_at > timezone.now() - window
+    )
+
+
+def subscriber_signup(*, email, topic_ids=(), keywords="", frequency=Subscriber.Frequency.DAILY, ip=None, user_agent=""):
+    """Handle a signup (from subscriber_signup_task: the form's answer never waits for this,
+    so it says nothing about whether the address was known).
+
+    A repeat while the first confirmation link still works changes nothing: it only sends the
+    link again, within the per-address daily limit."""
+    email = email_canonical(email)
     suppression = Suppression.objects.filter(email_hash=email_hash(email)).first()
     if suppression and suppression.reason != ERASED:
         log.info("signup for a suppressed address ignored")
@@ -89,17 +104,19 @@ def subscriber_signup(*, email, topics, keywords="", frequency=Subscriber.Freque
             return
         else:
             kind = "confirm"
-            subscriber.status = Subscriber.Status.PENDING
-            subscriber.keywords = keywords
-            subscriber.frequency = frequency
-            subscriber.consent_at = timezone.now()
-            subscriber.consent_ip = ip
-            subscriber.consent_user_agent = (user_agent or "")[:300]
-            subscriber.consent_version = CONSENT_VERSION
-            subscriber.save()
-            subscriber.topics.set(topics)
-            subscriber.refresh_interest_key()
-            _record(subscriber, "signup", f"topics: {', '.join(t.slug for t in topics) or 'none'}")
+            if created or not _awaiting_confirmation(subscriber):
+                topics = list(Topic.objects.filter(pk__in=topic_ids))
+                subscriber.status = Subscriber.Status.PENDING
+                subscriber.keywords = keywords
+                subscriber.frequency = frequency
+                subscriber.consent_at = timezone.now()
+                subscriber.consent_ip = ip
+                subscriber.consent_user_agent = (user_agent or "")[:300]
+                subscriber.consent_version = CONSENT_VERSION
+                subscriber.save()
+                subscriber.topics.set(topics)
+                subscriber.refresh_interest_key()
+                _record(subscriber, "signup", f"topics: {', '.join(t.slug for t in topics) or 'none'}")
     if _may_mail(email):
         ctx = {"confirm_url": confirm_url(subscriber), "max_age_hours": settings.CONFIRM_MAX_AGE_HOURS}
         _send(kind, subscriber, ctx)
@@ -129,8 +146,9 @@ def subscriber_resend_confirmation(*, subscriber):
 
 
 def subscriber_send_link(*, email):
-    """'E-mail me my preferences link': only confirmed subscribers get one; same response for all."""
-    subscriber = Subscriber.objects.confirmed().filter(email=normalize_email(email)).first()
+    """'E-mail me my preferences link' (from subscriber_send_link_task): only confirmed
+    subscribers get one."""
+    subscriber = Subscriber.objects.confirmed().filter(email=email_canonical(email)).first()
     if subscriber and _may_mail(subscriber.email):
         _send("manage", subscriber)
 
@@ -297,14 +315,18 @@ def _is_soft_bounce(event):
 
 
 def _event_subscriber(event):
-    subscriber_id = (event.metadata or {}).get("subscriber")
-    if subscriber_id and str(subscriber_id).isdigit():
-        found = Subscriber.objects.filter(pk=int(subscriber_id)).first()
-        if found:
-            return found
-    if event.recipient:
-        return Subscriber.objects.filter(email=normalize_email(event.recipient)).first()
-    return None
+    """The subscriber with the event's recipient address: what bounced or complained is that
+    address. Metadata naming someone else (or not in ASCII digits: "١٢".isdigit()) is only
+    logged: an event never acts on someone it was not sent to."""
+    try:
+        subscriber = Subscriber.objects.filter(email=email_canonical(event.recipient or "")).first()
+    except ValueError:
+        return None
+    named = (event.metadata or {}).get("subscriber")
+    if named is not None and not (isinstance(named, str) and named.isascii() and named.isdigit()
+                                  and subscriber and int(named) == subscriber.pk):
+        log.warning("tracking event for %s names subscriber %r: ignored", event.recipient, named)
+    return subscriber
 
 
 def tracking_event_record(*, event, esp_name):
@@ -326,7 +348,7 @@ def tracking_event_record(*, event, esp_name):
                 subscriber=subscriber,
                 kind=kind,
                 event_key=key[:200],
-                message_id=(event.message_id or "")[:200],
+                message_id=str(event.message_id or "")[:200],
                 description=(event.description or event.reject_reason or "")[:500],
                 occurred_at=occurred_at,
             )

@@ -48,3 +48,22 @@ def recover_deliveries_task():
 @shared_task
 def purge_unconfirmed_task():
     return services.subscribers_purge_unconfirmed()
+
+
+# Signup and "send my link" mail from here, so the form answers at once and alike for every
+# address. A mail server that is down is retried (throw=False: see send_deliveries_task); a
+# repeated signup changes nothing, so the retry only sends the mail.
+@shared_task(bind=True, max_retries=5)
+def subscriber_signup_task(self, **fields):
+    try:
+        services.subscriber_signup(**fields)
+    except services.TRANSIENT_MAIL_ERRORS as error:
+        return self.retry(exc=error, countdown=30 * 2**self.request.retries, throw=False)
+
+
+@shared_task(bind=True, max_retries=5)
+def subscriber_send_link_task(self, email):
+    try:
+        services.subscriber_send_link(email=email)
+    except services.TRANSIENT_MAIL_ERRORS as error:
+        return self.retry(exc=error, countdown=30 * 2**self.request.retries, throw=False)

@@ -1,6 +1,7 @@
 import json
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -8,7 +9,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
-from newsletter import services, tokens
+from config.client_ip import client_ip
+from newsletter import services, tasks, tokens
 from newsletter.links import preferences_path, unsubscribe_path
 from newsletter.offers import edition_general_picks
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
@@ -19,7 +21,7 @@ SIGNUP_RATE = f"{settings.SIGNUPS_PER_IP_PER_HOUR}/h"
 
 
 def _client(request):
-    return {"ip": request.META.get("REMOTE_ADDR") or None, "user_agent": request.META.get("HTTP_USER_AGENT", "")}
+    return {"ip": client_ip(request), "user_agent": request.META.get("HTTP_USER_AGENT", "")}
 
 
 @ratelimit(key="ip", rate=SIGNUP_RATE, method="POST", block=False)
@@ -29,13 +31,15 @@ def subscribe(request):
     if request.method == "POST" and form.is_valid():
         # Rate-limited and bot submissions get the same answer as everyone else, and nothing happens.
         if not getattr(request, "limited", False) and not form.is_bot():
-            services.subscriber_signup(
-                email=form.cleaned_data["email"],
-                topics=form.cleaned_data["topics"],
-                keywords=form.cleaned_data["keywords"],
-                frequency=form.cleaned_data["frequency"],
+            # The same work for every address before answering: enqueue, never look it up.
+            fields = {
+                "email": form.cleaned_data["email"],
+                "topic_ids": [t.pk for t in form.cleaned_data["topics"]],
+                "keywords": form.cleaned_data["keywords"],
+                "frequency": form.cleaned_data["frequency"],
                 **_client(request),
-            )
+            }
+            transaction.on_commit(lambda: tasks.subscriber_signup_task.delay(**fields))
         return redirect("newsletter:subscribe_done")
     status = 400 if request.method == "POST" else 200
     return render(request, "newsletter/subscribe.html", {"form": form}, status=status)
@@ -88,7 +92,8 @@ def confirm_resend(request, token):
 def send_link(request):
     form = EmailForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        services.subscriber_send_link(email=form.cleaned_data["email"])
+        email = form.cleaned_data["email"]
+        transaction.on_commit(lambda: tasks.subscriber_send_link_task.delay(email))
         return render(request, "newsletter/send_link.html", {"sent": True})
     return render(request, "newsletter/send_link.html", {"form": form}, status=400 if request.method == "POST" else 200)
 

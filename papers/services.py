@@ -218,7 +218,9 @@ def papers_fetch(*, source, day, http=None):
     run.save()
     if run.status == FetchRun.Status.FAILED:
         last = FetchRun.objects.last_success(source)
-        if last is None or last.finished_at < timezone.now() - dt.timedelta(days=1):
+        if last is None:
+            log.error("source %s has never succeeded; last error: %s", source, run.error)
+        elif last.finished_at < timezone.now() - dt.timedelta(days=1):
             log.error("source %s has not succeeded for more than a day; last error: %s", source, run.error)
     return run
 

@@ -95,3 +95,19 @@ def make_subscriber(email="alice@example.org", *, status="active", topics=(), ke
 
 
 DAY = dt.date(2024, 3, 14)
+
+
+@pytest.fixture(autouse=True)
+def _on_commit_runs_at_the_end_of_each_request(monkeypatch):
+    """Views enqueue tasks with transaction.on_commit. In production a request runs outside
+    a transaction, so they are enqueued as it ends; a test's transaction never commits, so
+    run them as each test-client request ends."""
+    from django.test import Client, TestCase
+
+    request = Client.request
+
+    def request_then_commit(self, **kwargs):
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            return request(self, **kwargs)
+
+    monkeypatch.setattr(Client, "request", request_then_commit)

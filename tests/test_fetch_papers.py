@@ -114,11 +114,32 @@ def test_a_500_then_success_retries(sources, sample_dir):
     assert len(sources.log) == 2
 
 
-def test_a_source_that_keeps_failing_is_recorded_not_raised(sources, caplog):
+def test_a_source_that_keeps_failing_is_recorded_not_raised(sources, caplog, time_machine):
+    time_machine.move_to("2024-03-14T06:00Z")
     sources.expect_request("/api/daily_papers").respond_with_data("down", status=503)
     run = papers_fetch(source="daily", day=DAY)
     assert run.status == "failed" and "503" in run.error
+    assert "has never succeeded" in caplog.text and "more than a day" not in caplog.text
+
+
+def test_a_source_failing_since_its_last_success_a_day_ago_says_so_in_the_log_and_the_admin(
+    sources, sample_dir, caplog, time_machine, admin_client
+):
+    time_machine.move_to("2024-03-13T06:00Z")
+    sources.expect_ordered_request("/api/daily_papers").respond_with_data(listing(sample_dir, "2024-03-13"))
+    papers_fetch(source="daily", day=DAY - dt.timedelta(days=1))
+    time_machine.move_to("2024-03-14T08:00Z")
+    sources.expect_ordered_request("/api/daily_papers").respond_with_data("down", status=503)
+    papers_fetch(source="daily", day=DAY)
     assert "has not succeeded for more than a day" in caplog.text
+    assert "failing for over a day" in admin_client.get("/admin/").content.decode()
+
+
+def test_the_admin_says_a_source_that_only_ever_failed_has_never_succeeded(sources, admin_client):
+    sources.expect_request("/api/daily_papers").respond_with_data("down", status=503)
+    papers_fetch(source="daily", day=DAY)
+    index = admin_client.get("/admin/").content.decode()
+    assert "failing, never succeeded" in index and "over a day" not in index
 
 
 def test_a_timeout_is_recorded_and_existing_papers_are_untouched(sources):

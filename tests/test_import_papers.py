@@ -114,6 +114,15 @@ def test_a_malformed_json_file_is_a_one_line_error(tmp_path, content, message):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("content", [b"garbage, not a feed at all\n\nstill garbage", b"", b"   \n", b"[]"])
+def test_a_file_from_which_nothing_parses_is_a_one_line_error_naming_it(tmp_path, content):
+    path = tmp_path / "feed.json"
+    path.write_bytes(content)
+    out, err, failed = run(path)
+    assert failed and out == ""
+    assert err.strip().splitlines() == [f"{path}: no papers found in it (read as {'json' if content == b'[]' else 'text'})"]
+
+
 def test_a_malformed_xml_file_is_a_one_line_error(tmp_path):
     path = tmp_path / "feed.xml"
     path.write_bytes(b"<feed><entry></feed>")

@@ -45,3 +45,27 @@ def test_a_malformed_value_is_an_error_not_a_default():
 def test_every_model_change_has_its_migration():
     result = manage("makemigrations", "--check", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_refuses_a_site_url_that_is_not_https():
+    for url in ["http://paperboy.example.org", "paperboy.example.org", "https://"]:
+        assert "SITE_URL must be an absolute https:// URL" in manage("check", **{**PRODUCTION, "SITE_URL": url}).stderr
+
+
+def test_hours_out_of_range_are_refused_at_start_up():
+    assert "FETCH_HOUR must be at most 23, got 25" in manage("check", FETCH_HOUR="25").stderr
+    assert "DIGEST_DEFAULT_HOUR must be at least 0, got -1" in manage("check", DIGEST_DEFAULT_HOUR="-1").stderr
+
+
+def test_production_with_an_esp_refuses_to_start_without_a_webhook_secret():
+    no_secret = {k: v for k, v in PRODUCTION.items() if k != "ANYMAIL_WEBHOOK_SECRET"}
+    assert "Set ANYMAIL_WEBHOOK_SECRET" in manage("check", **no_secret).stderr
+    smtp = {**no_secret, "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend"}
+    result = manage("check", **smtp)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_old_forwarded_header_setting_is_refused_with_a_pointer_to_its_replacement():
+    result = manage("check", RATELIMIT_IP_META_KEY="HTTP_X_FORWARDED_FOR")
+    assert "RATELIMIT_IP_META_KEY is replaced by TRUSTED_PROXY_COUNT" in result.stderr
+    assert "TRUSTED_PROXY_COUNT must be at least 0" in manage("check", TRUSTED_PROXY_COUNT="-1").stderr

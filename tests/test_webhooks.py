@@ -142,3 +142,77 @@ def test_a_high_complaint_rate_warns_in_the_admin_and_pauses_sending(client, adm
     assert digests_dispatch(enqueue=enqueue_deliveries, now=dt.datetime(2026, 3, 2, 10, tzinfo=dt.timezone.utc)) == 0
     time_machine.move_to("2026-03-04T10:00Z")  # a day later the rate is back to nothing
     assert digests_dispatch(enqueue=enqueue_deliveries, now=dt.datetime(2026, 3, 4, 10, tzinfo=dt.timezone.utc)) > 0
+
+
+BAD_BODIES = [b"{", b'{"RecordType": "Bounce", "ID": 1', b"", b"\xff\xfe\x00", b'"text"', b"null", b"42", b"[1, 2]"]
+
+
+@pytest.mark.parametrize("esp", ["postmark", "mailgun", "brevo", "mailjet", "sparkpost", "mailtrap"])
+@pytest.mark.parametrize("body", BAD_BODIES)
+def test_a_malformed_body_with_valid_credentials_is_a_400_and_stores_nothing(client, settings, esp, body):
+    settings.ANYMAIL = {**settings.ANYMAIL, "MAILGUN_WEBHOOK_SIGNING_KEY": "mailgun-key"}
+    response = client.post(f"/anymail/{esp}/tracking/", body, content_type="application/json", **auth())
+    assert response.status_code == 400
+    assert not SubscriberEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"Metadata": "subscriber=1"}, {"Metadata": ["1"]}, {"BouncedAt": 1709373600}, {"Email": 42},
+     {"Email": ["alice@example.org"]}],
+)
+def test_a_postmark_event_of_the_wrong_shape_is_a_400_and_changes_nothing(client, change):
+    alice = make_subscriber()
+    response = post(client, {**bounce(alice), **change})
+    assert response.status_code == 400 and b"Malformed Postmark webhook payload" in response.content
+    assert not SubscriberEvent.objects.exists() and Subscriber.objects.get().status == "active"
+
+
+def test_a_list_of_postmark_events_is_refused(client):
+    alice = make_subscriber()
+    response = post(client, [bounce(alice)])
+    assert response.status_code == 400 and Subscriber.objects.get().status == "active"
+
+
+def test_a_mailjet_batch_with_one_bad_event_stores_none_of_them(client):
+    alice = make_subscriber()
+    good = {"event": "bounce", "time": 1709373600, "MessageID": 1, "email": alice.email, "hard_bounce": True}
+    batch = [good, {**good, "MessageID": 2}, {**good, "MessageID": 3, "email": ["x@example.org"]}]
+    response = client.post("/anymail/mailjet/tracking/", json.dumps(batch), content_type="application/json", **auth())
+    assert response.status_code == 400
+    assert not SubscriberEvent.objects.exists() and Subscriber.objects.get().status == "active"
+    response = client.post("/anymail/mailjet/tracking/", json.dumps(batch[:2]), content_type="application/json", **auth())
+    assert response.status_code == 200 and Subscriber.objects.get().status == "suppressed"
+
+
+@pytest.mark.parametrize("named", ["١٢", "٣", "12 ", "+3", "7"])
+def test_a_bounce_acts_on_its_recipient_whatever_subscriber_its_metadata_names(client, named):
+    people = [make_subscriber(f"p{n}@example.org") for n in range(13)]
+    bob = make_subscriber("bob@example.org")
+    assert post(client, {**bounce(bob), "Metadata": {"subscriber": named}}).status_code == 200
+    assert list(Subscriber.objects.filter(status="suppressed")) == [bob]
+    assert SubscriberEvent.objects.get().subscriber == bob
+    assert all(p.events.count() == 0 for p in people)
+
+
+def test_a_bounce_for_an_idn_address_finds_its_subscriber_in_any_form(client):
+    idn = make_subscriber("idn@xn--bcher-kva.de")
+    assert post(client, {**bounce(idn), "Email": "IDN@Bu\u0308cher.DE"}).status_code == 200
+    assert Subscriber.objects.get().status == "suppressed"
+
+
+@pytest.mark.parametrize("esp", ["amazon_ses", "mailersend", "postal"])
+def test_the_webhook_of_an_esp_this_site_is_not_configured_for_says_so_without_a_500(client, esp):
+    response = client.post(f"/anymail/{esp}/tracking/", b"{}", content_type="application/json", **auth())
+    assert response.status_code == 503 and b"not configured" in response.content
+    assert not SubscriberEvent.objects.exists()
+
+
+def test_events_without_metadata_or_with_numeric_message_ids_are_accepted(client):
+    alice = make_subscriber()
+    event = {"event": "bounce", "timestamp": 1709373600, "message_id": 4711, "event_id": "ev-1",
+             "email": alice.email, "custom_variables": None}
+    response = client.post("/anymail/mailtrap/tracking/", json.dumps({"events": [event]}),
+                           content_type="application/json", **auth())
+    assert response.status_code == 200
+    assert Subscriber.objects.get().status == "suppressed" and SubscriberEvent.objects.get().message_id == "4711"

@@ -16,6 +16,7 @@ def source_health():
     for source, label in FetchRun.Source.choices:
         last = FetchRun.objects.last_success(source)
         latest = FetchRun.objects.filter(source=source).first()
-        stale = latest is not None and (last is None or last.finished_at < now - dt.timedelta(days=1))
-        rows.append({"label": label, "last": last, "latest": latest, "stale": stale})
+        stale = last is not None and latest is not None and last.finished_at < now - dt.timedelta(days=1)
+        never = last is None and latest is not None and latest.status == FetchRun.Status.FAILED
+        rows.append({"label": label, "last": last, "latest": latest, "stale": stale, "never": never})
     return {"rows": rows}

@@ -47,6 +47,6 @@ class Command(BaseCommand):
         if Subscriber.objects.filter(email=email).exists():
             self.stdout.write(f"Demo reader {email} exists already; left as is.")
             return
-        subscriber_signup(email=email, topics=list(topics), keywords=keywords)
+        subscriber_signup(email=email, topic_ids=[t.pk for t in topics], keywords=keywords)
         subscriber_confirm(subscriber=Subscriber.objects.get(email=email))
         self.stdout.write(f"Demo reader {email} signed up and confirmed.")

@@ -32,6 +32,10 @@ class Command(BaseCommand):
                 self.stderr.write(f"{path}: {e}")
                 failed = True
                 continue
+            if not (result.created or result.updated or result.unchanged or result.rejected):
+                self.stderr.write(f"{path}: no papers found in it (read as {fmt})")
+                failed = True
+                continue
             for error in result.errors:
                 self.stderr.write(f"{path}: {error}")
             self.stdout.write(f"{path} ({fmt}): {result}")

@@ -242,7 +242,7 @@ def _send_each(ready, connection, stats, now, progress):
             email=delivery.email,
             links=recipient_links(delivery.subscriber_id),
             message_id=_message_id(offer, delivery.subscriber_id),
-            metadata=digest_metadata(offer.edition_iso, delivery.subscriber_id),
+            metadata=digest_metadata(offer.edition_iso, delivery.subscriber_id, delivery.id),
         )
         delivery.attempts += 1  # charged where a send is tried
         try:
@@ -279,7 +279,7 @@ def _send_batches(ready, connection, stats, now, progress):
                     d.email,
                     recipient_links(d.subscriber_id),
                     _message_id(offer, d.subscriber_id),
-                    digest_metadata(offer.edition_iso, d.subscriber_id),
+                    digest_metadata(offer.edition_iso, d.subscriber_id, d.id),
                 )
                 for d in deliveries
             ],
@@ -384,7 +384,7 @@ def deliveries_reconcile(*, enqueue, now=None):
     sending = found[Delivery.State.SENDING]
     for start in range(0, len(sending), 5000):
         failed += Delivery.objects.filter(pk__in=sending[start : start + 5000], state=Delivery.State.SENDING).update(
-            state=Delivery.State.FAILED, note="interrupted while sending; not resent: whether it went out is unknown"
+            state=Delivery.State.FAILED, note=f"{Delivery.INTERRUPTED}; not resent: whether it went out is unknown"
         )
     enqueue(found[Delivery.State.PENDING])
     return failed, len(found[Delivery.State.PENDING])

@@ -72,6 +72,6 @@ def digest_message_id_format(day):
     return f"<digest.{day:%Y%m%d}.{{}}@{site_domain()}>"
 
 
-def digest_metadata(day_iso, subscriber_id):
-    """What ESP tracking webhooks hand back, to map an event to (subscriber, edition)."""
-    return {"subscriber": str(subscriber_id), "edition": day_iso}
+def digest_metadata(day_iso, subscriber_id, delivery_id):
+    """What ESP tracking webhooks hand back, to map an event to its subscriber and delivery."""
+    return {"subscriber": str(subscriber_id), "edition": day_iso, "delivery": str(delivery_id)}

@@ -255,6 +255,9 @@ class Delivery(models.Model):
 
     objects = DeliveryQuerySet.as_manager()
 
+    # The note of a row whose worker died mid-send with no record of whether its mail went out.
+    INTERRUPTED = "interrupted while sending"
+
     class Meta:
         verbose_name_plural = "deliveries"
         constraints = [

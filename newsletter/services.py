@@ -8,6 +8,7 @@ from anymail.exceptions import AnymailAPIError
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from newsletter import sql
@@ -365,7 +366,25 @@ def tracking_event_record(*, event, esp_name):
             subscriber_suppress(subscriber=subscriber, reason=f"{settings.SOFT_BOUNCE_LIMIT} soft bounces", when=occurred_at)
     elif event.event_type in SUPPRESSING:
         subscriber_suppress(subscriber=subscriber, reason=SUPPRESSING[event.event_type], when=occurred_at)
+    _delivery_settle(event, subscriber, occurred_at)
     return True
+
+
+# What the ESP says when it took a message: it was sent, whatever became of it after.
+ACCEPTED = {"sent", "delivered", "deferred", "bounced", "opened", "clicked", "complained", "unsubscribed", "autoresponded"}
+
+
+def _delivery_settle(event, subscriber, when):
+    """A delivery left in doubt by a worker that died mid-send (still 'sending', or failed as
+    interrupted) is sent if the ESP reports it took the message. Only the delivery the
+    event's metadata names, and only if it is this subscriber's."""
+    named = (event.metadata or {}).get("delivery")
+    if event.event_type not in ACCEPTED or not (isinstance(named, str) and named.isascii() and named.isdigit()):
+        return
+    in_doubt = Q(state=Delivery.State.SENDING) | Q(state=Delivery.State.FAILED, note__startswith=Delivery.INTERRUPTED)
+    Delivery.objects.filter(in_doubt, pk=int(named), subscriber=subscriber).update(
+        state=Delivery.State.SENT, sent_at=when, note=f"sent: the ESP reported it {event.event_type}"
+    )
 
 
 # Complaint rate (Gmail and Yahoo bulk-sender rules)

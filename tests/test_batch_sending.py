@@ -78,7 +78,10 @@ def test_with_anymails_test_backend_metadata_maps_every_recipient(settings):
     people, outbox = sent_by_anymails_test_backend(settings, "batch", 2)
     assert len(outbox) == 1
     message = outbox[0]
-    assert message.merge_metadata == {p.email: {"subscriber": str(p.pk), "edition": DAY.isoformat()} for p in people}
+    assert message.merge_metadata == {
+        p.email: {"subscriber": str(p.pk), "edition": DAY.isoformat(), "delivery": str(p.deliveries.get().pk)}
+        for p in people
+    }
     assert set(message.anymail_status.recipients) == {p.email for p in people}
     assert all(Delivery.objects.get(subscriber=p).message_id == str(message.anymail_status.recipients[p.email].message_id)
                for p in people)
@@ -109,4 +112,5 @@ def test_in_message_mode_an_esp_reads_each_recipients_own_headers_bodies_and_met
         assert headers["list-unsubscribe-post"] == "List-Unsubscribe=One-Click"
         assert headers["message-id"] == f"<digest.{DAY:%Y%m%d}.{person.pk}@paperboy.test>"
         assert token in params["text_body"] and token in params["html_body"]
-        assert params["metadata"] == {"subscriber": str(person.pk), "edition": DAY.isoformat()}
+        assert params["metadata"] == {"subscriber": str(person.pk), "edition": DAY.isoformat(),
+                                      "delivery": str(person.deliveries.get().pk)}

@@ -144,7 +144,8 @@ def test_the_links_in_the_digest_work_when_followed(papers, readers):
 def test_each_message_carries_anymail_metadata(papers, readers):
     send()
     message = to("alice@example.org")[0]
-    assert message.metadata == {"subscriber": str(readers["alice"].pk), "edition": "2024-03-14"}
+    alice = readers["alice"]
+    assert message.metadata == {"subscriber": str(alice.pk), "edition": "2024-03-14", "delivery": str(alice.deliveries.get().pk)}
     assert message.tags == ["digest"]
 
 

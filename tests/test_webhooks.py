@@ -1,6 +1,7 @@
 """Tracking webhooks, posted as raw Postmark payloads through anymail's receiver."""
 
 import base64
+import datetime as dt
 import json
 
 import pytest
@@ -216,3 +217,28 @@ def test_events_without_metadata_or_with_numeric_message_ids_are_accepted(client
                            content_type="application/json", **auth())
     assert response.status_code == 200
     assert Subscriber.objects.get().status == "suppressed" and SubscriberEvent.objects.get().message_id == "4711"
+
+
+def delivered(subscriber, delivery_id, event_id=2001):
+    return {
+        "RecordType": "Delivery", "ID": event_id, "MessageID": f"m-{event_id}", "Recipient": subscriber.email,
+        "Tag": "digest", "DeliveredAt": "2026-03-02T10:00:00Z", "Details": "Test delivery",
+        "Metadata": {"subscriber": str(subscriber.pk), "edition": "2024-03-14", "delivery": str(delivery_id)},
+    }
+
+
+def test_the_esps_word_settles_a_delivery_a_dead_worker_left_in_doubt(client):
+    from newsletter.models import Delivery, Edition
+
+    alice, bob = make_subscriber(), make_subscriber("bob@example.org")
+    edition = Edition.objects.create(date=dt.date(2024, 3, 14))
+    doubt = Delivery.objects.create(subscriber=alice, edition=edition, state="failed",
+                                    note="interrupted while sending; not resent: whether it went out is unknown")
+    other = Delivery.objects.create(subscriber=bob, edition=edition, state="sending")
+    assert post(client, delivered(alice, doubt.pk)).status_code == 200
+    doubt.refresh_from_db()
+    assert doubt.state == "sent" and doubt.note == "sent: the ESP reported it delivered" and doubt.sent_at
+    # An event names only its own recipient's deliveries.
+    assert post(client, delivered(alice, other.pk, event_id=2002)).status_code == 200
+    other.refresh_from_db()
+    assert other.state == "sending"

@@ -256,7 +256,7 @@ def naive(day, sample):
     from newsletter.ranking import rank
     from newsletter import tokens
     from newsletter.digests import scheduled_on
-    from newsletter.rendering import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, digest_context
+    from newsletter.rendering import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, VIEW_TOKEN, digest_context
     from newsletter.services import absolute
 
     subscribers = list(scheduled_on(day).order_by("pk")[:sample])
@@ -271,8 +271,10 @@ def naive(day, sample):
         unsubscribe = tokens.make(tokens.UNSUBSCRIBE, subscriber.pk)
         preferences = tokens.make(tokens.PREFERENCES, subscriber.pk)
         feedback = tokens.make(tokens.FEEDBACK, subscriber.pk)
+        view = tokens.make(tokens.VIEW, subscriber.pk)
         text, html = (
-            part.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences).replace(FEEDBACK_TOKEN, feedback)
+            part.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences)
+            .replace(FEEDBACK_TOKEN, feedback).replace(VIEW_TOKEN, view)
             for part in (text, html)
         )
         headers = list_headers(absolute("newsletter:unsubscribe", unsubscribe))

@@ -27,7 +27,14 @@ from newsletter.models import Delivery, Edition, Subscriber, Vote, comma_list
 from newsletter.profiles import profiles
 from newsletter.ranking import Candidate, Interests, Weights, keyword_hits, rank, rank_many
 from newsletter.emails import site_domain
-from newsletter.rendering import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, EditionRenderer, personal_message
+from newsletter.rendering import (
+    FEEDBACK_TOKEN,
+    PREFERENCES_TOKEN,
+    UNSUBSCRIBE_TOKEN,
+    VIEW_TOKEN,
+    EditionRenderer,
+    personal_message,
+)
 from newsletter.schedule import local_date
 from newsletter.services import COMPLAINT_PAUSE, schedule_next, sending_paused
 from papers import vectors
@@ -449,7 +456,12 @@ def _message_id(offer, subscriber_id):
     return offer.message_id_format.format(subscriber_id)
 
 
-LINK_PURPOSES = {UNSUBSCRIBE_TOKEN: tokens.UNSUBSCRIBE, PREFERENCES_TOKEN: tokens.PREFERENCES, FEEDBACK_TOKEN: tokens.FEEDBACK}
+LINK_PURPOSES = {
+    UNSUBSCRIBE_TOKEN: tokens.UNSUBSCRIBE,
+    PREFERENCES_TOKEN: tokens.PREFERENCES,
+    FEEDBACK_TOKEN: tokens.FEEDBACK,
+    VIEW_TOKEN: tokens.VIEW,
+}
 
 
 def recipient_links(subscriber_id):

@@ -11,8 +11,9 @@ from django_ratelimit.decorators import ratelimit
 from newsletter import services, tokens
 from newsletter.digests import edition_general_picks
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
-from newsletter.models import Edition, Subscriber
-from papers.models import Paper
+from newsletter.models import Delivery, Edition, Subscriber
+from newsletter.rendering import outlined
+from papers.models import Feature, Paper
 
 SIGNUP_RATE = f"{settings.SIGNUPS_PER_IP_PER_HOUR}/h"
 
@@ -218,11 +219,42 @@ def unsubscribe(request, token):
 
 
 def editions(request):
-    return render(request, "newsletter/editions.html", {"editions": Edition.objects.all()[:200]})
+    editions = list(Edition.objects.all()[:30])
+    for each in editions:
+        _, picks = edition_general_picks(each)
+        each.size, each.leads = len(picks), [pid for pid, _ in picks[:3]]
+    papers = Paper.objects.in_bulk({pid for each in editions for pid in each.leads})
+    for each in editions:
+        each.leads = [papers[pid] for pid in each.leads]
+    return render(request, "newsletter/editions.html", {"editions": editions})
+
+
+def _items(picks, papers, notes):
+    return outlined([{"paper": papers[pid], "reason": reason, "note": notes.get(pid, "")} for pid, reason in picks if pid in papers])
 
 
 def edition(request, day):
     edition = get_object_or_404(Edition, date=day)
     offer, picks = edition_general_picks(edition)
-    items = [{"paper": offer.papers[pid], "reason": reason, "note": offer.notes.get(pid, "")} for pid, reason in picks]
-    return render(request, "newsletter/edition.html", {"edition": edition, "items": items})
+    return render(request, "newsletter/edition.html", {"edition": edition, "items": _items(picks, offer.papers, offer.notes)})
+
+
+def edition_copy(request, day, token):
+    """The reader's own copy of a digest: the "View in browser" link of each digest."""
+    subscriber, error = _subscriber_from(tokens.VIEW, token)
+    if error or subscriber is None:
+        return _bad_link(request, "invalid")
+    edition = get_object_or_404(Edition, date=day)
+    delivery = Delivery.objects.filter(edition=edition, subscriber=subscriber, state=Delivery.State.SENT).first()
+    if delivery is None:  # e.g. sent, then erased and subscribed anew: the general edition, said so
+        return render(request, "newsletter/edition.html", {"edition": edition, "items": [], "missing_copy": True}, status=404)
+    papers = Paper.objects.in_bulk(delivery.paper_ids())
+    notes = dict(Feature.objects.filter(day__lte=edition.date, paper__in=papers).values_list("paper_id", "note"))
+    ctx = {
+        "edition": edition,
+        "items": _items(delivery.picks, papers, notes),
+        "copy": True,
+        "feedback_token": tokens.make(tokens.FEEDBACK, subscriber.pk),
+        "preferences_url": services.preferences_path(subscriber),
+    }
+    return render(request, "newsletter/edition.html", ctx)

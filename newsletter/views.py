@@ -8,7 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
-from newsletter import services, tokens
+from newsletter import outline, services, tokens
 from newsletter.digests import edition_general_picks
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
 from newsletter.models import Delivery, Edition, Subscriber
@@ -38,7 +38,21 @@ def subscribe(request):
             )
         return redirect("newsletter:subscribe_done")
     status = 400 if request.method == "POST" else 200
-    return render(request, "newsletter/subscribe.html", {"form": form}, status=status)
+    return render(request, "newsletter/subscribe.html", {"form": form, **_sample()}, status=status)
+
+
+def _sample():
+    """The latest edition's first picks, to show beside the form what a digest is like."""
+    edition = Edition.objects.first()
+    if edition is None:
+        return {}
+    offer, picks = edition_general_picks(edition)
+    picks = picks[:4]
+    return {
+        "sample": _items(picks, offer.papers, offer.notes),
+        "sample_day": edition.date,
+        "sample_summary": outline.summary([reason for _, reason in picks]),
+    }
 
 
 def subscribe_done(request):
@@ -115,6 +129,9 @@ def preferences(request, token):
         elif action == "resume":
             services.subscriber_resume(subscriber=subscriber)
             saved = "Digests resumed."
+        elif action == "weekly":  # offered on the unsubscribe page: the rest stays as it is
+            _switch_to_weekly(subscriber)
+            saved = "You now get one digest a week, on " + subscriber.get_weekday_display() + "s."
         elif action == "save" and form.is_valid():
             data = form.cleaned_data
             services.subscriber_update(
@@ -128,7 +145,7 @@ def preferences(request, token):
                 authors=data["authors"],
             )
             saved = "Your preferences are saved."
-        elif action not in ("save", "pause", "resume"):
+        elif action not in ("save", "pause", "resume", "weekly"):
             return HttpResponse("Unknown action.", status=400, content_type="text/plain")
         if saved:
             subscriber.refresh_from_db()
@@ -140,8 +157,21 @@ def preferences(request, token):
         "token": token,
         "unsubscribe_url": services.unsubscribe_path(subscriber),
         "votes": subscriber.votes.select_related("paper").order_by("-updated_at")[:100],
+        "guess_timezone": subscriber.timezone == "UTC" and not form.is_bound,
     }
     return render(request, "newsletter/preferences.html", ctx, status=400 if form.errors else 200)
+
+
+def _switch_to_weekly(subscriber):
+    services.subscriber_update(
+        subscriber=subscriber,
+        topics=list(subscriber.topics.all()),
+        keywords=subscriber.keywords,
+        frequency=Subscriber.Frequency.WEEKLY,
+        weekday=subscriber.weekday,
+        hour=subscriber.hour,
+        timezone_name=subscriber.timezone,
+    )
 
 
 def _preferences_vote_action(request, subscriber, action, token):
@@ -166,13 +196,13 @@ def feedback(request, token, paper_id, vote):
     paper = get_object_or_404(Paper, pk=paper_id)
     initial = 1 if vote == "more" else -1
     form = VoteForm(request.POST or None, initial={"vote": initial})
+    ctx = {"paper": paper, "form": form, "current": subscriber.votes.filter(paper=paper).first()}
     if request.method == "POST":
         if not form.is_valid():
-            return render(request, "newsletter/feedback.html", {"paper": paper, "form": form}, status=400)
+            return render(request, "newsletter/feedback.html", ctx, status=400)
         services.vote_record(subscriber=subscriber, paper=paper, value=form.cleaned_data["vote"])
         ctx = {"paper": paper, "recorded": form.cleaned_data["vote"], "preferences_url": services.preferences_path(subscriber)}
-        return render(request, "newsletter/feedback.html", ctx)
-    return render(request, "newsletter/feedback.html", {"paper": paper, "form": form})
+    return render(request, "newsletter/feedback.html", ctx)
 
 
 def preferences_export(request, token):
@@ -212,7 +242,17 @@ def unsubscribe(request, token):
             services.subscriber_unsubscribe(subscriber=subscriber, how=how)
         ctx = {"done": True, "preferences_url": services.preferences_path(subscriber) if subscriber else None}
         return render(request, "newsletter/unsubscribe.html", ctx)
-    return render(request, "newsletter/unsubscribe.html", {"token": token})
+    ctx = {"token": token, "subscriber": subscriber}
+    if subscriber:
+        ctx |= {"masked_email": masked(subscriber.email), "preferences_url": services.preferences_path(subscriber)}
+    return render(request, "newsletter/unsubscribe.html", ctx)
+
+
+def masked(email):
+    """a•••e@example.org: enough for readers to know which address, little for anyone else."""
+    local, _, domain = email.rpartition("@")
+    shown = local[0] + "•••" + (local[-1] if len(local) > 2 else "")
+    return f"{shown}@{domain}"
 
 
 # Web archive

@@ -325,11 +325,14 @@ def test_dry_run_shows_the_digest_and_changes_nothing(papers, readers):
 
 def test_the_archive_lists_editions_with_a_feed(client, papers, readers):
     send()
-    assert "/editions/2024-03-14/" in client.get("/editions/").content.decode()
+    archive = client.get("/editions/").content.decode()
+    assert "/editions/2024-03-14/" in archive and "3 papers" in archive  # its size and lead papers
+    assert archive.index("Quantization for tiny chips") < archive.index("Robot arms that learn")
     feed = client.get("/editions/feed/").content.decode()
     assert "<feed" in feed and "Robot arms that learn" in feed
     page = client.get("/editions/2024-03-14/").content.decode()
     assert "Quantization for tiny chips" in page and "alice@example.org" not in page
+    assert 'href="https://arxiv.org/abs/2403.00003"' in page and 'href="https://arxiv.org/pdf/2403.00003"' in page
     assert client.get("/editions/2024-03-15/").status_code == 404
 
 

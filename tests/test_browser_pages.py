@@ -80,7 +80,11 @@ def test_every_page_and_the_digest_read_well_on_a_phone_and_a_desktop(browser, s
         "feedback": f"/f/{tokens.make(tokens.FEEDBACK, ada.pk)}/{paper.pk}/more/",
         "preferences": f"/preferences/{tokens.make(tokens.PREFERENCES, ada.pk)}/",
         "unsubscribe": f"/u/{tokens.make(tokens.UNSUBSCRIBE, ada.pk)}/",
+        "delete": f"/preferences/{tokens.make(tokens.PREFERENCES, ada.pk)}/delete/",
         "manage": "/preferences/",
+        "confirm": f"/confirm/{tokens.make(tokens.CONFIRM, ada.pk)}/",
+        "subscribe done": "/subscribe/done/",
+        "bad link": "/u/not-a-token/",
     }
     for viewport in (PHONE, DESKTOP):
         page = browser.new_page(viewport=viewport)

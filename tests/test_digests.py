@@ -10,7 +10,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.test import Client
 
-from newsletter import delivery
+from newsletter import delivery, tokens
 from newsletter.emails import build_message
 from newsletter.services import unsubscribe_path
 from newsletter.models import Delivery, Edition, Subscriber
@@ -349,6 +349,8 @@ def test_view_in_browser_opens_the_readers_own_copy(client, papers, readers):
     bob_page = client.get(copies["bob"]).content.decode()
     assert "Mentioning “tiny chips”</h2>" in bob_page and "Robotics</h2>" not in bob_page
     assert client.get(copies["alice"][:-3] + "xx/").status_code == 400
+    no_copy = client.get(f"/editions/2024-03-14/{tokens.make(tokens.VIEW, readers['carol'].pk)}/")
+    assert no_copy.status_code == 404 and "We have no copy of your digest" in no_copy.content.decode()
     preferences = re.search(r"/editions/2024-03-14/([^/]+)/", copies["alice"]).group(1)
     assert client.get(f"/preferences/{preferences}/").status_code == 400  # a token for one link opens no other
 

@@ -51,7 +51,7 @@ def _sample():
     return {
         "sample": _items(picks, offer.papers, offer.notes),
         "sample_day": edition.date,
-        "sample_summary": outline.summary([reason for _, reason in picks]),
+        "sample_summary": _summary(picks),
     }
 
 
@@ -273,10 +273,15 @@ def _items(picks, papers, notes):
     return outlined([{"paper": papers[pid], "reason": reason, "note": notes.get(pid, "")} for pid, reason in picks if pid in papers])
 
 
+def _summary(picks):
+    return outline.summary([reason for _, reason in picks])
+
+
 def edition(request, day):
     edition = get_object_or_404(Edition, date=day)
     offer, picks = edition_general_picks(edition)
-    return render(request, "newsletter/edition.html", {"edition": edition, "items": _items(picks, offer.papers, offer.notes)})
+    ctx = {"edition": edition, "items": _items(picks, offer.papers, offer.notes), "summary": _summary(picks)}
+    return render(request, "newsletter/edition.html", ctx)
 
 
 def edition_copy(request, day, token):
@@ -293,6 +298,7 @@ def edition_copy(request, day, token):
     ctx = {
         "edition": edition,
         "items": _items(delivery.picks, papers, notes),
+        "summary": _summary(delivery.picks),
         "copy": True,
         "feedback_token": tokens.make(tokens.FEEDBACK, subscriber.pk),
         "preferences_url": services.preferences_path(subscriber),

@@ -31,11 +31,20 @@ demo: install
 	@echo "Serving http://127.0.0.1:$(PORT)/ (Ctrl-C to stop). Editors: manage.py createsuperuser, then /admin/"
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
-# Headless Chromium for the browser test, from Debian's packages.
-browser:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium is not installed (sudo apt-get install chromium); browser tests will be skipped"; fi; }
+# What the browser and mail tests drive, from Debian's packages: headless Chromium, and
+# SpamAssassin to score a digest; axe-core (accessibility checks injected into pages) from npm.
+DEBIAN_TOOLS := chromium spamassassin
+
+browser: node_modules/.package-lock.json
+	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not installed:$$missing (sudo apt-get install$$missing); their tests will be skipped"; fi; \
+	fi
+
+node_modules/.package-lock.json: package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent; \
+	else echo "npm is not installed; the accessibility checks will be skipped"; fi
 
 test: install-dev browser
 	env -u DATABASE_URL $(PY) -m pytest -m "not postgres" $(PYTEST_ARGS)

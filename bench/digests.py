@@ -252,7 +252,7 @@ def naive(day, sample):
     from newsletter import tokens
     from newsletter.emails import build_message, list_headers, render_parts
     from newsletter.fanout import scheduled_on
-    from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, absolute
+    from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, VIEW_TOKEN, absolute
     from newsletter.models import Edition
     from newsletter.offers import edition_offer, interests_of
     from newsletter.ranking import rank_many
@@ -269,8 +269,10 @@ def naive(day, sample):
         unsubscribe = tokens.make(tokens.UNSUBSCRIBE, subscriber.pk)
         preferences = tokens.make(tokens.PREFERENCES, subscriber.pk)
         feedback = tokens.make(tokens.FEEDBACK, subscriber.pk)
+        view = tokens.make(tokens.VIEW, subscriber.pk)
         text, html = (
-            part.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences).replace(FEEDBACK_TOKEN, feedback)
+            part.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences)
+            .replace(FEEDBACK_TOKEN, feedback).replace(VIEW_TOKEN, view)
             for part in (text, html)
         )
         headers = list_headers(absolute("newsletter:unsubscribe", unsubscribe))

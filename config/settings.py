@@ -169,6 +169,10 @@ CELERY_BEAT_SCHEDULE = {
 # E-mail. Default: each message written to a file under var/mail (the local mail sink).
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Paperboy <digest@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where replies to digests go (Reply-To), e.g. the editors' inbox; empty: to DEFAULT_FROM_EMAIL.
+DIGEST_REPLY_TO = env_str("DIGEST_REPLY_TO", "")
+if any(c in DIGEST_REPLY_TO for c in "\r\n"):
+    raise ImproperlyConfigured("DIGEST_REPLY_TO must be a single line")
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
 EMAIL_FILE_PATH = VAR_DIR / "mail"
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")

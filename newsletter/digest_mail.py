@@ -17,7 +17,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import EmailAlternative
 
 from newsletter.emails import list_headers
-from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, SLOTS, UNSUBSCRIBE_TOKEN, unsubscribe_url
+from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, SLOTS, UNSUBSCRIBE_TOKEN, VIEW_TOKEN, unsubscribe_url
 
 TO = "xxrecipientxx@paperboy.invalid"
 MESSAGE_ID = "<xxmessageidxx@paperboy.invalid>"
@@ -188,7 +188,7 @@ def batch_message(content, recipients):
 
     recipients: [(email, {placeholder: token}, message id, metadata)].
     """
-    fields = {UNSUBSCRIBE_TOKEN: "unsubscribe", PREFERENCES_TOKEN: "preferences", FEEDBACK_TOKEN: "feedback"}
+    fields = {UNSUBSCRIBE_TOKEN: "unsubscribe", PREFERENCES_TOKEN: "preferences", FEEDBACK_TOKEN: "feedback", VIEW_TOKEN: "view"}
     merge = {placeholder: settings.DIGEST_MERGE_FIELD.format(name) for placeholder, name in fields.items()}
     message = EmailMultiAlternatives(
         content.subject,

@@ -18,7 +18,9 @@ from newsletter.links import site_domain
 
 def inline_css(html):
     # Style tags are kept for what cannot be inlined: media queries for phones and dark mode.
-    return Premailer(
+    # lxml drops the doctype, without which clients render in quirks mode: it is put back.
+    doctype = "<!doctype html>\n" if html.lstrip()[:9].lower() == "<!doctype" else ""
+    return doctype + Premailer(
         html,
         keep_style_tags=True,
         remove_classes=False,
@@ -67,10 +69,17 @@ def make_message(kind, to, ctx, headers=None, metadata=None):
 
 
 def list_headers(unsubscribe_url):
-    """RFC 2369 / RFC 8058 headers every list mail carries."""
+    """RFC 2369 / RFC 8058 headers every list mail carries, and those that keep out-of-office
+    and auto-replies from answering it (RFC 3834, Exchange's X-Auto-Response-Suppress)."""
     domain = site_domain()
-    return {
+    headers = {
         "List-Unsubscribe": f"<{unsubscribe_url}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "List-Id": f"{settings.SITE_NAME} digest <digest.{domain}>",
+        "Auto-Submitted": "auto-generated",
+        "X-Auto-Response-Suppress": "OOF, AutoReply",
+        "Precedence": "bulk",
     }
+    if settings.DIGEST_REPLY_TO:
+        headers["Reply-To"] = settings.DIGEST_REPLY_TO
+    return headers

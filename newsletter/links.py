@@ -16,7 +16,13 @@ from newsletter import tokens
 UNSUBSCRIBE_TOKEN = "xxunsubscribetokenxx"
 PREFERENCES_TOKEN = "xxpreferencestokenxx"
 FEEDBACK_TOKEN = "xxfeedbacktokenxx"
-SLOTS = {UNSUBSCRIBE_TOKEN: tokens.UNSUBSCRIBE, PREFERENCES_TOKEN: tokens.PREFERENCES, FEEDBACK_TOKEN: tokens.FEEDBACK}
+VIEW_TOKEN = "xxviewtokenxx"
+SLOTS = {
+    UNSUBSCRIBE_TOKEN: tokens.UNSUBSCRIBE,
+    PREFERENCES_TOKEN: tokens.PREFERENCES,
+    FEEDBACK_TOKEN: tokens.FEEDBACK,
+    VIEW_TOKEN: tokens.VIEW,
+}
 
 
 def absolute(viewname, *args):

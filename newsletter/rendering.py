@@ -7,8 +7,9 @@ premailer costs ~12 ms a document, Django's MIME building ~1-2 ms a message. Ins
   markers into a shell (header and footer) and one card per paper, kept as %-format templates
   (stencil()) with a field for each per-recipient link, and cards cut where the reason goes:
   the reason line is the only part of a card that varies.
-- A digest is the shell around its cards, joined from those pieces; identical picks share
-  one assembled content.
+- A digest is the shell around its cards, joined from those pieces, grouped into sections
+  (newsletter.outline) with a heading where a section starts, and its one-line summary put
+  into the shell; identical picks share one assembled content.
 - Per content, the MIME bytes are composed once, with fields for the recipient, the
   Message-ID, the date and the signed links; per recipient they are filled in with one
   formatting operation.
@@ -25,12 +26,15 @@ from cachetools import LRUCache
 from django.conf import settings
 from django.template.loader import render_to_string
 
+from newsletter import outline
 from newsletter.digest_mail import compose_mime, stencil
 from newsletter.emails import inline_css
-from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, SLOTS, UNSUBSCRIBE_TOKEN, absolute, unsubscribe_url
+from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, SLOTS, UNSUBSCRIBE_TOKEN, VIEW_TOKEN, absolute, unsubscribe_url
 
 ITEMS, END_ITEMS, ITEM = "<!--pb:items-->", "<!--pb:/items-->", "<!--pb:item-->"
 REASON = "XXREASONXX"  # capfirst leaves it as it is
+SECTION = "XXSECTIONXX"  # and upper too
+SUMMARY = "XXSUMMARYXX"
 
 
 def _cut(document):
@@ -39,13 +43,37 @@ def _cut(document):
     return head, items.split(ITEM)[1:], tail
 
 
+def outlined(items):
+    """Items ({"paper", "reason", "note"}) grouped into sections: each gets its "detail" (the
+    reason line its card keeps, often none) and, if it starts a section, its "section" heading."""
+    result, previous = [], None
+    for item in outline.grouped(items, lambda item: item["reason"]):
+        section = outline.section_of(item["reason"])
+        heading = section.heading if section.key != previous else ""
+        result.append({**item, "section": heading, "detail": section.detail})
+        previous = section.key
+    return result
+
+
 def digest_context(edition, items):
+    """What the digest templates receive, for items in ranking order."""
+    items = outlined(items)
+    reasons = [item["reason"] for item in items]
+    lead = outline.typeset(items[0]["paper"].title) if items else ""
+    subject = outline.subject(lead, outline.subject_tail(reasons[1:]), f"{edition.date.day} {edition.date:%b}")
+    return _context(edition, items, outline.summary(reasons), subject)
+
+
+def _context(edition, items, summary, subject=""):
     return {
         "SITE_NAME": settings.SITE_NAME,
         "SITE_URL": settings.SITE_URL,
         "edition": edition,
         "items": items,
-        "archive_url": settings.SITE_URL + edition.get_absolute_url(),
+        "summary": summary,
+        "subject": subject,
+        "preheader_padding": range(30),  # keeps the body's first words out of the inbox preview
+        "archive_url": absolute("newsletter:edition_copy", edition.date.isoformat(), VIEW_TOKEN),
         "preferences_url": absolute("newsletter:preferences", PREFERENCES_TOKEN),
         "unsubscribe_url": unsubscribe_url(UNSUBSCRIBE_TOKEN),
         "feedback_token": FEEDBACK_TOKEN,
@@ -83,23 +111,56 @@ class Content:
         return self.html_template % AS_PLACEHOLDERS
 
 
+@dataclass
+class _Card:
+    """A card rendered with a section heading and a reason line, cut so it can be joined
+    with or without either; `before` starts with the text card's number, put back per digest."""
+
+    heading: tuple  # (start, end) around the heading
+    before: str
+    why: tuple  # (start, end) around the reason line
+    after: str
+
+    @classmethod
+    def cut(cls, card, why_start, why_end):
+        heading_start, rest = card.split(SECTION, 1)
+        heading_end = rest[: rest.index(">") + 1] if rest.startswith("</") else ""  # the HTML's </h2>
+        rest = rest[len(heading_end) :]
+        before, after = rest.split(REASON, 1)
+        start, end = before.rindex(why_start), after.index(why_end) + len(why_end)
+        return cls((heading_start, heading_end), before[:start], (before[start:], after[:end]), after[end:])
+
+    def join(self, heading, detail, before=None):
+        parts = [self.heading[0], heading, self.heading[1]] if heading else []
+        parts.append(self.before if before is None else before)
+        if detail:
+            parts += (self.why[0], detail, self.why[1])
+        parts.append(self.after)
+        return parts
+
+
+def _html(text):
+    # What Django's escaping gives once lxml has serialised it; % doubled for stencil().
+    return html_lib.escape(text, quote=False).replace("%", "%%")
+
+
 class EditionRenderer:
     def __init__(self, edition, papers, notes):
         self.edition = edition
         self.papers = papers
         order = list(papers)
-        items = [{"paper": papers[pid], "reason": REASON, "note": notes.get(pid, "")} for pid in order]
-        ctx = digest_context(edition, items)
+        items = [
+            {"paper": papers[pid], "reason": REASON, "note": notes.get(pid, ""), "section": SECTION, "detail": REASON}
+            for pid in order
+        ]
+        ctx = _context(edition, items, SUMMARY)
         html_head, html_cards, html_tail = _cut(inline_css(render_to_string("emails/digest-body.html", ctx)))
         text_head, text_cards, text_tail = _cut(render_to_string("emails/digest-body.txt", ctx))
-        # As templates, cut where the reason goes: a digest is then joined from these pieces.
+        # As templates, cut where the heading and the reason go: a digest is joined from these pieces.
         self.html_shell = (stencil(html_head, TEXT_SLOTS), stencil(html_tail, TEXT_SLOTS))
         self.text_shell = (stencil(text_head, TEXT_SLOTS), stencil(text_tail, TEXT_SLOTS))
-        self.html_cards = {pid: stencil(card, TEXT_SLOTS).split(REASON, 1) for pid, card in zip(order, html_cards)}
-        # Text cards start with their number; it is put back when assembling.
-        self.text_cards = {
-            pid: stencil(card.split(". ", 1)[1], TEXT_SLOTS).split(REASON, 1) for pid, card in zip(order, text_cards)
-        }
+        self.html_cards = {pid: _Card.cut(stencil(card, TEXT_SLOTS), "<p ", "</p>") for pid, card in zip(order, html_cards)}
+        self.text_cards = {pid: _Card.cut(stencil(card, TEXT_SLOTS), "\n", "") for pid, card in zip(order, text_cards)}
         # Bounded: distinct contents grow with the number of subscribers, memory must not.
         self.contents = LRUCache(maxsize=300)
         self.subjects = {}
@@ -111,23 +172,30 @@ class EditionRenderer:
         return self.contents[picks]
 
     def _assemble(self, picks):
-        html, text = [self.html_shell[0]], [self.text_shell[0]]
+        picks = outline.grouped(picks)
+        summary = outline.summary([reason for _, reason in picks])
+        html = [self.html_shell[0].replace(SUMMARY, _html(summary))]
+        text = [self.text_shell[0].replace(SUMMARY, summary.replace("%", "%%"))]
+        previous = None
         for n, (pid, reason) in enumerate(picks, start=1):
-            before, after = self.html_cards[pid]
-            # What Django's {{ reason|capfirst }} gives once lxml has serialised it.
-            html += (before, html_lib.escape(reason[:1].upper() + reason[1:], quote=False).replace("%", "%%"), after)
-            before, after = self.text_cards[pid]
-            text += (f"\n{n}. ", before, reason.replace("%", "%%"), after)
+            section = outline.section_of(reason)
+            heading = section.heading if section.key != previous else ""
+            previous, detail = section.key, section.detail[:1].upper() + section.detail[1:]
+            html += self.html_cards[pid].join(_html(heading), _html(detail))
+            card = self.text_cards[pid]
+            lead, rest = card.before.split(".", 1)  # "\n\n1. Title": the number is this digest's
+            before = lead.rstrip("0123456789") + str(n) + "." + rest
+            text += card.join(heading.upper().replace("%", "%%"), detail.replace("%", "%%"), before)
         html.append(self.html_shell[1])
         text.append(self.text_shell[1])
         html, text, subject = "".join(html), "".join(text), self._subject(picks)
         return Content(subject, text, html, compose_mime(subject, text, html))
 
     def _subject(self, picks):
-        # The subject names the first paper and counts the rest: far fewer than the contents.
-        key = (picks[0][0], len(picks))
+        # The subject reads the lead paper and what the rest are about: far fewer than the contents.
+        key = (picks[0][0], outline.subject_tail([reason for _, reason in picks[1:]]))
         if key not in self.subjects:
-            items = [{"paper": self.papers[pid], "reason": reason} for pid, reason in picks]
+            items = [{"paper": self.papers[pid], "reason": reason, "note": ""} for pid, reason in picks]
             subject = render_to_string("emails/digest-subject.txt", digest_context(self.edition, items))
             self.subjects[key] = " ".join(subject.split())
         return self.subjects[key]

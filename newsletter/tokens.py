@@ -13,6 +13,7 @@ CONFIRM = "newsletter.confirm"
 PREFERENCES = "newsletter.preferences"
 UNSUBSCRIBE = "newsletter.unsubscribe"
 FEEDBACK = "newsletter.feedback"
+VIEW = "newsletter.view"  # a reader's own copy of a digest on the web
 
 PREFERENCES_MAX_AGE = dt.timedelta(days=365)
 

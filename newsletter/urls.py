@@ -19,4 +19,5 @@ urlpatterns = [
     path("editions/", views.editions, name="editions"),
     path("editions/feed/", EditionsFeed(), name="editions_feed"),
     path("editions/<date:day>/", views.edition, name="edition"),
+    path("editions/<date:day>/<str:token>/", views.edition_copy, name="edition_copy"),
 ]

@@ -10,12 +10,13 @@ from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
 from config.client_ip import client_ip
-from newsletter import services, tasks, tokens
+from newsletter import outline, services, tasks, tokens
 from newsletter.links import preferences_path, unsubscribe_path
 from newsletter.offers import edition_general_picks
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
-from newsletter.models import Edition, Subscriber
-from papers.models import Paper
+from newsletter.models import Delivery, Edition, Subscriber
+from newsletter.rendering import outlined
+from papers.models import Feature, Paper
 
 SIGNUP_RATE = f"{settings.SIGNUPS_PER_IP_PER_HOUR}/h"
 
@@ -42,7 +43,21 @@ def subscribe(request):
             transaction.on_commit(lambda: tasks.subscriber_signup_task.delay(**fields))
         return redirect("newsletter:subscribe_done")
     status = 400 if request.method == "POST" else 200
-    return render(request, "newsletter/subscribe.html", {"form": form}, status=status)
+    return render(request, "newsletter/subscribe.html", {"form": form, **_sample()}, status=status)
+
+
+def _sample():
+    """The latest edition's first picks, to show beside the form what a digest is like."""
+    edition = Edition.objects.first()
+    if edition is None:
+        return {}
+    offer, picks = edition_general_picks(edition)
+    picks = picks[:4]
+    return {
+        "sample": _items(picks, offer.papers, offer.notes),
+        "sample_day": edition.date,
+        "sample_summary": _summary(picks),
+    }
 
 
 def subscribe_done(request):
@@ -120,6 +135,9 @@ def preferences(request, token):
         elif action == "resume":
             services.subscriber_resume(subscriber=subscriber)
             saved = "Digests resumed."
+        elif action == "weekly":  # offered on the unsubscribe page: the rest stays as it is
+            _switch_to_weekly(subscriber)
+            saved = "You now get one digest a week, on " + subscriber.get_weekday_display() + "s."
         elif action == "save" and form.is_valid():
             data = form.cleaned_data
             services.subscriber_update(
@@ -133,7 +151,7 @@ def preferences(request, token):
                 authors=data["authors"],
             )
             saved = "Your preferences are saved."
-        elif action not in ("save", "pause", "resume"):
+        elif action not in ("save", "pause", "resume", "weekly"):
             return HttpResponse("Unknown action.", status=400, content_type="text/plain")
         if saved:
             subscriber.refresh_from_db()
@@ -145,8 +163,21 @@ def preferences(request, token):
         "token": token,
         "unsubscribe_url": unsubscribe_path(subscriber),
         "votes": subscriber.votes.select_related("paper").order_by("-updated_at")[:100],
+        "guess_timezone": subscriber.timezone == "UTC" and not form.is_bound,
     }
     return render(request, "newsletter/preferences.html", ctx, status=400 if form.errors else 200)
+
+
+def _switch_to_weekly(subscriber):
+    services.subscriber_update(
+        subscriber=subscriber,
+        topics=list(subscriber.topics.all()),
+        keywords=subscriber.keywords,
+        frequency=Subscriber.Frequency.WEEKLY,
+        weekday=subscriber.weekday,
+        hour=subscriber.hour,
+        timezone_name=subscriber.timezone,
+    )
 
 
 def _preferences_vote_action(request, subscriber, action, token):
@@ -171,13 +202,13 @@ def feedback(request, token, paper_id, vote):
     paper = get_object_or_404(Paper, pk=paper_id)
     initial = 1 if vote == "more" else -1
     form = VoteForm(request.POST or None, initial={"vote": initial})
+    ctx = {"paper": paper, "form": form, "current": subscriber.votes.filter(paper=paper).first()}
     if request.method == "POST":
         if not form.is_valid():
-            return render(request, "newsletter/feedback.html", {"paper": paper, "form": form}, status=400)
+            return render(request, "newsletter/feedback.html", ctx, status=400)
         services.vote_record(subscriber=subscriber, paper=paper, value=form.cleaned_data["vote"])
         ctx = {"paper": paper, "recorded": form.cleaned_data["vote"], "preferences_url": preferences_path(subscriber)}
-        return render(request, "newsletter/feedback.html", ctx)
-    return render(request, "newsletter/feedback.html", {"paper": paper, "form": form})
+    return render(request, "newsletter/feedback.html", ctx)
 
 
 def preferences_export(request, token):
@@ -217,18 +248,65 @@ def unsubscribe(request, token):
             services.subscriber_unsubscribe(subscriber=subscriber, how=how)
         ctx = {"done": True, "preferences_url": preferences_path(subscriber) if subscriber else None}
         return render(request, "newsletter/unsubscribe.html", ctx)
-    return render(request, "newsletter/unsubscribe.html", {"token": token})
+    ctx = {"token": token, "subscriber": subscriber}
+    if subscriber:
+        ctx |= {"masked_email": masked(subscriber.email), "preferences_url": preferences_path(subscriber)}
+    return render(request, "newsletter/unsubscribe.html", ctx)
+
+
+def masked(email):
+    """a•••e@example.org: enough for readers to know which address, little for anyone else."""
+    local, _, domain = email.rpartition("@")
+    shown = local[0] + "•••" + (local[-1] if len(local) > 2 else "")
+    return f"{shown}@{domain}"
 
 
 # Web archive
 
 
 def editions(request):
-    return render(request, "newsletter/editions.html", {"editions": Edition.objects.all()[:200]})
+    editions = list(Edition.objects.all()[:30])
+    for each in editions:
+        _, picks = edition_general_picks(each)
+        each.size, each.leads = len(picks), [pid for pid, _ in picks[:3]]
+    papers = Paper.objects.in_bulk({pid for each in editions for pid in each.leads})
+    for each in editions:
+        each.leads = [papers[pid] for pid in each.leads]
+    return render(request, "newsletter/editions.html", {"editions": editions})
+
+
+def _items(picks, papers, notes):
+    return outlined([{"paper": papers[pid], "reason": reason, "note": notes.get(pid, "")} for pid, reason in picks if pid in papers])
+
+
+def _summary(picks):
+    return outline.summary([reason for _, reason in picks])
 
 
 def edition(request, day):
     edition = get_object_or_404(Edition, date=day)
     offer, picks = edition_general_picks(edition)
-    items = [{"paper": offer.papers[pid], "reason": reason, "note": offer.notes.get(pid, "")} for pid, reason in picks]
-    return render(request, "newsletter/edition.html", {"edition": edition, "items": items})
+    ctx = {"edition": edition, "items": _items(picks, offer.papers, offer.notes), "summary": _summary(picks)}
+    return render(request, "newsletter/edition.html", ctx)
+
+
+def edition_copy(request, day, token):
+    """The reader's own copy of a digest: the "View in browser" link of each digest."""
+    subscriber, error = _subscriber_from(tokens.VIEW, token)
+    if error or subscriber is None:
+        return _bad_link(request, "invalid")
+    edition = get_object_or_404(Edition, date=day)
+    delivery = Delivery.objects.filter(edition=edition, subscriber=subscriber, state=Delivery.State.SENT).first()
+    if delivery is None:  # e.g. sent, then erased and subscribed anew: the general edition, said so
+        return render(request, "newsletter/edition.html", {"edition": edition, "items": [], "missing_copy": True}, status=404)
+    papers = Paper.objects.in_bulk(delivery.paper_ids())
+    notes = dict(Feature.objects.filter(day__lte=edition.date, paper__in=papers).values_list("paper_id", "note"))
+    ctx = {
+        "edition": edition,
+        "items": _items(delivery.picks, papers, notes),
+        "summary": _summary(delivery.picks),
+        "copy": True,
+        "feedback_token": tokens.make(tokens.FEEDBACK, subscriber.pk),
+        "preferences_url": preferences_path(subscriber),
+    }
+    return render(request, "newsletter/edition.html", ctx)

@@ -37,6 +37,39 @@ def pytest_runtest_setup(item):
             pytest.fail(f"REDIS_URL is set but Redis does not answer at {url}")
     if item.get_closest_marker("browser") and not shutil.which("chromium"):
         _unavailable("needs Debian's chromium package (make browser)")
+    if item.get_closest_marker("spamassassin") and not shutil.which("spamassassin"):
+        _unavailable("needs Debian's spamassassin package (make browser)")
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def server():
+    """A live server for this test only, so its database connections close with it
+    (pytest-django's lives for the whole session, past the test database's teardown)."""
+    import gc
+
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.db import connections
+    from django.test.testcases import LiveServerThread
+
+    shared = {c.alias: c for c in connections.all() if c.vendor == "sqlite" and c.is_in_memory_db()}
+    for connection in shared.values():
+        connection.inc_thread_sharing()
+    thread = LiveServerThread("127.0.0.1", StaticFilesHandler, connections_override=shared, port=0)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    thread.url = f"http://127.0.0.1:{thread.port}"
+    yield thread
+    thread.terminate()
+    for connection in shared.values():
+        connection.dec_thread_sharing()
+    gc.collect()  # closes connections left by the server's finished request threads
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,5 @@
 """The signup flow in a real browser: Debian's headless Chromium driven by Playwright."""
 
-import gc
 import os
 import re
 
@@ -8,11 +7,9 @@ import pytest
 from django.core import mail
 
 from newsletter.models import Subscriber
+from tests.conftest import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
 @pytest.fixture
@@ -31,31 +28,6 @@ def page(server):
 
         connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE")
-
-
-@pytest.fixture
-def server():
-    """A live server for this test only, so its database connections close with it
-    (pytest-django's lives for the whole session, past the test database's teardown)."""
-    from django.contrib.staticfiles.handlers import StaticFilesHandler
-    from django.db import connections
-    from django.test.testcases import LiveServerThread
-
-    shared = {c.alias: c for c in connections.all() if c.vendor == "sqlite" and c.is_in_memory_db()}
-    for connection in shared.values():
-        connection.inc_thread_sharing()
-    thread = LiveServerThread("127.0.0.1", StaticFilesHandler, connections_override=shared, port=0)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait()
-    if thread.error:
-        raise thread.error
-    thread.url = f"http://127.0.0.1:{thread.port}"
-    yield thread
-    thread.terminate()
-    for connection in shared.values():
-        connection.dec_thread_sharing()
-    gc.collect()  # closes connections left by the server's finished request threads
 
 
 def link(message, path):

@@ -10,7 +10,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.test import Client
 
-from newsletter import delivery
+from newsletter import delivery, tokens
 from newsletter.emails import build_message
 from newsletter.links import unsubscribe_path
 from newsletter.models import Delivery, Edition, Subscriber
@@ -96,12 +96,13 @@ def test_the_digest_is_ranked_for_the_subscriber_with_reasons(papers, readers):
     alice, bob = parsed(to("alice@example.org")[0]), parsed(to("bob@example.org")[0])
     alice_text = alice.get_body(("plain",)).get_content()
     assert alice_text.index("Robot arms that learn") < alice_text.index("Quantization for tiny chips")
-    assert "Why: matches your topic Robotics" in alice_text
+    assert "1 in Robotics, 2 trending" in alice_text  # the summary under the masthead
+    assert "\nROBOTICS\n\n1. Robot arms that learn" in alice_text and "\nTRENDING\n\n2. " in alice_text
     assert "An old robot paper" not in alice_text  # outside the edition's window
     bob_html = bob.get_body(("html",)).get_content()
-    assert "Matches your topic Security & privacy".replace("&", "&amp;") in bob_html
-    assert "Mentions 'tiny chips'" in bob_html
-    assert alice["Subject"].startswith("Paperboy 14 Mar: Robot arms that learn and 2 more")
+    assert "Security &amp; privacy</h2>" in bob_html
+    assert "Mentioning “tiny chips”</h2>" in bob_html
+    assert alice["Subject"] == "Robot arms that learn + 2 trending · 14 Mar"
     assert Delivery.objects.get(subscriber=readers["alice"]).picks[0] == [papers["robot"].pk, "matches your topic Robotics"]
 
 
@@ -156,7 +157,7 @@ def test_featured_papers_are_on_top_with_the_note(papers, readers):
         message = parsed(to(address)[0])
         text = message.get_body(("plain",)).get_content()
         assert text.index("An old robot paper") < text.index("Robot arms that learn")
-        assert "Why: featured by the editors" in text and "Editor's note: A classic, back in fashion" in text
+        assert "\nEDITOR'S PICK\n\n1. An old robot paper" in text and "The editors: A classic, back in fashion" in text
         assert "<b>classic</b>" in message.get_body(("html",)).get_content()
 
 
@@ -318,18 +319,40 @@ def test_dry_run_shows_the_digest_and_changes_nothing(papers, readers):
     out = StringIO()
     call_command("send_digests", date=DAY, dry_run=True, stdout=out)
     assert "scheduled: 2, would send: 2, not mailable: 0, nothing new: 0, distinct digests: 2" in out.getvalue()
-    assert "Subject: Paperboy 14 Mar" in out.getvalue()
+    assert "Subject: Robot arms that learn + 2 trending · 14 Mar" in out.getvalue()
     assert sent_mail() == [] and not Delivery.objects.exists() and not Edition.objects.exists()
 
 
 def test_the_archive_lists_editions_with_a_feed(client, papers, readers):
     send()
-    assert "/editions/2024-03-14/" in client.get("/editions/").content.decode()
+    archive = client.get("/editions/").content.decode()
+    assert "/editions/2024-03-14/" in archive and "3 papers" in archive  # its size and lead papers
+    assert archive.index("Quantization for tiny chips") < archive.index("Robot arms that learn")
     feed = client.get("/editions/feed/").content.decode()
     assert "<feed" in feed and "Robot arms that learn" in feed
     page = client.get("/editions/2024-03-14/").content.decode()
     assert "Quantization for tiny chips" in page and "alice@example.org" not in page
+    assert 'href="https://arxiv.org/abs/2403.00003"' in page and 'href="https://arxiv.org/pdf/2403.00003"' in page
     assert client.get("/editions/2024-03-15/").status_code == 404
+
+
+def test_view_in_browser_opens_the_readers_own_copy(client, papers, readers):
+    send()
+    copies = {}
+    for name in ("alice", "bob"):
+        text = parsed(to(f"{name}@example.org")[0]).get_body(("plain",)).get_content()
+        copies[name] = re.search(r"Your copy on the web: https://paperboy\.test(/editions/2024-03-14/\S+/)", text).group(1)
+    alice_page = client.get(copies["alice"]).content.decode()
+    assert "Your digest of Thursday 14 March 2024" in alice_page
+    assert "Robotics</h2>" in alice_page and "Trending</h2>" in alice_page and "Mentioning" not in alice_page
+    assert "/f/" in alice_page  # with her More/Less links
+    bob_page = client.get(copies["bob"]).content.decode()
+    assert "Mentioning “tiny chips”</h2>" in bob_page and "Robotics</h2>" not in bob_page
+    assert client.get(copies["alice"][:-3] + "xx/").status_code == 400
+    no_copy = client.get(f"/editions/2024-03-14/{tokens.make(tokens.VIEW, readers['carol'].pk)}/")
+    assert no_copy.status_code == 404 and "We have no copy of your digest" in no_copy.content.decode()
+    preferences = re.search(r"/editions/2024-03-14/([^/]+)/", copies["alice"]).group(1)
+    assert client.get(f"/preferences/{preferences}/").status_code == 400  # a token for one link opens no other
 
 
 def test_the_admin_shows_progress_per_edition(client, papers, readers):

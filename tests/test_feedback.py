@@ -85,10 +85,18 @@ def test_the_feedback_links_in_a_digest_work(paper, alice):
     call_command("send_digests", date=DAY, stdout=StringIO())
     message = email.message_from_bytes(mail.outbox[0].message().as_bytes(), policy=policy.default)
     text = message.get_body(("plain",)).get_content()
-    more = re.search(r"More like this: https://paperboy\.test(/f/\S+/)", text).group(1)
+    more = re.search(r"More or less like this: https://paperboy\.test(/f/\S+/)", text).group(1)
     assert more.endswith(f"/{paper.pk}/more/")
     assert more in message.get_body(("html",)).get_content()
     browser = Client()
     assert "Save my choice" in browser.get(more).content.decode()
     browser.post(more, {"vote": "1"})
     assert Vote.objects.get(subscriber=alice, paper=paper).value == 1
+
+
+def test_the_page_asks_first_shows_the_current_vote_and_says_nothing_is_saved_yet(client, alice, paper):
+    page = client.get(url(alice, paper)).content.decode()
+    assert page.index("More or fewer papers like this one?") < page.index("Save my choice") < page.index("Robot arms")
+    assert "Nothing is saved until you tap" in page and "Your current choice" not in page
+    Vote.objects.create(subscriber=alice, paper=paper, value=-1)
+    assert "Your current choice: <strong>Less like this</strong>" in client.get(url(alice, paper)).content.decode()

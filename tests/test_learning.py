@@ -82,10 +82,11 @@ def test_a_digest_follows_votes_and_authors(settings):
     make_subscriber("bob@example.org", authors="grace HOPPER")
     call_command("send_digests", date=DAY, stdout=StringIO())
     bodies = {m.to[0]: m.body for m in mail.outbox}
-    assert "Why: similar to 'Four-bit LLM weights', which you liked" in bodies["alice@example.org"]
+    assert "\nBECAUSE YOU LIKED “FOUR-BIT LLM WEIGHTS”\n\n1. Quantized language models" in bodies["alice@example.org"]
     alice_text = bodies["alice@example.org"]
     assert alice_text.index("Quantized language models") < alice_text.index("Robots that walk")
-    assert "Why: by Grace Hopper, whom you follow" in bodies["bob@example.org"]
+    assert "\nAUTHORS YOU FOLLOW\n\n1. Robots that walk\n" in bodies["bob@example.org"]
+    assert "   By Grace Hopper, whom you follow\n" in bodies["bob@example.org"]
     assert Delivery.objects.filter(state="sent").count() == 2
 
 

@@ -21,8 +21,10 @@ def test_a_digest_shows_a_title_with_markup_characters_as_typed(settings, mode):
     make_subscriber("alice@example.org")
     call_command("send_digests", date=DAY, stdout=StringIO())
     [message] = mail.outbox
-    assert TITLE in message.subject and "&amp;" not in message.subject
-    assert TITLE in message.body and "&#x27;" not in message.body
+    # The subject names the lead paper by the part of its title before the colon.
+    assert "Fast & Slow <thinking> · 14 Mar" in message.subject
+    assert "Fast & Slow <thinking>:" in message.body
+    assert not any(entity in message.subject + message.body for entity in ("&amp;", "&lt;", "&gt;", "&#x27;", "&quot;"))
 
 
 def test_confirmation_and_reminder_mails_show_names_and_addresses_as_typed(client, settings):

@@ -166,3 +166,15 @@ def test_send_me_my_link_answers_the_same_for_everyone(client, mailoutbox):
     assert [m.to for m in mailoutbox] == [["alice@example.org"]]
     assert "/preferences/" in mailoutbox[0].body
     assert client.post(reverse("newsletter:send_link"), {"email": "bad"}).status_code == 400
+
+
+def test_the_record_has_no_empty_placeholders_and_the_weekday_shows_for_weekly_readers_only(client):
+    alice = make_subscriber(consent_ip=None)
+    page = client.get(url(alice)).content.decode()
+    assert "— from —" not in page and " from None" not in page
+    assert '<p id="weekday" hidden>' in page
+    assert "Intl.DateTimeFormat().resolvedOptions().timeZone" in page and "if (true" in page  # UTC: not chosen yet
+    alice.frequency, alice.timezone = "weekly", "Europe/Paris"
+    alice.save()
+    page = client.get(url(alice)).content.decode()
+    assert '<p id="weekday">' in page and "if (false" in page

@@ -11,7 +11,7 @@ from newsletter.offers import edition_offer
 from newsletter.emails import build_message, list_headers, render_parts
 from newsletter.models import Edition
 from newsletter.digest_mail import personal_message
-from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN
+from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, VIEW_TOKEN
 from newsletter.rendering import Content, digest_context
 from papers.models import Feature
 from tests.conftest import DAY, make_paper
@@ -46,6 +46,12 @@ def picks_of(offer):
     return tuple((pid, reason) for pid, (reason,) in zip(ids, PICKS))
 
 
+def filled(text, links):
+    for placeholder, token in links.items():
+        text = text.replace(placeholder, token)
+    return text
+
+
 def whole_document(offer, picks):
     items = [{"paper": offer.papers[pid], "reason": reason, "note": offer.notes.get(pid, "")} for pid, reason in picks]
     return render_parts("digest", digest_context(offer.edition, items))
@@ -66,16 +72,16 @@ def test_assembled_html_equals_premailer_on_the_whole_document(offer):
 def test_the_composed_mime_equals_what_djangos_email_api_builds(offer):
     picks = picks_of(offer)
     content = offer.renderer.content(picks)
-    unsubscribe, preferences, feedback = "MQ:unsub:sig", "MQ:prefs:sig", "MQ:fb:sig"
-    links = {UNSUBSCRIBE_TOKEN: unsubscribe, PREFERENCES_TOKEN: preferences, FEEDBACK_TOKEN: feedback}
+    unsubscribe, preferences, feedback, view = "MQ:unsub:sig", "MQ:prefs:sig", "MQ:fb:sig", "MQ:view:sig"
+    links = {UNSUBSCRIBE_TOKEN: unsubscribe, PREFERENCES_TOKEN: preferences, FEEDBACK_TOKEN: feedback, VIEW_TOKEN: view}
     ours = personal_message(content, email="zoe@example.org", links=links, message_id="<digest.1@paperboy.test>",
                             metadata={"subscriber": "1"})
     subject, text, html = whole_document(offer, picks)
     unsubscribe_url = f"https://paperboy.test/u/{unsubscribe}/"
     django = build_message(
         subject,
-        text.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences).replace(FEEDBACK_TOKEN, feedback),
-        html.replace(UNSUBSCRIBE_TOKEN, unsubscribe).replace(PREFERENCES_TOKEN, preferences).replace(FEEDBACK_TOKEN, feedback),
+        filled(text, links),
+        filled(html, links),
         "zoe@example.org",
         headers={"Message-ID": "<digest.1@paperboy.test>", **list_headers(unsubscribe_url)},
     )
@@ -92,7 +98,7 @@ def test_the_composed_mime_equals_what_djangos_email_api_builds(offer):
     assert b"List-Unsubscribe: <https://paperboy.test/u/MQ:unsub:sig/>\n" in ours.message().as_bytes()
     # Django's reading API, as third-party code and tests use it.
     assert ours.message()["List-Unsubscribe"] == f"<{unsubscribe_url}>"
-    assert ours.message().get("Subject") == subject
+    assert ours.message().get("Subject") == django.message()["Subject"]  # encoded alike when not ASCII
     # What ESP backends read instead of the bytes: the same, personalised.
     assert ours.body == a.get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert ours.metadata == {"subscriber": "1"} and ours.extra_headers["List-Unsubscribe"] == f"<{unsubscribe_url}>"
@@ -104,8 +110,59 @@ def test_a_line_too_long_for_8bit_falls_back_to_djangos_encoding(offer):
     html = shared.html.replace("</h1>", "x" * 2000 + "</h1>")
     content = Content.of(shared.subject, shared.text, html)
     assert content.mime_template is None
-    links = {UNSUBSCRIBE_TOKEN: "u", PREFERENCES_TOKEN: "p", FEEDBACK_TOKEN: "f"}
+    links = {UNSUBSCRIBE_TOKEN: "u", PREFERENCES_TOKEN: "p", FEEDBACK_TOKEN: "f", VIEW_TOKEN: "v"}
     message = personal_message(content, email="zoe@example.org", links=links,
                                message_id="<m@paperboy.test>", metadata={})
     parsed = email.message_from_bytes(message.message().as_bytes(), policy=policy.default)
     assert "x" * 2000 in parsed.get_body(("html",)).get_content()
+
+
+def test_cards_of_one_section_follow_each_other_under_one_heading(offer):
+    featured, first, second = picks_of(offer)[0][0], *(pid for pid, _ in picks_of(offer)[1:])
+    picks = (
+        (first, "matches your topic Robotics"),
+        (featured, "by Zoë Ünal, whom you follow"),
+        (second, "matches your topic Robotics"),
+    )
+    content = offer.renderer.content(picks)
+    assert squash(content.html) == squash(whole_document(offer, picks)[2])
+    assert content.text == whole_document(offer, picks)[1]
+    assert content.html.count("Robotics</h2>") == 1 and content.html.count("Authors you follow</h2>") == 1
+    assert "By Zoë Ünal, whom you follow</p>" in content.html  # the one reason a heading does not say
+    assert "Matches your topic" not in content.html
+    text = content.text
+    assert text.index("\nROBOTICS\n\n1. ") < text.index("\n2. ") < text.index("\nAUTHORS YOU FOLLOW\n\n3. Jamming attacks")
+
+
+def test_the_subject_fits_a_phone_and_a_hidden_preheader_sums_up_the_digest(offer):
+    featured, first, second = (pid for pid, _ in picks_of(offer))
+    offer.papers[featured].title = "Digi-Q: Learning Q-Value Functions for Training Device-Control Agents at ``scale''"
+    picks = ((featured, "featured by the editors"), (first, "matches your topic Reinforcement learning"),
+             (second, "matches your topic Reinforcement learning"))
+    renderer = type(offer.renderer)(offer.edition, offer.papers, offer.notes)
+    content = renderer.content(picks)
+    assert content.subject == "Digi-Q + 2 in Reinforcement learning · 14 Mar"
+    assert len(renderer.content(picks[:1]).subject) <= 60
+    body = content.html.split("<body", 1)[1]
+    preheader = body.split("<div", 2)[1]
+    assert 'class="preheader"' in preheader and "display:none" in preheader.replace(" ", "")
+    assert ">1 editor's pick, 2 in Reinforcement learning" in preheader
+    assert "View in browser" not in preheader
+    assert content.html.startswith("<!doctype html>")  # premailer drops it; standards mode needs it
+    assert "“scale”" in content.html and "``" not in content.text
+
+
+def test_digests_carry_headers_that_stop_auto_replies_and_reply_to_when_set(offer, settings):
+    links = {UNSUBSCRIBE_TOKEN: "u", PREFERENCES_TOKEN: "p", FEEDBACK_TOKEN: "f", VIEW_TOKEN: "v"}
+
+    def headers():
+        content = type(offer.renderer)(offer.edition, offer.papers, offer.notes).content(picks_of(offer))
+        message = personal_message(content, email="zoe@example.org", links=links, message_id="<m@paperboy.test>",
+                                   metadata={})
+        return email.message_from_bytes(message.message().as_bytes(), policy=policy.default)
+
+    parsed = headers()
+    assert parsed["Auto-Submitted"] == "auto-generated" and parsed["Precedence"] == "bulk"
+    assert parsed["X-Auto-Response-Suppress"] == "OOF, AutoReply" and parsed["Reply-To"] is None
+    settings.DIGEST_REPLY_TO = "Editors <editors@paperboy.test>"
+    assert headers()["Reply-To"] == "Editors <editors@paperboy.test>"

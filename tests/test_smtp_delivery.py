@@ -51,7 +51,7 @@ def test_digests_arrive_whole_at_a_real_smtp_server(smtp):
     message = email.message_from_bytes(raw, policy=policy.default)
     assert message["To"] == "alice@example.org"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert "Why: matches your topic Robotics" in message.get_body(("plain",)).get_content()
+    assert "\r\nROBOTICS\r\n\r\n1. Robot arms that learn" in message.get_body(("plain",)).get_content()
     assert "Robot arms that learn" in message.get_body(("html",)).get_content()
     assert Delivery.objects.filter(state="sent").count() == 2
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -65,3 +67,17 @@ def test_the_button_on_the_page_unsubscribes(client):
     response = client.post(url(alice.pk))
     assert "unsubscribed" in response.content.decode()
     assert Subscriber.objects.get().status == "unsubscribed"
+
+
+def test_the_page_names_the_masked_address_and_offers_weekly_or_a_pause_first(client):
+    alice = make_subscriber("alice@example.org")
+    page = client.get(url(alice.pk)).content.decode()
+    assert "a•••e@example.org" in page and "alice@example.org" not in page
+    assert page.index("One digest a week instead") < page.index("Pause digests") < page.index(">Unsubscribe</button>")
+    offers = re.search(r'<form method="post" action="([^"]+)" class="offers">', page).group(1)
+    client.post(offers, {"action": "weekly"})
+    alice.refresh_from_db()
+    assert (alice.frequency, alice.status) == ("weekly", "active")
+    assert "One digest a week instead" not in client.get(url(alice.pk)).content.decode()
+    client.post(offers, {"action": "pause"})
+    assert Subscriber.objects.get().status == "paused"

@@ -355,7 +355,7 @@ def ranking_weights():
 
 def edition_papers(edition, frequency):
     first_day = edition.date - dt.timedelta(days=lookback_days(frequency))
-    features = list(Feature.objects.between(first_day, edition.date).order_by("day", "created_at"))
+    features = list(Feature.objects.between(first_day, edition.date).order_by("-day", "position", "created_at"))
     ids = set(Paper.objects.filter(listed_on__range=(first_day, edition.date)).values_list("id", flat=True))
     ids |= {f.paper_id for f in features}
     papers = Paper.objects.in_bulk(ids)
@@ -369,7 +369,7 @@ def edition_papers(edition, frequency):
         candidates=[_candidate(p, topic_ids) for pid, p in papers.items() if pid not in featured_ids],
         featured=[_candidate(papers[pid], topic_ids) for pid in featured_ids],
         papers=papers,
-        notes={f.paper_id: f.note for f in features},
+        notes={f.paper_id: f.note for f in reversed(features)},  # a paper featured twice: the newest note
         topic_names=dict(Topic.objects.values_list("id", "name")),
         recent_editions=recent_editions(edition, papers),
     )

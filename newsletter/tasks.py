@@ -2,11 +2,12 @@
 
 from celery import shared_task
 
-from newsletter import delivery, digests, services
+from newsletter import archive, delivery, digests, services
 
 
 @shared_task
 def dispatch_digests_task():
+    archive.editions_record_offered()  # editions that went out since the last run: their archive is fixed
     return digests.digests_dispatch()
 
 

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
 from newsletter import services, tokens
-from newsletter.digests import edition_general_picks
+from newsletter.archive import edition_items
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
 from newsletter.models import Edition, Subscriber
 from papers.models import Paper
@@ -223,6 +223,4 @@ def editions(request):
 
 def edition(request, day):
     edition = get_object_or_404(Edition, date=day)
-    offer, picks = edition_general_picks(edition)
-    items = [{"paper": offer.papers[pid], "reason": reason, "note": offer.notes.get(pid, "")} for pid, reason in picks]
-    return render(request, "newsletter/edition.html", {"edition": edition, "items": items})
+    return render(request, "newsletter/edition.html", {"edition": edition, "items": edition_items(edition)})

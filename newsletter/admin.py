@@ -99,7 +99,9 @@ class SubscriberAdmin(admin.ModelAdmin):
         )
 
     def save_related(self, request, form, formsets, change):
-        pass  # topics were set by subscriber_update(); events are read-only
+        # Topics were set by subscriber_update(); the events inline is read-only (saved: no rows).
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     def changelist_view(self, request, extra_context=None):
         per_status = dict(Subscriber.objects.values_list("status").annotate(n=Count("id")))

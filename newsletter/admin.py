@@ -10,6 +10,7 @@ from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.html import format_html
 
 from newsletter import desk
 from newsletter.archive import editions_record_offered
@@ -274,7 +275,7 @@ class EditionAdmin(admin.ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["edition", "subscriber", "state", "attempts", "sent_at", "note"]
+    list_display = ["edition_day", "subscriber", "outcome", "sent", "note"]
     list_filter = ["state", "edition"]
     list_select_related = ["edition", "subscriber"]
     search_fields = ["subscriber__email", "message_id"]
@@ -287,6 +288,19 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # a deleted row makes its reader eligible for that edition again
+
+    # Short cells, so that the reason (note) stays in sight beside the filters.
+    @admin.display(description="edition", ordering="edition__date")
+    def edition_day(self, delivery):
+        return f"{delivery.edition.date:%-d %b %Y}"
+
+    @admin.display(description="state", ordering="state")
+    def outcome(self, delivery):
+        return f"{delivery.get_state_display()} ({delivery.attempts} attempt{'s' if delivery.attempts != 1 else ''})"
+
+    @admin.display(description="sent", ordering="sent_at")
+    def sent(self, delivery):
+        return f"{timezone.localtime(delivery.sent_at):%-d %b %H:%M}" if delivery.sent_at else "—"
 
     @admin.action(description="Send failed deliveries again…")
     def requeue(self, request, queryset):
@@ -322,27 +336,21 @@ class SuppressionAdmin(admin.ModelAdmin):
 class PaperReadersAdmin(PaperAdmin):
     """The papers list with what readers make of each paper (papers/ knows nothing of readers)."""
 
-    list_display = [*PaperAdmin.list_display, "more", "less", "readers"]
+    list_display = [*PaperAdmin.list_display, "readers"]
 
     def get_queryset(self, request):
         votes = Vote.objects.filter(paper=OuterRef("pk"))
         following = Subscriber.objects.active().filter(topics__papers=OuterRef("pk"))
         return super().get_queryset(request).annotate(
             more=count_of(votes.filter(value=1)), less=count_of(votes.filter(value=-1)),
-            readers=count_of(following, distinct=True),
+            followers=count_of(following, distinct=True),
         )
 
-    @admin.display(description="“more”", ordering="more")
-    def more(self, paper):
-        return paper.more
-
-    @admin.display(description="“less”", ordering="less")
-    def less(self, paper):
-        return paper.less
-
-    @admin.display(description="readers of its topics", ordering="readers")
+    @admin.display(description="readers", ordering="more")
     def readers(self, paper):
-        return paper.readers
+        return format_html(
+            "{} more · {} less<br><small>{} follow its topics</small>", paper.more, paper.less, paper.followers
+        )
 
     @admin.action(description="Feature selected papers (day and note above)")
     def feature(self, request, queryset):

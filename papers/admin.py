@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from papers.models import Feature, FetchRun, Paper, Topic
@@ -26,7 +27,7 @@ class FeatureActionForm(ActionForm):
     note = forms.CharField(
         required=False,
         max_length=1000,
-        widget=forms.TextInput(attrs={"size": 50, "placeholder": "Editor's note (optional; empty keeps the current one)"}),
+        widget=forms.TextInput(attrs={"placeholder": "Editor's note (optional; empty keeps the current one)"}),
     )
 
 
@@ -64,7 +65,7 @@ def today_label():
 
 @admin.register(Paper)
 class PaperAdmin(admin.ModelAdmin):
-    list_display = ["title", "arxiv_id", "listed_on", "upvotes", "topic_names", "featured_on"]
+    list_display = ["paper", "upvotes", "topic_names", "featured_on"]
     list_filter = [FeaturedFilter, "topics", "listed_on", "source"]
     search_fields = ["title", "arxiv_id", "authors"]
     date_hierarchy = "listed_on"
@@ -83,6 +84,11 @@ class PaperAdmin(admin.ModelAdmin):
         if search_term.strip() and escaped != search_term.strip():
             queryset |= self.model.objects.filter(Q(authors__icontains=escaped))
         return queryset, may_have_duplicates
+
+    @admin.display(description="paper", ordering="title")
+    def paper(self, paper):
+        listed = f"listed {paper.listed_on:%-d %b %Y}" if paper.listed_on else "not listed"
+        return format_html("{}<br><small>{} · {}</small>", paper.title, paper.arxiv_id or "no arXiv id", listed)
 
     @admin.display(description="topics")
     def topic_names(self, paper):

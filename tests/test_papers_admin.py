@@ -157,5 +157,5 @@ def test_the_paper_list_shows_what_readers_make_of_each_paper(client, editor):
     vote_record(subscriber=readers[2], paper=paper, value=-1)
     page = client.get(reverse("admin:papers_paper_changelist"))
     row = page.context["cl"].result_list.get(pk=paper.pk)
-    assert (row.more, row.less, row.readers) == (2, 1, 3)
-    assert "Readers of its topics" in page.content.decode()
+    assert (row.more, row.less, row.followers) == (2, 1, 3)
+    assert "2 more · 1 less<br><small>3 follow its topics</small>" in page.content.decode()

@@ -50,6 +50,15 @@ def _clean_cache():
 
 
 @pytest.fixture
+def editor(client):
+    """The test client, logged in to the admin as a superuser."""
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("editor", "e@example.org", "pw"))
+    return client
+
+
+@pytest.fixture
 def sample_dir():
     if not SAMPLE.exists():
         pytest.fail(f"sample data missing: {SAMPLE}")

@@ -5,7 +5,6 @@ import re
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -19,12 +18,6 @@ from tests.test_digests import sent_mail
 pytestmark = pytest.mark.django_db
 
 TODAY_URL = "/admin/newsletter/edition/today/"
-
-
-@pytest.fixture
-def editor(client):
-    client.force_login(User.objects.create_superuser("editor", "e@example.org", "pw"))
-    return client
 
 
 @pytest.fixture
@@ -210,3 +203,19 @@ def test_source_health_says_never_succeeded_and_not_configured_and_wraps_errors(
     assert "never succeeded: boom" in daily and "failing for over a day" not in daily and 'class="wrap"' in daily
     watch = health[health.index("arXiv category watch"):]
     assert "not configured" in watch[:400] and "Success" not in watch[:400]
+
+
+def test_editors_see_what_readers_made_of_an_edition_and_of_a_featured_paper(editor, papers, day):
+    from newsletter.services import subscriber_unsubscribe, vote_record
+
+    paper_feature(paper=papers["jam"], day=day)
+    a, b, c = (make_subscriber(f"{n}@example.org") for n in "abc")
+    send(day)
+    vote_record(subscriber=a, paper=papers["jam"], value=1)
+    vote_record(subscriber=b, paper=papers["jam"], value=-1)
+    vote_record(subscriber=c, paper=papers["arms"], value=1)
+    subscriber_unsubscribe(subscriber=c)
+    row = editor.get("/admin/newsletter/edition/").context["cl"].result_list.get(date=day)
+    assert (row.sent, row.more, row.less, row.unsubscribes) == (3, 2, 1, 1)
+    featured = editor.get(TODAY_URL).content.decode()
+    assert "readers since featured: 1 more, 1 less" in featured

@@ -2,7 +2,6 @@
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import User
 from django.core import mail
 
 from newsletter.models import Delivery
@@ -14,12 +13,6 @@ from tests.test_digests import send, sent_mail
 pytestmark = pytest.mark.django_db
 
 URL = "/admin/newsletter/delivery/"
-
-
-@pytest.fixture
-def editor(client):
-    client.force_login(User.objects.create_superuser("editor", "e@example.org", "pw"))
-    return client
 
 
 @pytest.fixture

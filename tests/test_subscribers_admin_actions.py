@@ -4,7 +4,6 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from newsletter.models import Subscriber, Suppression, email_hash
@@ -13,12 +12,6 @@ from tests.conftest import make_subscriber, topic
 pytestmark = pytest.mark.django_db
 
 LIST = "/admin/newsletter/subscriber/"
-
-
-@pytest.fixture
-def editor(client):
-    client.force_login(User.objects.create_superuser("editor", "e@example.org", "pw"))
-    return client
 
 
 def act(client, action, subscribers, **extra):

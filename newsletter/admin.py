@@ -191,6 +191,8 @@ def confirmation(request, model_admin, queryset, action, question, **ctx):
         "queryset": queryset,
         "action": action,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        # "Select all N" in the list: the action applies to the whole (filtered) list again.
+        "select_across": request.POST.get("select_across") == "1",
         **ctx,
     })
 

@@ -25,8 +25,9 @@ def _went_out(edition):
 
 
 def _day_over_everywhere(edition, now):
-    # The last time zone (UTC-12) ends the day a day and a half after UTC starts it.
-    return edition.date < (now - dt.timedelta(hours=12)).date() - dt.timedelta(days=1)
+    # Subscribers get the edition of their local date; the last time zone (UTC-12) ends day D
+    # at 12:00 UTC on D + 1.
+    return edition.date < (now - dt.timedelta(hours=12)).date()
 
 
 def edition_record_offered(edition, *, now=None):

@@ -219,3 +219,13 @@ def test_editors_see_what_readers_made_of_an_edition_and_of_a_featured_paper(edi
     assert (row.sent, row.more, row.less, row.unsubscribes) == (3, 2, 1, 1)
     featured = editor.get(TODAY_URL).content.decode()
     assert "readers since featured: 1 more, 1 less" in featured
+
+
+def test_an_edition_whose_day_is_over_everywhere_is_recorded_when_first_shown(client, day):
+    past = day - dt.timedelta(days=2)
+    make_paper("An old paper", upvotes=5, listed_on=past)
+    edition = Edition.objects.create(date=past)
+    assert "An old paper" in client.get(f"/editions/{past}/").content.decode()
+    edition.refresh_from_db()
+    assert [item["reason"] for item in edition.offered] == ["trending: 5 upvotes"]
+    assert edition.offered_at is not None

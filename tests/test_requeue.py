@@ -78,3 +78,14 @@ def test_deliveries_cannot_be_deleted_from_the_admin(editor, failed):
     pk = Delivery.objects.first().pk
     assert editor.post(f"{URL}{pk}/delete/", {"post": "yes"}).status_code == 403
     assert Delivery.objects.filter(pk=pk).exists()
+
+
+def test_requeue_of_every_failed_delivery_in_a_filtered_list_confirms_then_acts_on_the_same_list(editor, failed):
+    url = URL + "?state__exact=failed"
+    data = {"action": "requeue", "select_across": "1", "_selected_action": [Delivery.objects.first().pk], "index": 0}
+    page = editor.post(url, data, follow=True).content.decode()
+    assert "1 will be sent again and 2 will not" in page and 'name="select_across" value="1"' in page
+    confirm = {"action": "requeue", "select_across": "1", "_selected_action": [Delivery.objects.first().pk], "post": "yes"}
+    page = editor.post(url, confirm, follow=True).content.decode()
+    assert "Requeued 1 failed deliveries." in page
+    assert [m.to[0] for m in sent_mail()] == ["bob@example.org"]

@@ -28,7 +28,11 @@ LEADERS = 15  # papers offered for featuring
 
 
 def _day(value):
-    return parse_date(value or "") or timezone.localdate()
+    """The day asked for, or today in the site's time zone (also for a day that does not exist)."""
+    try:
+        return parse_date(value or "") or timezone.localdate()
+    except ValueError:
+        return timezone.localdate()
 
 
 def today(request):
@@ -71,6 +75,9 @@ def _act(request, day):
     editions_record_offered()  # editions already sent keep what they offered
     if op in ("feature", "note"):
         note = request.POST.get("note", "").strip()
+        if op == "note" and not note:
+            messages.warning(request, "The note is unchanged: an empty note keeps the current one.")
+            return
         try:
             paper_feature(paper=paper, day=day, note=note, user=request.user)
         except ValidationError as e:

@@ -229,3 +229,11 @@ def test_an_edition_whose_day_is_over_everywhere_is_recorded_when_first_shown(cl
     edition.refresh_from_db()
     assert [item["reason"] for item in edition.offered] == ["trending: 5 upvotes"]
     assert edition.offered_at is not None
+
+
+def test_the_today_page_shows_today_for_a_day_that_does_not_exist_and_refuses_a_lost_paper(editor, papers, day):
+    assert editor.get(TODAY_URL, {"day": "2024-02-30"}).context["day"] == day
+    page = editor.post(TODAY_URL, {"op": "feature", "paper": 999999}, follow=True).content.decode()
+    assert "That paper no longer exists." in page and not Feature.objects.exists()
+    page = desk(editor, "feature", papers["jam"], note="x" * 300).content.decode()
+    assert "not featured: An editor&#x27;s note may be at most 280 characters." in page

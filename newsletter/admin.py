@@ -42,7 +42,7 @@ def count_of(queryset, distinct=False):
 
 def spreadsheet_safe(value):
     # A leading =, +, - or @ would run as a formula in a spreadsheet.
-    return "'" + value if isinstance(value, str) and value[:1] and value[0] in "=+-@" else value
+    return "'" + value if isinstance(value, str) and value.startswith(("=", "+", "-", "@")) else value
 
 
 class EventInline(admin.TabularInline):

@@ -85,6 +85,12 @@ def test_an_editor_features_reorders_and_previews_on_the_today_page(browser, ser
     if width >= 1280:
         right = page.evaluate("document.querySelector('#result_list').getBoundingClientRect().right")
         assert right <= page.evaluate("document.querySelector('.results').getBoundingClientRect().right") + 1
+    page.locator("#result_list input.action-select").check()
+    page.select_option("select[name=action]", "requeue")
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_selector("text=Send failed deliveries again?")
+    page.screenshot(path=f"{shots}/requeue-{width}.png", full_page=True)
+    assert not overflows(page)
     page.goto(server.url + "/admin/")
     page.screenshot(path=f"{shots}/index-{width}.png", full_page=True)
     assert not overflows(page)

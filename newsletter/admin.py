@@ -20,8 +20,8 @@ from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Su
 from newsletter.services import (
     subscriber_erase, subscriber_pause, subscriber_resume, subscriber_suppress, subscriber_unsubscribe, subscriber_update,
 )
-from papers.admin import PaperAdmin
-from papers.models import Paper, Topic
+from papers.admin import FeatureAdmin, PaperAdmin
+from papers.models import Feature, Paper, Topic
 from papers.services import curation_log
 
 # Votes and unsubscribes this soon after a copy was sent count for its edition.
@@ -365,5 +365,18 @@ class PaperReadersAdmin(PaperAdmin):
         return super().unfeature(request, queryset)
 
 
-admin.site.unregister(Paper)
+class FeatureRecordingAdmin(FeatureAdmin):
+    """Features, with the editions already sent recorded before a note changes or a feature goes."""
+
+    def save_model(self, request, obj, form, change):
+        editions_record_offered()
+        super().save_model(request, obj, form, change)
+
+    def delete_model(self, request, obj):
+        editions_record_offered()
+        super().delete_model(request, obj)
+
+
+admin.site.unregister([Paper, Feature])
 admin.site.register(Paper, PaperReadersAdmin)
+admin.site.register(Feature, FeatureRecordingAdmin)

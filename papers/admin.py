@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from papers.models import Feature, FetchRun, Paper, Topic
 from papers.notes import cleaned_away, sanitize_note
-from papers.services import paper_feature, paper_tag, paper_unfeature
+from papers.services import feature_note_set, paper_feature, paper_tag, paper_unfeature
 from papers.tasks import retag_papers_task
 
 
@@ -181,15 +181,28 @@ class TopicAdmin(admin.ModelAdmin):
 
 @admin.register(Feature)
 class FeatureAdmin(admin.ModelAdmin):
+    """A feature's note is edited (or cleared) here; features are made, reordered and removed on
+    the paper list and the Today page. Every change goes through a service that logs it."""
+
     list_display = ["paper", "day", "position", "note", "featured_by"]
     list_filter = ["day"]
     list_select_related = ["paper", "featured_by"]
     search_fields = ["paper__title", "paper__arxiv_id", "note"]
     fields = ["paper", "day", "position", "note", "featured_by"]
-    readonly_fields = ["paper", "day", "featured_by"]
+    readonly_fields = ["paper", "day", "position", "featured_by"]
 
     def has_add_permission(self, request):
-        return False  # through the paper list's action or the Today page
+        return False
+
+    def save_model(self, request, obj, form, change):
+        feature_note_set(feature=obj, note=form.cleaned_data["note"], user=request.user)
+
+    def delete_model(self, request, obj):
+        paper_unfeature(paper=obj.paper, day=obj.day, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for feature in queryset.select_related("paper"):
+            self.delete_model(request, feature)
 
 
 @admin.register(FetchRun)

@@ -201,6 +201,16 @@ def paper_unfeature(*, paper, day=None, user=None):
     return sorted(f.day for f in features)
 
 
+def feature_note_set(*, feature, note, user=None):
+    """Replace a feature's note (empty clears it), logged with the note it had."""
+    validate_note(note)
+    before = Feature.objects.filter(pk=feature.pk).values_list("note", flat=True).first()  # as stored, not as edited
+    feature.note = note
+    feature.save(update_fields=["note"])
+    curation_log(user, feature.paper, f"Note of {feature.day} changed from: {before or '(none)'} to: {feature.note or '(none)'}")
+    return feature
+
+
 def features_reorder(*, day, paper_ids, user=None):
     """Put the day's features in this order (papers not listed keep theirs, after these)."""
     features = {f.paper_id: f for f in Feature.objects.filter(day=day)}

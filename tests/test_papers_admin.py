@@ -159,3 +159,16 @@ def test_the_paper_list_shows_what_readers_make_of_each_paper(client, editor):
     row = page.context["cl"].result_list.get(pk=paper.pk)
     assert (row.more, row.less, row.followers) == (2, 1, 3)
     assert "2 more · 1 less<br><small>3 follow its topics</small>" in page.content.decode()
+
+
+def test_a_features_note_is_edited_or_cleared_in_the_feature_admin_and_logged(client, editor):
+    paper = make_paper("Great paper")
+    act(client, "feature", [paper], day="2024-03-14", note="Old <b>note</b>")
+    feature = Feature.objects.get()
+    url = reverse("admin:papers_feature_change", args=[feature.pk])
+    assert client.post(url, {"note": ""}).status_code == 302
+    assert Feature.objects.get().note == ""
+    assert LogEntry.objects.filter(change_message="Note of 2024-03-14 changed from: Old <b>note</b> to: (none)").exists()
+    response = client.post(reverse("admin:papers_feature_delete", args=[feature.pk]), {"post": "yes"})
+    assert response.status_code == 302 and not Feature.objects.exists()
+    assert LogEntry.objects.filter(change_message="Unfeatured from 2024-03-14; note was: (none)").exists()

@@ -1,19 +1,49 @@
 import csv
+import datetime as dt
 
+from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Q
+from django.contrib.admin import helpers
+from django.db.models import Count, F, Func, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
+from django.utils.html import format_html
 
-from newsletter.delivery import deliveries_requeue
+from newsletter import desk
+from newsletter.archive import editions_record_offered
+from newsletter.delivery import deliveries_requeue, deliveries_requeue_plan
+from newsletter.forms import TIMEZONES
+from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote
 from newsletter.tasks import enqueue_deliveries
-from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression
-from papers.models import Topic
+from newsletter.services import (
+    subscriber_erase, subscriber_pause, subscriber_resume, subscriber_suppress, subscriber_unsubscribe, subscriber_update,
+)
+from papers.admin import FeatureAdmin, PaperAdmin
+from papers.models import Feature, Paper, Topic
+from papers.services import curation_log
+
+# Votes and unsubscribes this soon after a copy was sent count for its edition.
+FEEDBACK_WINDOW = dt.timedelta(days=2)
 
 
 class Echo:
     def write(self, value):
         return value
+
+
+def count_of(queryset, distinct=False):
+    """A correlated COUNT(...) of queryset, 0 when empty: a column of a change list."""
+    template = "COUNT(DISTINCT %(expressions)s)" if distinct else "COUNT(%(expressions)s)"
+    rows = queryset.order_by().annotate(n=Func(F("pk"), function="COUNT", template=template)).values("n")
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
+def spreadsheet_safe(value):
+    # A leading =, +, - or @ would run as a formula in a spreadsheet.
+    return "'" + value if isinstance(value, str) and value.startswith(("=", "+", "-", "@")) else value
 
 
 class EventInline(admin.TabularInline):
@@ -27,20 +57,53 @@ class EventInline(admin.TabularInline):
         return False
 
 
+class SubscriberForm(forms.ModelForm):
+    hour = forms.TypedChoiceField(choices=[(h, f"{h:02d}:00") for h in range(24)], coerce=int, help_text="Local hour.")
+    timezone = forms.ChoiceField(choices=[(tz, tz) for tz in TIMEZONES], label="Time zone")
+
+    class Meta:
+        model = Subscriber
+        fields = ["topics", "keywords", "authors", "frequency", "weekday", "hour", "timezone"]
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
-    list_display = ["email", "status", "frequency", "hour", "timezone", "created_at", "confirmed_at"]
+    """Status changes only through the actions (the services, which record an event); edits of
+    what and when through the same service as the preferences page, so the schedule follows."""
+
+    form = SubscriberForm
+    list_display = ["email", "status", "frequency", "hour", "timezone", "next_digest_at", "created_at", "confirmed_at"]
     list_filter = ["status", "frequency", "topics", "created_at"]
     search_fields = ["email", "keywords"]
     date_hierarchy = "created_at"
     filter_horizontal = ["topics"]
     readonly_fields = [
-        "next_digest_at", "created_at", "consent_at", "consent_ip", "consent_user_agent", "consent_version",
-        "confirmed_at", "confirm_ip", "confirm_user_agent", "unsubscribed_at", "suppressed_at", "suppressed_reason",
+        "email", "status", "next_digest_at", "created_at", "consent_at", "consent_ip", "consent_user_agent",
+        "consent_version", "confirmed_at", "confirm_ip", "confirm_user_agent", "unsubscribed_at", "suppressed_at",
+        "suppressed_reason",
     ]
     inlines = [EventInline]
-    actions = ["export_csv"]
+    actions = ["pause", "resume", "unsubscribe", "suppress", "erase", "export_csv"]
     change_list_template = "admin/newsletter/subscriber/change_list.html"
+
+    def has_add_permission(self, request):
+        return False  # subscribers sign up themselves: consent is theirs to give
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # "Erase" below keeps the suppression hash a plain delete would lose
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        subscriber_update(
+            subscriber=obj, topics=data["topics"], keywords=data["keywords"], authors=data["authors"],
+            frequency=data["frequency"], weekday=data["weekday"], hour=data["hour"], timezone_name=data["timezone"],
+            by=f"editor {request.user.get_username()}",
+        )
+
+    def save_related(self, request, form, formsets, change):
+        # Topics were set by subscriber_update(); the events inline is read-only (saved: no rows).
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     def changelist_view(self, request, extra_context=None):
         per_status = dict(Subscriber.objects.values_list("status").annotate(n=Count("id")))
@@ -53,28 +116,107 @@ class SubscriberAdmin(admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context)
 
+    def _apply(self, request, queryset, change, done, left):
+        changed = sum(bool(change(subscriber)) for subscriber in queryset)
+        skipped = queryset.count() - changed
+        self.message_user(request, f"{done} {changed} subscriber(s)." + (f" {skipped} left alone ({left})." if skipped else ""),
+                          messages.SUCCESS if changed else messages.WARNING)
+
+    @staticmethod
+    def _by(request):
+        return f"by editor {request.user.get_username()}"
+
+    @admin.action(description="Pause digests of selected subscribers")
+    def pause(self, request, queryset):
+        how = self._by(request)
+        self._apply(request, queryset, lambda s: subscriber_pause(subscriber=s, how=how), "Paused", "not active")
+
+    @admin.action(description="Resume digests of selected paused subscribers")
+    def resume(self, request, queryset):
+        how = self._by(request)
+        self._apply(request, queryset, lambda s: subscriber_resume(subscriber=s, how=how), "Resumed",
+                    "only paused subscribers resume; unconfirmed, unsubscribed and suppressed ones never do")
+
+    @admin.action(description="Unsubscribe selected subscribers")
+    def unsubscribe(self, request, queryset):
+        how = self._by(request)
+        self._apply(request, queryset, lambda s: subscriber_unsubscribe(subscriber=s, how=how), "Unsubscribed",
+                    "already unsubscribed or suppressed")
+
+    @admin.action(description="Suppress selected addresses (never mail them again)")
+    def suppress(self, request, queryset):
+        reason = f"suppressed {self._by(request)}"
+        self._apply(request, queryset, lambda s: subscriber_suppress(subscriber=s, reason=reason), "Suppressed",
+                    "already suppressed")
+
+    @admin.action(description="Erase selected subscribers (GDPR; the address stays suppressed)")
+    def erase(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            return confirmation(request, self, queryset, "erase", "Erase these subscribers and everything about them?")
+        count = 0
+        for subscriber in queryset:
+            subscriber_erase(subscriber=subscriber)
+            count += 1
+        self.message_user(request, f"Erased {count} subscriber(s).", messages.SUCCESS)
+
     @admin.action(description="Export selected subscribers as CSV")
     def export_csv(self, request, queryset):
         writer = csv.writer(Echo())
-        header = ["email", "status", "frequency", "topics", "keywords", "created_at", "confirmed_at"]
+        header = [
+            "email", "status", "frequency", "weekday", "hour", "timezone", "topics", "keywords", "authors",
+            "created_at", "confirmed_at", "unsubscribed_at", "suppressed_at", "suppressed_reason",
+        ]
 
         def rows():
             yield writer.writerow(header)
             for s in queryset.prefetch_related("topics").iterator(chunk_size=2000):
                 topics = "; ".join(t.slug for t in s.topics.all())
-                # A leading =, +, - or @ would run as a formula in a spreadsheet.
-                cells = [s.email, s.status, s.frequency, topics, s.keywords, s.created_at, s.confirmed_at]
-                yield writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@" else c for c in cells])
+                weekday = s.get_weekday_display() if s.frequency == Subscriber.Frequency.WEEKLY else ""
+                cells = [
+                    s.email, s.status, s.frequency, weekday, s.hour, s.timezone, topics, s.keywords, s.authors,
+                    s.created_at, s.confirmed_at, s.unsubscribed_at, s.suppressed_at, s.suppressed_reason,
+                ]
+                yield writer.writerow([spreadsheet_safe(c) for c in cells])
 
         response = StreamingHttpResponse(rows(), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="subscribers-{timezone.now():%Y%m%d}.csv"'
         return response
 
 
+def confirmation(request, model_admin, queryset, action, question, **ctx):
+    """An action's intermediate page: the question, the selected rows, Yes re-posts the action."""
+    return TemplateResponse(request, "admin/newsletter/confirm_action.html", {
+        **model_admin.admin_site.each_context(request),
+        "title": question,
+        "opts": model_admin.model._meta,
+        "queryset": queryset,
+        "action": action,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        # "Select all N" in the list: the action applies to the whole (filtered) list again.
+        "select_across": request.POST.get("select_across") == "1",
+        **ctx,
+    })
+
+
+def after_sending(model, moment, **filters):
+    """model rows of an edition's recipients within FEEDBACK_WINDOW after their copy was sent."""
+    return model.objects.filter(
+        subscriber__deliveries__edition=OuterRef("pk"),
+        subscriber__deliveries__state=Delivery.State.SENT,
+        **{f"{moment}__gte": F("subscriber__deliveries__sent_at"),
+           f"{moment}__lt": F("subscriber__deliveries__sent_at") + FEEDBACK_WINDOW},
+        **filters,
+    )
+
+
 @admin.register(Edition)
 class EditionAdmin(admin.ModelAdmin):
-    list_display = ["date", "due", "sent", "skipped", "failed", "in_progress"]
-    readonly_fields = ["date", "created_at", "totals"]
+    list_display = ["date", "due", "sent", "skipped", "failed", "in_progress", "more", "less", "unsubscribes"]
+    readonly_fields = ["date", "created_at", "totals", "offered_at"]
+
+    def get_urls(self):
+        today = self.admin_site.admin_view(desk.today)
+        return [path("today/", today, name="newsletter_edition_today"), *super().get_urls()]
 
     def get_queryset(self, request):
         def count(state):
@@ -87,6 +229,9 @@ class EditionAdmin(admin.ModelAdmin):
             failed=count(Delivery.State.FAILED),
             pending=count(Delivery.State.PENDING),
             sending=count(Delivery.State.SENDING),
+            more=count_of(after_sending(Vote, "updated_at", value=1)),
+            less=count_of(after_sending(Vote, "updated_at", value=-1)),
+            unsubscribes=count_of(after_sending(SubscriberEvent, "occurred_at", kind="unsubscribed")),
         )
 
     @admin.display(ordering="due")
@@ -109,16 +254,31 @@ class EditionAdmin(admin.ModelAdmin):
     def in_progress(self, edition):
         return f"{edition.pending} / {edition.sending}"
 
+    @admin.display(description="“more” votes", ordering="more")
+    def more(self, edition):
+        return edition.more
+
+    @admin.display(description="“less” votes", ordering="less")
+    def less(self, edition):
+        return edition.less
+
+    @admin.display(description="unsubscribes", ordering="unsubscribes")
+    def unsubscribes(self, edition):
+        return edition.unsubscribes
+
     def totals(self, edition):
         return ", ".join(f"{k}: {v}" for k, v in edition.deliveries.totals().items())
 
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # its deliveries go with it, and their readers would get the edition again
+
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["edition", "subscriber", "state", "attempts", "sent_at", "note"]
+    list_display = ["edition_day", "subscriber", "outcome", "sent", "note"]
     list_filter = ["state", "edition"]
     list_select_related = ["edition", "subscriber"]
     search_fields = ["subscriber__email", "message_id"]
@@ -129,10 +289,36 @@ class DeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Send failed deliveries again")
+    def has_delete_permission(self, request, obj=None):
+        return False  # a deleted row makes its reader eligible for that edition again
+
+    # Short cells, so that the reason (note) stays in sight beside the filters.
+    @admin.display(description="edition", ordering="edition__date")
+    def edition_day(self, delivery):
+        return f"{delivery.edition.date:%-d %b %Y}"
+
+    @admin.display(description="state", ordering="state")
+    def outcome(self, delivery):
+        return f"{delivery.get_state_display()} ({delivery.attempts} attempt{'s' if delivery.attempts != 1 else ''})"
+
+    @admin.display(description="sent", ordering="sent_at")
+    def sent(self, delivery):
+        return f"{timezone.localtime(delivery.sent_at):%-d %b %H:%M}" if delivery.sent_at else "—"
+
+    @admin.action(description="Send failed deliveries again…")
     def requeue(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            plan = deliveries_requeue_plan(deliveries=queryset)
+            return confirmation(
+                request, self, queryset, "requeue", "Send failed deliveries again?", plan=plan,
+                again=sum(n for _, n, yes, _ in plan if yes), kept=sum(n for _, n, yes, _ in plan if not yes),
+                not_failed=queryset.exclude(state=Delivery.State.FAILED).count(),
+            )
+        editions = list(Edition.objects.filter(deliveries__in=queryset.filter(state=Delivery.State.FAILED)).distinct())
         count = deliveries_requeue(deliveries=queryset, enqueue=enqueue_deliveries)
-        self.message_user(request, f"Requeued {count} failed deliveries.", messages.SUCCESS)
+        for edition in editions:
+            curation_log(request.user, edition, f"Requeued failed deliveries ({count} in this request)")
+        self.message_user(request, f"Requeued {count} failed deliveries.", messages.SUCCESS if count else messages.WARNING)
 
 
 @admin.register(SubscriberEvent)
@@ -148,3 +334,50 @@ class SubscriberEventAdmin(admin.ModelAdmin):
 class SuppressionAdmin(admin.ModelAdmin):
     list_display = ["email_hash", "reason", "created_at"]
     search_fields = ["email_hash"]
+
+
+class PaperReadersAdmin(PaperAdmin):
+    """The papers list with what readers make of each paper (papers/ knows nothing of readers)."""
+
+    list_display = [*PaperAdmin.list_display, "readers"]
+
+    def get_queryset(self, request):
+        votes = Vote.objects.filter(paper=OuterRef("pk"))
+        following = Subscriber.objects.active().filter(topics__papers=OuterRef("pk"))
+        return super().get_queryset(request).annotate(
+            more=count_of(votes.filter(value=1)), less=count_of(votes.filter(value=-1)),
+            followers=count_of(following, distinct=True),
+        )
+
+    @admin.display(description="readers", ordering="more")
+    def readers(self, paper):
+        return format_html(
+            "{} more · {} less<br><small>{} follow its topics</small>", paper.more, paper.less, paper.followers
+        )
+
+    @admin.action(description="Feature selected papers (day and note above)")
+    def feature(self, request, queryset):
+        editions_record_offered()  # editions already sent keep what they offered
+        return super().feature(request, queryset)
+
+    @admin.action(description="Unfeature selected papers (the day above, or every day)")
+    def unfeature(self, request, queryset):
+        editions_record_offered()
+        return super().unfeature(request, queryset)
+
+
+class FeatureRecordingAdmin(FeatureAdmin):
+    """Features, with the editions already sent recorded before a note changes or a feature goes."""
+
+    def save_model(self, request, obj, form, change):
+        editions_record_offered()
+        super().save_model(request, obj, form, change)
+
+    def delete_model(self, request, obj):
+        editions_record_offered()
+        super().delete_model(request, obj)
+
+
+admin.site.unregister([Paper, Feature])
+admin.site.register(Paper, PaperReadersAdmin)
+admin.site.register(Feature, FeatureRecordingAdmin)

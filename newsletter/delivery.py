@@ -13,6 +13,7 @@ arrive twice. The reconciler resolves what nothing else could.
 import datetime as dt
 import logging
 import random
+import re
 import smtplib
 import socket
 import time
@@ -24,15 +25,16 @@ from dataclasses import dataclass, field
 from anymail.exceptions import AnymailAPIError, AnymailInvalidAddress, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db.models import Q
+from django.db.models import Count, Q, Value
+from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
 from newsletter import sql
-from newsletter.progress import Progress, abandoned
 from newsletter.digest_mail import batch_message, personal_message
 from newsletter.links import digest_metadata, recipient_links
-from newsletter.models import Delivery, Edition
+from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent
 from newsletter.offers import digests_for, offer_for
+from newsletter.progress import Progress, abandoned
 from newsletter.services import unmailable
 
 log = logging.getLogger(__name__)
@@ -309,14 +311,56 @@ def retry_countdown(retries):
     return random.uniform(0, min(3600, 30 * 2**retries))
 
 
+# Failures never sent again: the address refused the mail for good, or the mail may have gone.
+REFUSED_FOR_GOOD = ("the ESP rejected", "the ESP invalid", "AnymailRecipientsRefused", "AnymailInvalidAddress", "SMTPRecipientsRefused")
+MAY_HAVE_GONE = Delivery.INTERRUPTED
+REQUEUED = " · requeued by an operator"
+
+
+def requeue_verdict(note, status):
+    """(send again?, why) for a failed delivery, from its note and its subscriber's status."""
+    if status != Subscriber.Status.ACTIVE:
+        return False, f"the subscriber is {status or 'erased'} now: not sent"
+    if note.startswith(MAY_HAVE_GONE):
+        return False, "the mail may already have been delivered: never sent twice"
+    if note.startswith(REFUSED_FOR_GOOD) or re.match(r"SMTP\w*: \(5\d\d,", note):
+        return False, "refused for good (a hard bounce): not sent again"
+    return True, "a temporary failure: sent again"
+
+
+def deliveries_requeue_plan(*, deliveries):
+    """What deliveries_requeue() would do, per reason: [(note, count, send again?, why)]."""
+    failed = deliveries.filter(state=Delivery.State.FAILED).values_list("note", "subscriber__status")
+    plan = Counter()
+    for note, status, n in failed.annotate(n=Count("id")).order_by():
+        plan[(note.split(REQUEUED)[0], *requeue_verdict(note, status))] += n
+    return sorted(((note, n, again, why) for (note, again, why), n in plan.items()), key=lambda row: (not row[2], -row[1]))
+
+
 def deliveries_requeue(*, deliveries, enqueue):
-    """Send failed deliveries again (an operator's decision, e.g. after checking the ESP's log)."""
+    """Send failed deliveries again (an operator's decision, e.g. after checking the ESP's log),
+    except those requeue_verdict() keeps back; an event per subscriber keeps why each had
+    failed. Returns how many."""
     failed = deliveries.filter(state=Delivery.State.FAILED)
-    ids = list(failed.values_list("pk", flat=True))
-    # Queued anew: the reconciler looks for lost rows by when they were queued.
-    count = Delivery.objects.filter(pk__in=ids, state=Delivery.State.FAILED).update(
-        state=Delivery.State.PENDING, note="requeued by an operator", created_at=timezone.now()
-    )
+    rows = failed.values_list("pk", "note", "subscriber__status", "subscriber_id", "edition__date")
+    again = [row for row in rows if requeue_verdict(row[1], row[2])[0]]
+    ids = [row[0] for row in again]
+    now = timezone.now()
+    # The sender overwrites the note when the copy goes: the subscriber's events keep the history.
+    SubscriberEvent.objects.bulk_create([
+        SubscriberEvent(subscriber_id=subscriber_id, kind="requeued", occurred_at=now,
+                        description=f"edition {day}, which had failed: {note.split(REQUEUED)[0]}"[:500])
+        for _, note, _, subscriber_id, day in again
+    ], batch_size=5000)
+    suffix = f"{REQUEUED} {now:%Y-%m-%d %H:%M}"
+    count = 0
+    for start in range(0, len(ids), 5000):
+        # Queued anew: the reconciler looks for lost rows by when they were queued.
+        count += Delivery.objects.filter(pk__in=ids[start : start + 5000], state=Delivery.State.FAILED).update(
+            state=Delivery.State.PENDING,
+            note=Concat(Left("note", 500 - len(suffix)), Value(suffix)),
+            created_at=now,
+        )
     enqueue(ids)
     return count
 

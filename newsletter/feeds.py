@@ -3,7 +3,7 @@ from django.contrib.syndication.views import Feed
 from django.urls import reverse
 from django.utils.feedgenerator import Atom1Feed
 
-from newsletter.offers import edition_general_picks
+from newsletter.archive import edition_items
 from newsletter.models import Edition
 
 
@@ -31,6 +31,5 @@ class EditionsFeed(Feed):
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
-        offer, picks = edition_general_picks(kwargs["item"])
-        ctx["items"] = [{"paper": offer.papers[pid], "reason": reason} for pid, reason in picks]
+        ctx["items"] = edition_items(kwargs["item"])
         return ctx

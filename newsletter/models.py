@@ -206,6 +206,10 @@ class SubscriberEvent(models.Model):
 class Edition(models.Model):
     date = models.DateField(unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # What the general edition offered once it went out ([{paper, reason, note}], see
+    # newsletter/archive.py): the archive shows this, not today's features and upvotes.
+    offered = models.JSONField(null=True, blank=True, editable=False)
+    offered_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-date"]

@@ -156,7 +156,8 @@ def _candidate(paper, topic_ids):
 
 def edition_offer(edition, frequency):
     first_day = edition.date - dt.timedelta(days=lookback_days(frequency))
-    features = list(Feature.objects.between(first_day, edition.date).order_by("day", "created_at"))
+    # In the editor's order: the newest day's first, then as placed on the Today page.
+    features = list(Feature.objects.between(first_day, edition.date).order_by("-day", "position", "created_at"))
     ids = set(Paper.objects.filter(listed_on__range=(first_day, edition.date)).values_list("id", flat=True))
     ids |= {f.paper_id for f in features}
     papers = Paper.objects.in_bulk(ids)
@@ -170,7 +171,7 @@ def edition_offer(edition, frequency):
         dict(Topic.objects.values_list("id", "name")),
         ranking_weights(),
     )
-    notes = {f.paper_id: f.note for f in features}
+    notes = {f.paper_id: f.note for f in reversed(features)}  # a paper featured twice: its newest note
     return Offer(edition, frequency, pool, papers, notes, recent_editions(edition, papers))
 
 

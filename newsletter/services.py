@@ -163,7 +163,9 @@ def subscribers_purge_unconfirmed(*, now=None):
 # Preferences
 
 
-def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour, timezone_name, authors=None):
+def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour, timezone_name, authors=None, by=""):
+    """Change what and when a subscriber receives; the schedule follows. `by`: who, if not the
+    subscriber (recorded as an event)."""
     subscriber.keywords = keywords
     if authors is not None:
         subscriber.authors = authors
@@ -176,21 +178,30 @@ def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour,
     subscriber.save()
     subscriber.topics.set(topics)
     subscriber.refresh_interest_key()
+    if by:
+        _record(subscriber, "preferences", f"changed by {by}")
 
 
-def subscriber_pause(*, subscriber):
+def subscriber_pause(*, subscriber, how=""):
+    """Returns True if the subscriber was active (and is now paused)."""
     if subscriber.status == Subscriber.Status.ACTIVE:
         subscriber.status = Subscriber.Status.PAUSED
         subscriber.save(update_fields=["status", "updated_at"])
-        _record(subscriber, "paused")
+        _record(subscriber, "paused", how)
+        return True
+    return False
 
 
-def subscriber_resume(*, subscriber):
+def subscriber_resume(*, subscriber, how=""):
+    """Only a paused subscriber resumes: never one who unsubscribed, was suppressed or has not
+    confirmed. Returns True if resumed."""
     if subscriber.status == Subscriber.Status.PAUSED:
         subscriber.status = Subscriber.Status.ACTIVE
         schedule_next(subscriber)
         subscriber.save(update_fields=["status", "next_digest_at", "updated_at"])
-        _record(subscriber, "resumed")
+        _record(subscriber, "resumed", how)
+        return True
+    return False
 
 
 def subscriber_unsubscribe(*, subscriber, how="link"):
@@ -204,7 +215,8 @@ def subscriber_unsubscribe(*, subscriber, how="link"):
     return bool(changed)
 
 
-def subscriber_suppress(*, subscriber, reason, when=None):
+def subscriber_suppress(*, subscriber, reason, when=None, record=True):
+    """Never mail the address again. record=False: the caller's event (an ESP's bounce) says why."""
     changed = (
         Subscriber.objects.filter(pk=subscriber.pk)
         .exclude(status=Subscriber.Status.SUPPRESSED)
@@ -217,6 +229,8 @@ def subscriber_suppress(*, subscriber, reason, when=None):
     )
     if changed:
         Suppression.objects.get_or_create(email_hash=email_hash(subscriber.email), defaults={"reason": reason[:200]})
+        if record:
+            _record(subscriber, "suppressed", reason, when)
     return bool(changed)
 
 
@@ -363,9 +377,10 @@ def tracking_event_record(*, event, esp_name):
             kind="soft_bounce", occurred_at__gt=occurred_at - window, occurred_at__lte=occurred_at + window
         )
         if recent.count() >= settings.SOFT_BOUNCE_LIMIT:
-            subscriber_suppress(subscriber=subscriber, reason=f"{settings.SOFT_BOUNCE_LIMIT} soft bounces", when=occurred_at)
+            reason = f"{settings.SOFT_BOUNCE_LIMIT} soft bounces"
+            subscriber_suppress(subscriber=subscriber, reason=reason, when=occurred_at, record=False)
     elif event.event_type in SUPPRESSING:
-        subscriber_suppress(subscriber=subscriber, reason=SUPPRESSING[event.event_type], when=occurred_at)
+        subscriber_suppress(subscriber=subscriber, reason=SUPPRESSING[event.event_type], when=occurred_at, record=False)
     _delivery_settle(event, subscriber, occurred_at)
     return True
 
@@ -398,10 +413,12 @@ def complaint_rate(*, now=None):
     """(complaints, digests sent, rate) over the last 24 hours."""
     since = (now or timezone.now()) - dt.timedelta(days=1)
     complaints = SubscriberEvent.objects.filter(kind="complained", occurred_at__gte=since).count()
-    # Through the editions of the last days (the (edition, subscriber) index), not a scan of
-    # every delivery ever made: the dispatcher asks every five minutes.
-    recent = Edition.objects.filter(date__gte=since.date() - dt.timedelta(days=1))
-    sent = Delivery.objects.filter(edition__in=recent, state=Delivery.State.SENT, sent_at__gte=since).count()
+    # By when they were sent, whatever the edition (a catch-up of a past one counts), read
+    # through the rows queued lately (the created_at index), not a scan of every delivery ever
+    # made: the dispatcher asks every five minutes. A row is sent within hours of being queued
+    # (retries back off an hour at most), so two days before the window hold them all.
+    queued = Delivery.objects.filter(created_at__gte=since - dt.timedelta(days=2))
+    sent = queued.filter(state=Delivery.State.SENT, sent_at__gte=since).count()
     return complaints, sent, complaints / sent if sent else 0.0
 
 

@@ -6,7 +6,7 @@ The only module that knows Celery tasks: fan-out and delivery are handed enqueue
 from celery import shared_task
 from django.conf import settings
 
-from newsletter import delivery, fanout, services
+from newsletter import archive, delivery, fanout, services
 
 
 def enqueue_deliveries(delivery_ids):
@@ -19,6 +19,7 @@ def enqueue_deliveries(delivery_ids):
 
 @shared_task
 def dispatch_digests_task():
+    archive.editions_record_offered()  # editions that went out since the last run: their archive is fixed
     return fanout.digests_dispatch(enqueue=enqueue_deliveries)
 
 

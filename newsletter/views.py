@@ -12,6 +12,7 @@ from django_ratelimit.decorators import ratelimit
 from config.client_ip import client_ip
 from newsletter import outline, services, tasks, tokens
 from newsletter.links import preferences_path, unsubscribe_path
+from newsletter.archive import edition_items
 from newsletter.offers import edition_general_picks
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
 from newsletter.models import Delivery, Edition, Subscriber
@@ -267,11 +268,8 @@ def masked(email):
 def editions(request):
     editions = list(Edition.objects.all()[:30])
     for each in editions:
-        _, picks = edition_general_picks(each)
-        each.size, each.leads = len(picks), [pid for pid, _ in picks[:3]]
-    papers = Paper.objects.in_bulk({pid for each in editions for pid in each.leads})
-    for each in editions:
-        each.leads = [papers[pid] for pid in each.leads]
+        items = edition_items(each)  # as it went out
+        each.size, each.leads = len(items), [item["paper"] for item in items[:3]]
     return render(request, "newsletter/editions.html", {"editions": editions})
 
 
@@ -285,8 +283,8 @@ def _summary(picks):
 
 def edition(request, day):
     edition = get_object_or_404(Edition, date=day)
-    offer, picks = edition_general_picks(edition)
-    ctx = {"edition": edition, "items": _items(picks, offer.papers, offer.notes), "summary": _summary(picks)}
+    items = edition_items(edition)
+    ctx = {"edition": edition, "items": outlined(items), "summary": outline.summary([item["reason"] for item in items])}
     return render(request, "newsletter/edition.html", ctx)
 
 

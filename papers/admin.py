@@ -1,17 +1,34 @@
+import json
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
-from django.db.models import Count
+from django.db.models import Count, Q
+from django.shortcuts import redirect
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
 from papers.models import Feature, FetchRun, Paper, Topic
-from papers.services import paper_feature, paper_tag, paper_unfeature, papers_retag
+from papers.notes import cleaned_away, sanitize_note
+from papers.services import feature_note_set, paper_feature, paper_tag, paper_unfeature
+from papers.tasks import retag_papers_task
 
 
 class FeatureActionForm(ActionForm):
-    day = forms.DateField(required=False, help_text="Day to feature on (default today)", widget=forms.DateInput(attrs={"type": "date"}))
-    note = forms.CharField(required=False, max_length=1000, widget=forms.TextInput(attrs={"size": 50, "placeholder": "Editor's note (optional, short)"}))
+    day = forms.DateField(
+        required=False,
+        help_text=f"Day to feature on; empty: today in {settings.TIME_ZONE}. Unfeature without a day: every day.",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(attrs={"placeholder": "Editor's note (optional; empty keeps the current one)"}),
+    )
 
 
 class FeaturedFilter(admin.SimpleListFilter):
@@ -30,15 +47,25 @@ class FeaturedFilter(admin.SimpleListFilter):
 
 
 class FeatureInline(admin.TabularInline):
+    """Features are made and removed through the actions and the Today page (which log them)."""
+
     model = Feature
     extra = 0
-    fields = ["day", "note", "featured_by", "created_at"]
-    readonly_fields = ["featured_by", "created_at"]
+    can_delete = False
+    fields = ["day", "position", "note", "featured_by", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+def today_label():
+    return f"{timezone.localdate()} (today, {settings.TIME_ZONE})"
 
 
 @admin.register(Paper)
 class PaperAdmin(admin.ModelAdmin):
-    list_display = ["title", "arxiv_id", "listed_on", "upvotes", "topic_names", "is_featured"]
+    list_display = ["paper", "upvotes", "topic_names", "featured_on"]
     list_filter = [FeaturedFilter, "topics", "listed_on", "source"]
     search_fields = ["title", "arxiv_id", "authors"]
     date_hierarchy = "listed_on"
@@ -48,15 +75,29 @@ class PaperAdmin(admin.ModelAdmin):
     actions = ["feature", "unfeature"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("topics").annotate(feature_count=Count("features"))
+        return super().get_queryset(request).prefetch_related("topics", "features")
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        # Authors are stored as JSON, where SQLite keeps "López" as "L\u00f3pez": look for that too.
+        escaped = json.dumps(search_term.strip())[1:-1]
+        if search_term.strip() and escaped != search_term.strip():
+            queryset |= self.model.objects.filter(Q(authors__icontains=escaped))
+        return queryset, may_have_duplicates
+
+    @admin.display(description="paper", ordering="title")
+    def paper(self, paper):
+        listed = f"listed {paper.listed_on:%-d %b %Y}" if paper.listed_on else "not listed"
+        return format_html("{}<br><small>{} · {}</small>", paper.title, paper.arxiv_id or "no arXiv id", listed)
 
     @admin.display(description="topics")
     def topic_names(self, paper):
         return ", ".join(t.name for t in paper.topics.all())
 
-    @admin.display(description="featured", boolean=True)
-    def is_featured(self, paper):
-        return paper.feature_count > 0
+    @admin.display(description="featured on")
+    def featured_on(self, paper):
+        days = [f.day for f in paper.features.all()]
+        return ", ".join(f"{d:%-d %b %Y}" for d in days[:3]) + (" …" if len(days) > 3 else "") or "—"
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
@@ -65,24 +106,36 @@ class PaperAdmin(admin.ModelAdmin):
     def _action_day_and_note(self, request):
         form = FeatureActionForm(request.POST)
         form.is_valid()
-        return form.cleaned_data.get("day") or timezone.localdate(), form.cleaned_data.get("note", "")
+        return form.cleaned_data.get("day"), form.cleaned_data.get("note", "")
 
     @admin.action(description="Feature selected papers (day and note above)")
     def feature(self, request, queryset):
         day, note = self._action_day_and_note(request)
+        day_label = str(day) if day else today_label()
+        day = day or timezone.localdate()
         try:
             for paper in queryset:
                 paper_feature(paper=paper, day=day, note=note, user=request.user)
         except ValidationError as e:
             self.message_user(request, " ".join(e.messages), messages.ERROR)
             return
-        self.message_user(request, f"Featured {queryset.count()} paper(s) on {day}.")
+        kept = " (existing notes kept)" if not note else ""
+        self.message_user(request, f"Featured {queryset.count()} paper(s) on {day_label}{kept}.", messages.SUCCESS)
+        if note and cleaned_away(note):
+            self.message_user(
+                request, f"Markup that is not allowed was removed from the note; it now reads: {sanitize_note(note)}", messages.WARNING
+            )
 
-    @admin.action(description="Unfeature selected papers for the day above")
+    @admin.action(description="Unfeature selected papers (the day above, or every day)")
     def unfeature(self, request, queryset):
         day, _ = self._action_day_and_note(request)
-        removed = sum(paper_unfeature(paper=paper, day=day) for paper in queryset)
-        self.message_user(request, f"Removed {removed} feature(s) on {day}.")
+        removed = {paper: paper_unfeature(paper=paper, day=day, user=request.user) for paper in queryset}
+        done = [f"{paper} ({', '.join(map(str, days))})" for paper, days in removed.items() if days]
+        if not done:
+            where = f"on {day}" if day else "on any day"
+            self.message_user(request, f"Nothing removed: the selected papers are not featured {where}.", messages.WARNING)
+            return
+        self.message_user(request, f"Removed {sum(map(len, removed.values()))} feature(s): {'; '.join(done)}.", messages.SUCCESS)
 
 
 @admin.register(Topic)
@@ -91,7 +144,8 @@ class TopicAdmin(admin.ModelAdmin):
     list_editable = ["position"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name", "slug", "keywords"]
-    actions = ["retag"]
+    actions = None
+    change_list_template = "admin/papers/topic/change_list.html"
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(paper_count=Count("papers"))
@@ -100,23 +154,55 @@ class TopicAdmin(admin.ModelAdmin):
     def paper_count(self, topic):
         return topic.paper_count
 
-    @admin.action(description="Re-tag all papers with the current rules")
-    def retag(self, request, queryset):
-        self.message_user(request, f"Re-tagged {papers_retag()} papers.")
+    def get_urls(self):
+        retag = self.admin_site.admin_view(require_POST(self.retag_view))
+        return [path("retag/", retag, name="papers_topic_retag"), *super().get_urls()]
+
+    def retag_view(self, request):
+        if not self.has_change_permission(request):
+            return redirect("admin:index")
+        result = retag_papers_task.delay(request.user.pk)
+        if result.ready():  # run at once (embedded, eager Celery)
+            self.message_user(request, result.get(), messages.SUCCESS)
+        else:
+            self.message_user(request, "Re-tagging all papers in the background; what changed will appear in Recent actions.")
+        return redirect("admin:papers_topic_changelist")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if {"keywords", "categories"} & set(form.changed_data):
+            self.message_user(
+                request,
+                f"The rules of “{obj}” changed: papers already imported keep their topics until you re-tag them "
+                "(“Re-tag all papers” on the topic list).",
+                messages.WARNING,
+            )
 
 
 @admin.register(Feature)
 class FeatureAdmin(admin.ModelAdmin):
-    list_display = ["paper", "day", "note", "featured_by"]
+    """A feature's note is edited (or cleared) here; features are made, reordered and removed on
+    the paper list and the Today page. Every change goes through a service that logs it."""
+
+    list_display = ["paper", "day", "position", "note", "featured_by"]
     list_filter = ["day"]
     list_select_related = ["paper", "featured_by"]
-    raw_id_fields = ["paper"]
     search_fields = ["paper__title", "paper__arxiv_id", "note"]
-    readonly_fields = ["featured_by"]
+    fields = ["paper", "day", "position", "note", "featured_by"]
+    readonly_fields = ["paper", "day", "position", "featured_by"]
+
+    def has_add_permission(self, request):
+        return False
 
     def save_model(self, request, obj, form, change):
-        obj.featured_by = obj.featured_by or request.user
-        super().save_model(request, obj, form, change)
+        feature_note_set(feature=obj, note=form.cleaned_data["note"], user=request.user)
+
+    def delete_model(self, request, obj):
+        paper_unfeature(paper=obj.paper, day=obj.day, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for feature in queryset.select_related("paper"):
+            self.delete_model(request, feature)
 
 
 @admin.register(FetchRun)

@@ -164,12 +164,14 @@ class Feature(models.Model):
         max_length=1000, blank=True, validators=[validate_note], help_text="Short; plain text or simple markup (sanitised)."
     )
     featured_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # The editor's order within a day: on the site, in the digest and on the Today page.
+    position = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = FeatureQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-day", "-created_at"]
+        ordering = ["-day", "position", "created_at"]
         constraints = [models.UniqueConstraint(fields=["paper", "day"], name="one_feature_per_paper_and_day")]
 
     def __str__(self):

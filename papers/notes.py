@@ -1,10 +1,14 @@
 """Editors' notes: a little inline markup is allowed; everything else is stripped."""
 
+import html
+import re
+
 import nh3
 from django.core.exceptions import ValidationError
 
 NOTE_MAX_LENGTH = 280
 NOTE_TAGS = {"a", "b", "strong", "i", "em", "code"}
+LINK_REL = "noopener nofollow"
 
 
 def sanitize_note(note):
@@ -13,10 +17,28 @@ def sanitize_note(note):
         tags=NOTE_TAGS,
         attributes={"a": {"href"}},
         url_schemes={"https", "http"},
-        link_rel="noopener nofollow",
+        link_rel=LINK_REL,
     )
 
 
 def validate_note(note):
     if len(nh3.clean(sanitize_note(note), tags=set())) > NOTE_MAX_LENGTH:
         raise ValidationError(f"An editor's note may be at most {NOTE_MAX_LENGTH} characters.")
+
+
+def cleaned_away(note):
+    """Whether sanitising removed something from the note (the editor should see what is kept).
+    What it only adds or spells differently (the links' rel, &amp;) does not count."""
+    kept = sanitize_note(note).replace(f' rel="{LINK_REL}"', "")
+    return html.unescape(kept) != html.unescape((note or "").strip())
+
+
+def note_as_text(note):
+    """A note for the plain-text part of a mail: markup dropped, each link's address kept."""
+    with_urls = re.sub(r'<a href="([^"]*)"[^>]*>(.*?)</a>', _link_text, sanitize_note(note), flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", with_urls))
+
+
+def _link_text(match):
+    url, label = html.unescape(match.group(1)), match.group(2)
+    return url if html.unescape(re.sub(r"<[^>]+>", "", label)).strip() == url else f"{label} ({url})"

@@ -2,11 +2,15 @@
 
 import datetime as dt
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from papers.models import Feature, FetchRun, Paper, Topic, title_key
@@ -50,14 +54,36 @@ def paper_tag(*, paper, topics=None):
     paper.topics.set(topics_for(paper, topics))
 
 
-def papers_retag(*, chunk_size=2000):
-    """Re-tag every paper after topic rules change; returns the number of papers."""
+@dataclass
+class RetagResult:
+    papers: int = 0
+    changed: int = 0
+    added: Counter = field(default_factory=Counter)  # topic name -> papers that gained it
+    removed: Counter = field(default_factory=Counter)
+
+    def __str__(self):
+        moves = [f"{name} +{self.added[name]} −{self.removed[name]}" for name in sorted(self.added | self.removed)]
+        return f"Re-tagged {self.papers} papers: {self.changed} changed" + (f" ({'; '.join(moves)})" if moves else "")
+
+
+def papers_retag(*, chunk_size=2000, user=None):
+    """Re-tag every paper after topic rules change; returns what changed, per topic."""
     topics = list(Topic.objects.all())
-    count = 0
-    for paper in Paper.objects.order_by("pk").iterator(chunk_size=chunk_size):
-        paper_tag(paper=paper, topics=topics)
-        count += 1
-    return count
+    names = {t.pk: t.name for t in topics}
+    result = RetagResult()
+    for paper in Paper.objects.order_by("pk").prefetch_related("topics").iterator(chunk_size=chunk_size):
+        before = {t.pk for t in paper.topics.all()}
+        after = {t.pk for t in topics_for(paper, topics)}
+        result.papers += 1
+        if before != after:
+            paper.topics.set(after)
+            result.changed += 1
+            result.added.update(names[pk] for pk in after - before)
+            result.removed.update(names[pk] for pk in before - after)
+    for topic in topics:
+        if result.added[topic.name] or result.removed[topic.name]:
+            curation_log(user, topic, f"Re-tag: +{result.added[topic.name]} papers, −{result.removed[topic.name]} papers")
+    return result
 
 
 def papers_embed(*, everything=False, chunk_size=500, papers=None):
@@ -148,14 +174,70 @@ def papers_import(*, items, source):
 # Curation
 
 
+def curation_log(user, obj, message, flag=CHANGE):
+    """An editor's change in the admin's log (Recent actions, the object's History), where it
+    can be traced and undone; without a user (shell, scheduled job) in the application log."""
+    if user is None:
+        log.info("%s: %s", obj, message)
+        return
+    LogEntry.objects.create(
+        user=user,
+        content_type=ContentType.objects.get_for_model(obj),
+        object_id=str(obj.pk),
+        object_repr=str(obj)[:200],
+        action_flag=flag,
+        change_message=message,
+    )
+
+
 def paper_feature(*, paper, day, note="", user=None):
-    validate_note(note)
-    feature, _ = Feature.objects.update_or_create(paper=paper, day=day, defaults={"note": note, "featured_by": user})
+    """Feature paper on day, after the day's other features. An empty note keeps the note a
+    feature of that day already has (re-featuring to move a paper must not erase it)."""
+    if note:
+        validate_note(note)
+    with transaction.atomic():
+        feature = Feature.objects.select_for_update().filter(paper=paper, day=day).first()
+        created = feature is None
+        if created:
+            last = Feature.objects.filter(day=day).aggregate(last=Max("position"))["last"]
+            feature = Feature(paper=paper, day=day, featured_by=user, position=0 if last is None else last + 1)
+        if note:
+            feature.note = note
+        feature.save()
+    curation_log(user, paper, f"Featured on {day}; note: {feature.note or '(none)'}", ADDITION if created else CHANGE)
     return feature
 
 
-def paper_unfeature(*, paper, day):
-    return Feature.objects.filter(paper=paper, day=day).delete()[0]
+def paper_unfeature(*, paper, day=None, user=None):
+    """Remove paper's feature on day, or on every day it is featured; returns the days removed.
+    The log keeps each note, so an unfeature can be undone."""
+    features = list(paper.features.filter(day=day) if day else paper.features.all())
+    for feature in features:
+        feature.delete()
+        curation_log(user, paper, f"Unfeatured from {feature.day}; note was: {feature.note or '(none)'}", DELETION)
+    return sorted(f.day for f in features)
+
+
+def feature_note_set(*, feature, note, user=None):
+    """Replace a feature's note (empty clears it), logged with the note it had."""
+    validate_note(note)
+    before = Feature.objects.filter(pk=feature.pk).values_list("note", flat=True).first()  # as stored, not as edited
+    feature.note = note
+    feature.save(update_fields=["note"])
+    curation_log(user, feature.paper, f"Note of {feature.day} changed from: {before or '(none)'} to: {feature.note or '(none)'}")
+    return feature
+
+
+def features_reorder(*, day, paper_ids, user=None):
+    """Put the day's features in this order (papers not listed keep theirs, after these)."""
+    features = {f.paper_id: f for f in Feature.objects.filter(day=day)}
+    order = [pid for pid in paper_ids if pid in features] + [pid for pid in features if pid not in paper_ids]
+    for position, pid in enumerate(order):
+        features[pid].position = position
+    Feature.objects.bulk_update(features.values(), ["position"])
+    if features:
+        curation_log(user, features[order[0]].paper, f"Features of {day} reordered: paper ids {order}")
+    return [features[pid] for pid in order]
 
 
 SOURCE_BY_FORMAT = {"json": Paper.Source.DAILY, "atom": Paper.Source.ARXIV, "text": Paper.Source.TEXT}

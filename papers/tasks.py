@@ -1,10 +1,10 @@
 from pathlib import Path
 
 from celery import shared_task
-
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from papers.services import days_to_fetch, papers_fetch_days, papers_import_feed
+from papers.services import days_to_fetch, papers_fetch_days, papers_import_feed, papers_retag
 
 
 @shared_task
@@ -20,3 +20,10 @@ def fetch_papers_task():
     today = timezone.localdate()
     runs = papers_fetch_days(last_day=today, days=days_to_fetch(today=today))
     return [f"{r.source} {r.day}: {r.status}" for r in runs if r]
+
+
+@shared_task
+def retag_papers_task(user_id=None):
+    """Re-tag every paper (an editor changed a topic's rules); what changed goes to the admin log."""
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    return str(papers_retag(user=user))

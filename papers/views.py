@@ -15,10 +15,15 @@ def day(request, day=None):
     if topic:
         papers = papers.filter(topics=topic)
     days = Paper.objects.listing_days()
-    featured = {f.paper_id: f for f in Feature.objects.filter(day=day)} if day else {}
+    features = list(Feature.objects.filter(day=day).select_related("paper").prefetch_related("paper__topics")) if day else []
+    if topic:
+        features = [f for f in features if topic in f.paper.topics.all()]
+    # The day's features first, in the editor's order, then the rest by upvotes.
+    pinned = [(f.paper, f) for f in features]
+    pinned_ids = {f.paper_id for f in features}
     ctx = {
         "day": day,
-        "papers": [(p, featured.get(p.id)) for p in papers],
+        "papers": pinned + [(p, None) for p in papers if p.id not in pinned_ids],
         "topics": topics,
         "topic": topic,
         "previous_day": days.filter(listed_on__lt=day).first() if day else None,

@@ -72,6 +72,24 @@ def server():
     gc.collect()  # closes connections left by the server's finished request threads
 
 
+@pytest.fixture
+def browser(server):
+    """Headless Chromium (Debian's) driven by Playwright, for one test: its event loop must be
+    gone before the test database is flushed and restored."""
+    from django.db import connections
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+        # Queries made while Playwright's loop runs get connections of their own (Django keeps
+        # them per context): closed here, or the test database could not be dropped.
+        connections.close_all()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE")
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
     from django.core.cache import cache
@@ -80,6 +98,15 @@ def _clean_cache():
 
     cache.clear()
     worker_cache.clear()  # a worker's offers; each test's papers differ
+
+
+@pytest.fixture
+def editor(client):
+    """The test client, logged in to the admin as a superuser."""
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("editor", "e@example.org", "pw"))
+    return client
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ desktop's width: nothing scrolls sideways, what matters is where a thumb finds i
 axe-core (injected from node_modules, see package.json) finds no serious problem."""
 
 import email
-import os
 import re
 from email import policy
 from io import StringIO
@@ -16,26 +15,12 @@ from django.core.management import call_command
 from newsletter import tokens
 from newsletter.models import Delivery, Subscriber
 from papers.models import Paper
-from tests.conftest import CHROMIUM_ARGS, _unavailable
+from tests.conftest import _unavailable
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
 PHONE, DESKTOP = {"width": 375, "height": 667}, {"width": 1280, "height": 900}
-
-
-@pytest.fixture
-def browser(server):
-    # Per test, not per module: Playwright's event loop must be gone before the test database
-    # is flushed and restored, or Django's connections (context-local) would be other ones.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE")
 
 
 @pytest.fixture

@@ -1,33 +1,18 @@
 """The signup flow in a real browser: Debian's headless Chromium driven by Playwright."""
 
-import os
 import re
 
 import pytest
 from django.core import mail
 
 from newsletter.models import Subscriber
-from tests.conftest import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
 @pytest.fixture
-def page(server):
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 390, "height": 844})
-        yield page
-        browser.close()
-        # Queries made while Playwright's loop runs get connections of their own (Django keeps
-        # them per context): closed here, or the test database could not be dropped.
-        from django.db import connections
-
-        connections.close_all()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE")
+def page(browser):
+    return browser.new_page(viewport={"width": 390, "height": 844})
 
 
 def link(message, path):

@@ -424,23 +424,6 @@ def test_claims_and_outcomes_update_rows_in_place_on_postgresql(papers, readers)
     assert updated >= 4 and in_place == updated  # two readers, a claim and an outcome each
 
 
-def test_an_operator_can_send_failed_deliveries_again(papers, readers, settings, client):
-    from django.contrib.auth.models import User
-
-    settings.EMAIL_BACKEND = "tests.backends.RefusingBackend"
-    send()
-    bob = Delivery.objects.get(subscriber=readers["bob"], state="failed")
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    mail.outbox.clear()
-    client.force_login(User.objects.create_superuser("editor", "e@example.org", "pw"))
-    ids = list(Delivery.objects.values_list("pk", flat=True))
-    response = client.post("/admin/newsletter/delivery/", {"action": "requeue", "_selected_action": ids}, follow=True)
-    assert "Requeued 1 failed deliveries." in response.content.decode()
-    assert [m.to[0] for m in sent_mail()] == ["bob@example.org"]  # alice, already sent, is not mailed again
-    bob.refresh_from_db()
-    assert bob.state == "sent" and bob.attempts == 2
-
-
 def test_fan_out_puts_subscribers_who_follow_the_same_topics_next_to_each_other(papers):
     """So that they share a batch, and in batch mode an ESP call."""
     from newsletter.fanout import keyset_pages, scheduled_on

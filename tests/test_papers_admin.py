@@ -2,9 +2,11 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth.models import User
+from django.contrib.admin.models import LogEntry
 from django.urls import reverse
+from django.utils import timezone
 
-from papers.models import Feature, Paper
+from papers.models import Feature, Paper, Topic
 from tests.conftest import make_paper
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +72,103 @@ def test_editing_a_paper_in_the_admin_retags_it(client, editor):
     })
     assert response.status_code == 302, response.content.decode()[:3000]
     assert paper.topics.filter(slug="robotics").exists()
+
+
+def test_featuring_again_with_an_empty_note_keeps_the_note(client, editor):
+    paper = make_paper("Great paper")
+    act(client, "feature", [paper], day="2024-03-14", note="Read <b>this</b>")
+    page = act(client, "feature", [paper], day="2024-03-14", note="").content.decode()
+    assert "existing notes kept" in page
+    assert Feature.objects.get(paper=paper).note == "Read <b>this</b>"
+
+
+def test_the_editor_is_told_when_markup_was_removed_from_a_note_and_sees_what_is_kept(client, editor):
+    paper = make_paper("Great paper")
+    page = act(client, "feature", [paper], day="2024-03-14", note='Hi <script>x()</script><img src="a.png">there').content.decode()
+    assert "Markup that is not allowed was removed from the note; it now reads: Hi there" in page
+    clean = act(client, "feature", [make_paper("Other")], day="2024-03-14", note='R&D <a href="https://a.example">link</a>')
+    assert "Markup that is not allowed" not in clean.content.decode()
+
+
+def test_an_empty_day_features_today_in_the_sites_time_zone_and_says_so(client, editor, settings):
+    paper = make_paper("Great paper")
+    page = act(client, "feature", [paper], day="", note="").content.decode()
+    today = timezone.localdate()
+    assert f"Featured 1 paper(s) on {today} (today, {settings.TIME_ZONE})" in page
+    assert Feature.objects.get(paper=paper).day == today
+
+
+def test_unfeature_without_a_day_removes_the_papers_feature_days_and_names_them(client, editor):
+    paper = make_paper("Great paper")
+    for day in ["2024-03-13", "2024-03-14"]:
+        act(client, "feature", [paper], day=day, note="")
+    page = act(client, "unfeature", [paper], day="").content.decode()
+    assert "Removed 2 feature(s): Great paper (2024-03-13, 2024-03-14)." in page
+    assert not Feature.objects.exists()
+    page = act(client, "unfeature", [paper], day="").content.decode()
+    assert "Nothing removed: the selected papers are not featured on any day." in page
+
+
+def test_the_featured_column_names_the_days(client, editor):
+    paper = make_paper("Great paper")
+    act(client, "feature", [paper], day="2024-03-14", note="")
+    assert "14 Mar 2024" in client.get(reverse("admin:papers_paper_changelist")).content.decode()
+
+
+def test_features_and_unfeatures_are_in_the_admin_log_with_their_notes(client, editor):
+    paper = make_paper("Great paper")
+    act(client, "feature", [paper], day="2024-03-14", note="Start <i>here</i>")
+    act(client, "unfeature", [paper], day="2024-03-14")
+    messages = list(LogEntry.objects.filter(object_id=str(paper.pk)).order_by("pk").values_list("change_message", flat=True))
+    assert messages == ["Featured on 2024-03-14; note: Start <i>here</i>", "Unfeatured from 2024-03-14; note was: Start <i>here</i>"]
+    history = client.get(reverse("admin:papers_paper_history", args=[paper.pk])).content.decode()
+    assert "Unfeatured from 2024-03-14" in history
+
+
+def test_searching_papers_finds_authors_with_accents(client, editor):
+    make_paper("Alpha", authors=["María López"])
+    make_paper("Beta", authors=["Alan Turing"])
+    page = client.get(reverse("admin:papers_paper_changelist"), {"q": "López"}).content.decode()
+    assert "Alpha" in page and "Beta" not in page
+
+
+def test_retag_is_one_button_that_reports_what_changed_and_is_logged(client, editor):
+    paper = make_paper("Swarm drones flocking")
+    swarms = Topic.objects.create(slug="swarms", name="Swarms", keywords="")
+    url = reverse("admin:papers_topic_change", args=[swarms.pk])
+    response = client.post(url, {"slug": "swarms", "name": "Swarms", "keywords": "swarm", "categories": "", "position": 0}, follow=True)
+    assert "papers already imported keep their topics until you re-tag them" in response.content.decode()
+    assert not paper.topics.filter(slug="swarms").exists()
+    page = client.post(reverse("admin:papers_topic_retag"), follow=True).content.decode()
+    assert "Re-tagged 1 papers: 1 changed (Swarms +1 −0)" in page
+    assert paper.topics.filter(slug="swarms").exists()
+    assert LogEntry.objects.filter(object_id=str(swarms.pk), change_message="Re-tag: +1 papers, −0 papers").exists()
+
+
+def test_the_paper_list_shows_what_readers_make_of_each_paper(client, editor):
+    from newsletter.services import vote_record
+    from tests.conftest import make_subscriber
+
+    paper = make_paper("Robot arms", upvotes=3)  # tagged robotics
+    readers = [make_subscriber(f"r{i}@example.org", topics=["robotics", "computer-vision"]) for i in range(3)]
+    make_subscriber("gone@example.org", status="unsubscribed", topics=["robotics"])
+    vote_record(subscriber=readers[0], paper=paper, value=1)
+    vote_record(subscriber=readers[1], paper=paper, value=1)
+    vote_record(subscriber=readers[2], paper=paper, value=-1)
+    page = client.get(reverse("admin:papers_paper_changelist"))
+    row = page.context["cl"].result_list.get(pk=paper.pk)
+    assert (row.more, row.less, row.followers) == (2, 1, 3)
+    assert "2 more · 1 less<br><small>3 follow its topics</small>" in page.content.decode()
+
+
+def test_a_features_note_is_edited_or_cleared_in_the_feature_admin_and_logged(client, editor):
+    paper = make_paper("Great paper")
+    act(client, "feature", [paper], day="2024-03-14", note="Old <b>note</b>")
+    feature = Feature.objects.get()
+    url = reverse("admin:papers_feature_change", args=[feature.pk])
+    assert client.post(url, {"note": ""}).status_code == 302
+    assert Feature.objects.get().note == ""
+    assert LogEntry.objects.filter(change_message="Note of 2024-03-14 changed from: Old <b>note</b> to: (none)").exists()
+    response = client.post(reverse("admin:papers_feature_delete", args=[feature.pk]), {"post": "yes"})
+    assert response.status_code == 302 and not Feature.objects.exists()
+    assert LogEntry.objects.filter(change_message="Unfeatured from 2024-03-14; note was: (none)").exists()

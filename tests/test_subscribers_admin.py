@@ -32,5 +32,5 @@ def test_csv_export_of_selected_subscribers(admin_client):
     )
     body = b"".join(response.streaming_content).decode()
     lines = body.strip().splitlines()
-    assert lines[0].startswith("email,status,frequency,topics")
-    assert len(lines) == 2 and lines[1].startswith("a@example.org,active,daily,robotics; security,'=cmd()")
+    assert lines[0].startswith("email,status,frequency,weekday,hour,timezone,topics,keywords,authors")
+    assert len(lines) == 2 and lines[1].startswith("a@example.org,active,daily,,7,UTC,robotics; security,'=cmd(),,")

@@ -7,4 +7,4 @@ class Command(BaseCommand):
     help = "Re-assign topics to every paper, e.g. after an editor changed topic rules."
 
     def handle(self, *args, **options):
-        self.stdout.write(f"Re-tagged {papers_retag()} papers.")
+        self.stdout.write(str(papers_retag()))

@@ -1,0 +1,64 @@
+"""What an edition offered, fixed once it went out: the web archive and its feed show this.
+
+The general picks (featured, then trending) are rebuilt from features and upvotes, which keep
+changing; so the first time an edition is seen to have gone out (a delivery sent, or its day
+over everywhere) they are recorded on the edition, once, and read from there on. The
+dispatcher looks every five minutes (editions_record_offered), and an editor's curation in the
+admin looks first, so an unfeature made after the first digests went out does not rewrite them.
+"""
+
+import datetime as dt
+
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from newsletter.offers import edition_general_picks
+from newsletter.models import Delivery, Edition
+from papers.models import Paper
+
+RECENT_DAYS = 7  # editions older than this are recorded when first shown (their day is over)
+
+
+def _went_out(edition):
+    sent = Delivery.objects.filter(edition=OuterRef("pk"), state=Delivery.State.SENT)
+    return Edition.objects.filter(pk=edition.pk).filter(Exists(sent)).exists()
+
+
+def _day_over_everywhere(edition, now):
+    # Subscribers get the edition of their local date; the last time zone (UTC-12) ends day D
+    # at 12:00 UTC on D + 1.
+    return edition.date < (now - dt.timedelta(hours=12)).date()
+
+
+def edition_record_offered(edition, *, now=None):
+    """Record what edition offered, if it went out and nothing is recorded yet; returns the edition."""
+    now = now or timezone.now()
+    if edition.offered is None and edition.pk and (_day_over_everywhere(edition, now) or _went_out(edition)):
+        offer, picks = edition_general_picks(edition)
+        offered = [{"paper": pid, "reason": reason, "note": offer.notes.get(pid, "")} for pid, reason in picks]
+        # Conditional: two requests recording at once keep the first.
+        Edition.objects.filter(pk=edition.pk, offered__isnull=True).update(offered=offered, offered_at=now)
+        edition.refresh_from_db(fields=["offered", "offered_at"])
+    return edition
+
+
+def editions_record_offered(*, now=None):
+    """Record every recent edition that has gone out since the last look; returns how many."""
+    now = now or timezone.now()
+    sent = Delivery.objects.filter(edition=OuterRef("pk"), state=Delivery.State.SENT)
+    fresh = Edition.objects.filter(offered__isnull=True, date__gte=now.date() - dt.timedelta(days=RECENT_DAYS))
+    editions = list(fresh.filter(Exists(sent)))
+    for edition in editions:
+        edition_record_offered(edition, now=now)
+    return len(editions)
+
+
+def edition_items(edition):
+    """[{paper, reason, note}] of an edition's web archive: as recorded, or (not gone out yet) as of now."""
+    edition = edition_record_offered(edition)
+    if edition.offered is None:
+        offer, picks = edition_general_picks(edition)
+        return [{"paper": offer.papers[pid], "reason": reason, "note": offer.notes.get(pid, "")} for pid, reason in picks]
+    papers = Paper.objects.in_bulk([item["paper"] for item in edition.offered])
+    # A paper deleted since is left out: there is nothing left to link to.
+    return [{**item, "paper": papers[item["paper"]]} for item in edition.offered if item["paper"] in papers]

@@ -36,29 +36,56 @@ def stencil(text, placeholders):
     return template
 
 
-def _part(content_type, template):
-    encoded = template.encode()
-    if max(map(len, encoded.split(b"\n"))) > MAX_LINE:
-        return None
+class Chunk:
+    """A piece of a message body, encoded once, with what joining needs to know of its lines:
+    the length of its first and last line and of the longest line in between."""
+
+    __slots__ = ("data", "first", "inner", "last", "breaks")
+
+    def __init__(self, text):
+        self.data = text.encode()
+        lines = self.data.split(b"\n")
+        self.breaks = len(lines) > 1
+        self.first, self.last = len(lines[0]), len(lines[-1])
+        self.inner = max(map(len, lines[1:-1]), default=0)
+
+
+def longest_line(chunks):
+    """The longest line of the chunks joined, without joining them."""
+    longest = current = 0
+    for chunk in chunks:
+        if chunk.breaks:
+            longest = max(longest, current + chunk.first, chunk.inner)
+            current = chunk.last
+        else:
+            current += chunk.first
+    return max(longest, current)
+
+
+def fits_8bit(*bodies):
+    """Whether bodies, each a list of chunks, can go as 8bit (RFC 5322's line limit)."""
+    return all(longest_line(chunks) <= MAX_LINE for chunks in bodies)
+
+
+def _part(content_type, encoded):
     return (
         f'Content-Type: {content_type}; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n\n'.encode()
         + encoded
     )
 
 
+@lru_cache(maxsize=1024)
 def _header(value):
+    # Encoding a header is slow in the email package, and subjects repeat across digests.
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
 BOUNDARY = "==============paperboy-digest-boundary=="
 
 
-def compose_mime(subject, text_template, html_template):
-    """multipart/alternative bytes as Django builds them, as a template (stencil()) with fields
-    for the recipient: address, Message-ID, Date and links."""
-    text_part, html_part = _part("text/plain", text_template), _part("text/html", html_template)
-    if text_part is None or html_part is None:
-        return None
+def mime_head(subject):
+    """A digest's headers as a template (stencil()) with fields for the recipient's address,
+    Message-ID, Date and unsubscribe link."""
     headers = {
         "Subject": _header(subject),
         "From": _header(settings.DEFAULT_FROM_EMAIL),
@@ -69,12 +96,19 @@ def compose_mime(subject, text_template, html_template):
     }
     head = f'Content-Type: multipart/alternative;\n boundary="{BOUNDARY}"\nMIME-Version: 1.0\n'
     head += "".join(f"{name}: {value}\n" for name, value in headers.items())
+    return stencil(head, HEADER_SLOTS).encode()
+
+
+def compose_mime(head, text, html):
+    """multipart/alternative bytes as Django builds them, as a template (stencil()) with fields
+    for the recipient: the head (mime_head()) and the encoded text and HTML bodies, whose lines
+    the caller has checked (fits_8bit())."""
     return b"".join([
-        stencil(head, HEADER_SLOTS).encode(),
+        head,
         f"\n--{BOUNDARY}\n".encode(),
-        text_part,
+        _part("text/plain", text),
         f"\n--{BOUNDARY}\n".encode(),
-        html_part,
+        _part("text/html", html),
         f"\n--{BOUNDARY}--\n".encode(),
     ])
 

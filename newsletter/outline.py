@@ -5,6 +5,7 @@ so the web copy, the whole-document render and the per-edition assembler agree.
 """
 
 import re
+from functools import lru_cache
 from collections import Counter
 from dataclasses import dataclass
 
@@ -29,7 +30,9 @@ class Section:
     topic: str = ""
 
 
+@lru_cache(maxsize=20_000)
 def section_of(reason):
+    # Remembered: a digest asks several times per pick, and reasons repeat across digests.
     if reason == FEATURED:
         return Section("featured", "Editor's pick", "")
     for pattern, key, heading, keeps_reason in _REASONS:

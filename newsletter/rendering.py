@@ -20,14 +20,14 @@ the composed MIME equals what Django's e-mail API builds.
 
 import html as html_lib
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from cachetools import LRUCache
 from django.conf import settings
 from django.template.loader import render_to_string
 
 from newsletter import outline
-from newsletter.digest_mail import compose_mime, stencil
+from newsletter.digest_mail import Chunk, compose_mime, fits_8bit, mime_head, stencil
 from newsletter.emails import inline_css
 from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, SLOTS, UNSUBSCRIBE_TOKEN, VIEW_TOKEN, absolute, unsubscribe_url
 
@@ -87,20 +87,35 @@ AS_PLACEHOLDERS = {slot: slot for slot in TEXT_SLOTS}
 @dataclass
 class Content:
     """One distinct digest, ready to be sent to any number of recipients: text and HTML as
-    templates (stencil()) with a field per per-recipient link, and the MIME bytes with fields
-    for those links and the recipient's headers (None when a line is too long for 8bit:
+    encoded templates (stencil()) with a field per per-recipient link, and the MIME bytes with
+    fields for those links and the recipient's headers (None when a line is too long for 8bit:
     Django then builds each message)."""
 
     subject: str
-    text_template: str
-    html_template: str
+    text_bytes: bytes
+    html_bytes: bytes
     mime_template: bytes | None
 
     @classmethod
     def of(cls, subject, text, html):
         """From a text and an HTML body that hold the placeholders."""
-        text, html = stencil(text, TEXT_SLOTS), stencil(html, TEXT_SLOTS)
-        return cls(subject, text, html, compose_mime(subject, text, html))
+        return cls.joined(subject, mime_head(subject), [Chunk(stencil(text, TEXT_SLOTS))], [Chunk(stencil(html, TEXT_SLOTS))])
+
+    @classmethod
+    def joined(cls, subject, head, text, html):
+        """From the chunks of its text and HTML bodies, and its MIME head (mime_head())."""
+        text_bytes, html_bytes = b"".join([c.data for c in text]), b"".join([c.data for c in html])
+        mime = compose_mime(head, text_bytes, html_bytes) if fits_8bit(text, html) else None
+        return cls(subject, text_bytes, html_bytes, mime)
+
+    # As strings only for whoever reads them (ESP backends, batch sending, previews).
+    @cached_property
+    def text_template(self):
+        return self.text_bytes.decode()
+
+    @cached_property
+    def html_template(self):
+        return self.html_bytes.decode()
 
     @cached_property
     def text(self):
@@ -113,35 +128,64 @@ class Content:
 
 @dataclass
 class _Card:
-    """A card rendered with a section heading and a reason line, cut so it can be joined
-    with or without either; `before` starts with the text card's number, put back per digest."""
+    """A card rendered with a section heading and a reason line, cut (into chunks) so it can
+    be joined with or without either; `before` may start with the text card's number, which
+    each digest puts back as `numbered` says."""
 
     heading: tuple  # (start, end) around the heading
-    before: str
+    before: Chunk
     why: tuple  # (start, end) around the reason line
-    after: str
+    after: Chunk
+    numbered: tuple = ()  # (what comes before the number, what follows it), for text cards
 
     @classmethod
-    def cut(cls, card, why_start, why_end):
+    def cut(cls, card, why_start, why_end, numbered=False):
         heading_start, rest = card.split(SECTION, 1)
         heading_end = rest[: rest.index(">") + 1] if rest.startswith("</") else ""  # the HTML's </h2>
         rest = rest[len(heading_end) :]
         before, after = rest.split(REASON, 1)
         start, end = before.rindex(why_start), after.index(why_end) + len(why_end)
-        return cls((heading_start, heading_end), before[:start], (before[start:], after[:end]), after[end:])
+        number = ()
+        if numbered:  # "\n\n1. Title": the number is each digest's own
+            lead, rest_of_before = before[:start].split(".", 1)
+            number = (Chunk(lead.rstrip("0123456789")), Chunk("." + rest_of_before))
+        return cls(
+            (Chunk(heading_start), Chunk(heading_end)), Chunk(before[:start]),
+            (Chunk(before[start:]), Chunk(after[:end])), Chunk(after[end:]), number,
+        )
 
-    def join(self, heading, detail, before=None):
+    def join(self, heading, detail, number=None):
+        """Chunks of the card with this heading and reason line (chunks, or None for none)."""
         parts = [self.heading[0], heading, self.heading[1]] if heading else []
-        parts.append(self.before if before is None else before)
+        parts += [self.numbered[0], number, self.numbered[1]] if number else [self.before]
         if detail:
             parts += (self.why[0], detail, self.why[1])
         parts.append(self.after)
         return parts
 
 
+@lru_cache(maxsize=4096)
 def _html(text):
     # What Django's escaping gives once lxml has serialised it; % doubled for stencil().
-    return html_lib.escape(text, quote=False).replace("%", "%%")
+    return Chunk(html_lib.escape(text, quote=False).replace("%", "%%")) if text else None
+
+
+@lru_cache(maxsize=4096)
+def _text(text):
+    return Chunk(text.replace("%", "%%")) if text else None
+
+
+def _around(parts, chunk):
+    """parts joined with chunk between each two."""
+    joined = [parts[0]]
+    for part in parts[1:]:
+        joined += (chunk, part)
+    return joined
+
+
+@lru_cache(maxsize=128)
+def _number(n):
+    return Chunk(str(n))
 
 
 class EditionRenderer:
@@ -156,14 +200,21 @@ class EditionRenderer:
         ctx = _context(edition, items, SUMMARY)
         html_head, html_cards, html_tail = _cut(inline_css(render_to_string("emails/digest-body.html", ctx)))
         text_head, text_cards, text_tail = _cut(render_to_string("emails/digest-body.txt", ctx))
-        # As templates, cut where the heading and the reason go: a digest is joined from these pieces.
-        self.html_shell = (stencil(html_head, TEXT_SLOTS), stencil(html_tail, TEXT_SLOTS))
-        self.text_shell = (stencil(text_head, TEXT_SLOTS), stencil(text_tail, TEXT_SLOTS))
+        # Encoded once and cut where the summary, headings and reasons go: a digest is joined
+        # from these chunks (and its 8bit line check made from theirs).
+        # (head cut where the summary goes: the preheader and the line under the masthead; tail)
+        self.html_shell = ([Chunk(part) for part in stencil(html_head, TEXT_SLOTS).split(SUMMARY)],
+                           Chunk(stencil(html_tail, TEXT_SLOTS)))
+        self.text_shell = ([Chunk(part) for part in stencil(text_head, TEXT_SLOTS).split(SUMMARY)],
+                           Chunk(stencil(text_tail, TEXT_SLOTS)))
         self.html_cards = {pid: _Card.cut(stencil(card, TEXT_SLOTS), "<p ", "</p>") for pid, card in zip(order, html_cards)}
-        self.text_cards = {pid: _Card.cut(stencil(card, TEXT_SLOTS), "\n", "") for pid, card in zip(order, text_cards)}
+        self.text_cards = {
+            pid: _Card.cut(stencil(card, TEXT_SLOTS), "\n", "", numbered=True) for pid, card in zip(order, text_cards)
+        }
         # Bounded: distinct contents grow with the number of subscribers, memory must not.
         self.contents = LRUCache(maxsize=300)
         self.subjects = {}
+        self.heads = {}
 
     def content(self, picks):
         picks = tuple(picks)
@@ -174,22 +225,21 @@ class EditionRenderer:
     def _assemble(self, picks):
         picks = outline.grouped(picks)
         summary = outline.summary([reason for _, reason in picks])
-        html = [self.html_shell[0].replace(SUMMARY, _html(summary))]
-        text = [self.text_shell[0].replace(SUMMARY, summary.replace("%", "%%"))]
+        html, text = _around(self.html_shell[0], _html(summary)), _around(self.text_shell[0], _text(summary))
         previous = None
         for n, (pid, reason) in enumerate(picks, start=1):
             section = outline.section_of(reason)
             heading = section.heading if section.key != previous else ""
             previous, detail = section.key, section.detail[:1].upper() + section.detail[1:]
             html += self.html_cards[pid].join(_html(heading), _html(detail))
-            card = self.text_cards[pid]
-            lead, rest = card.before.split(".", 1)  # "\n\n1. Title": the number is this digest's
-            before = lead.rstrip("0123456789") + str(n) + "." + rest
-            text += card.join(heading.upper().replace("%", "%%"), detail.replace("%", "%%"), before)
+            text += self.text_cards[pid].join(_text(heading.upper()), _text(detail), _number(n))
         html.append(self.html_shell[1])
         text.append(self.text_shell[1])
-        html, text, subject = "".join(html), "".join(text), self._subject(picks)
-        return Content(subject, text, html, compose_mime(subject, text, html))
+        subject = self._subject(picks)
+        head = self.heads.get(subject)
+        if head is None:
+            head = self.heads[subject] = mime_head(subject)
+        return Content.joined(subject, head, text, html)
 
     def _subject(self, picks):
         # The subject reads the lead paper and what the rest are about: far fewer than the contents.

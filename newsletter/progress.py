@@ -19,6 +19,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from newsletter.sql import picks_json
+
 
 def _folder():
     folder = Path(settings.DIGEST_PROGRESS_DIR)
@@ -55,7 +57,7 @@ class Progress:
             number = self.numbers.get(picks)
             if number is None:
                 number = self.numbers[picks] = len(self.numbers)
-                lines.append(f"P {number} {json.dumps(picks)}\n")
+                lines.append(f"P {number} {picks_json(picks)}\n")
             lines.append(f"S {int(delivery_id)} {number} {message_id or '-'}\n")
         os.write(self.fd, "".join(lines).encode())
 

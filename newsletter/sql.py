@@ -10,6 +10,7 @@ Column lists are written out once here; tests/test_sql.py checks them against th
 """
 
 import json
+from functools import lru_cache
 
 from django.db import connection, transaction
 
@@ -117,6 +118,12 @@ def votes(subscriber_ids, latest):
     return _rows(sql, [latest])
 
 
+@lru_cache(maxsize=4096)
+def picks_json(picks):
+    """A digest's picks as stored: the progress record and the outcome statement share it."""
+    return json.dumps(picks)
+
+
 def deliveries_finish(outcomes):
     """Record a group's outcomes in one UPDATE ... FROM (VALUES ...). outcomes: [(id, state,
     picks, sent_at, note, message_id, attempts)]. What rows share (state, picks, time sent,
@@ -140,7 +147,7 @@ def deliveries_finish(outcomes):
         f"UPDATE {name} SET state = o.state, picks = o.picks, sent_at = o.sent_at, note = o.note, "
         f"message_id = v.message_id, attempts = v.attempts FROM v JOIN o ON o.n = v.o WHERE {name}.id = v.id"
     )
-    params = [value for state, picks, sent_at, note in shared for value in (state, json.dumps(picks), _datetime(sent_at), note)]
+    params = [value for state, picks, sent_at, note in shared for value in (state, picks_json(picks), _datetime(sent_at), note)]
     params += [message_id for _, _, _, _, _, message_id, _ in outcomes]
     with transaction.atomic(), connection.cursor() as cursor:
         if postgres:

@@ -43,6 +43,8 @@ def parse():
     parser.add_argument("--votes", type=int, default=0, help="votes per subscriber on yesterday's papers (profiles)")
     parser.add_argument("--mode", choices=["message", "batch"], default="message",
                         help="batch: ESP batch calls (anymail's Mailgun backend) to a local HTTP server")
+    parser.add_argument("--backend", default="newsletter.esp.MailgunBackend",
+                        help="batch mode's backend (anymail.backends.mailgun.EmailBackend: anymail's own)")
     return parser.parse_args()
 
 
@@ -106,7 +108,7 @@ class FakeMailgun:
             writer.write(self.REPLY)
 
 
-def configure(database, mode="message", batch=None):
+def configure(database, mode="message", batch=None, backend=None):
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     if batch:
         os.environ["DIGEST_BATCH_SIZE"] = str(batch)
@@ -119,7 +121,7 @@ def configure(database, mode="message", batch=None):
     if mode == "batch":
         esp = FakeMailgun()
         os.environ.update({
-            "EMAIL_BACKEND": "newsletter.esp.MailgunBackend", "ANYMAIL_MAILGUN_API_KEY": "bench",
+            "EMAIL_BACKEND": backend, "ANYMAIL_MAILGUN_API_KEY": "bench",
             "ANYMAIL_MAILGUN_API_URL": esp.url, "ANYMAIL_WEBHOOK_SECRET": "bench:bench", "DIGEST_SENDING": "batch",
             "DEFAULT_FROM_EMAIL": "Paperboy <digest@paperboy.test>",
         })
@@ -337,7 +339,7 @@ def idle_seconds():
 
 
 def run(args):
-    esp = configure(args.database, args.mode, args.batch)
+    esp = configure(args.database, args.mode, args.batch, args.backend)
     from django.conf import settings
     from django.core.management import call_command
 

@@ -213,8 +213,8 @@ class EditionRenderer:
         }
         # Bounded: distinct contents grow with the number of subscribers, memory must not.
         self.contents = LRUCache(maxsize=300)
-        self.subjects = {}
-        self.heads = {}
+        self.subjects = LRUCache(maxsize=2000)  # by lead paper and what the rest are about
+        self.heads = LRUCache(maxsize=2000)  # MIME heads, by subject
 
     def content(self, picks):
         picks = tuple(picks)

@@ -16,7 +16,6 @@ dropped and created afresh). SQLite: a file in a temporary folder.
 """
 
 import argparse
-import datetime as dt
 import multiprocessing
 import os
 import random

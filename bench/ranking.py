@@ -17,7 +17,6 @@ the same without profiles (the production path, memoised per identical preferenc
 
 import argparse
 import atexit
-import math
 import os
 import random
 import shutil

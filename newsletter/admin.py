@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from newsletter import desk
 from newsletter.archive import editions_record_offered
-from newsletter.delivery import deliveries_requeue, deliveries_requeue_plan
+from newsletter.reconcile import deliveries_requeue, deliveries_requeue_plan
 from newsletter.forms import TIMEZONES
 from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote
 from newsletter.tasks import enqueue_deliveries

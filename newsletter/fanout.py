@@ -17,7 +17,8 @@ from newsletter import sql
 from newsletter.models import Delivery, Edition, Subscriber
 from newsletter.offers import digests_for, offer_for
 from newsletter.schedule import local_date
-from newsletter.services import COMPLAINT_PAUSE, schedule_next, sending_paused, unmailable
+from newsletter.services import schedule_next, unmailable
+from newsletter.tracking import COMPLAINT_PAUSE, sending_paused
 
 log = logging.getLogger(__name__)
 

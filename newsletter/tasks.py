@@ -6,7 +6,7 @@ The only module that knows Celery tasks: fan-out and delivery are handed enqueue
 from celery import shared_task
 from django.conf import settings
 
-from newsletter import archive, delivery, fanout, services
+from newsletter import archive, delivery, fanout, reconcile, services
 
 
 def enqueue_deliveries(delivery_ids):
@@ -37,13 +37,13 @@ def send_deliveries_task(self, delivery_ids):
 
 @shared_task
 def reconcile_deliveries_task():
-    return delivery.deliveries_reconcile(enqueue=enqueue_deliveries)
+    return reconcile.deliveries_reconcile(enqueue=enqueue_deliveries)
 
 
 @shared_task
 def recover_deliveries_task():
     """Run as a worker starts (config/celery.py): settle what a dead worker left, resume the rest."""
-    return delivery.deliveries_recover(enqueue=enqueue_deliveries), delivery.deliveries_resume(enqueue=enqueue_deliveries)
+    return reconcile.deliveries_recover(enqueue=enqueue_deliveries), reconcile.deliveries_resume(enqueue=enqueue_deliveries)
 
 
 @shared_task

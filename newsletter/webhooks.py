@@ -14,7 +14,7 @@ from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidati
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.urls import URLPattern
 
-from newsletter.services import tracking_event_record
+from newsletter.tracking import tracking_event_record
 
 log = logging.getLogger(__name__)
 TEXT_FIELDS = ("recipient", "description", "reject_reason")

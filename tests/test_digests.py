@@ -10,7 +10,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.test import Client
 
-from newsletter import delivery, tokens
+from newsletter import delivery, reconcile, tokens
 from newsletter.emails import build_message
 from newsletter.links import unsubscribe_path
 from newsletter.models import Delivery, Edition, Subscriber
@@ -268,7 +268,7 @@ def test_a_crash_between_sending_and_recording_loses_nothing_and_mails_nobody_tw
     assert len(sent_mail()) == 2
     assert Delivery.objects.filter(state="sending").count() == 2
     send()  # the run restarted: the other three
-    assert delivery.deliveries_recover(enqueue=enqueue_deliveries) == (2, 0)  # the two, from the progress file
+    assert reconcile.deliveries_recover(enqueue=enqueue_deliveries) == (2, 0)  # the two, from the progress file
     assert sorted(m.to[0] for m in sent_mail()) == [f"reader{n}@example.org" for n in range(5)]
     assert Delivery.objects.filter(state="sent").count() == 5
     settled = Delivery.objects.filter(note__startswith="sent; recorded after the worker stopped")
@@ -370,11 +370,11 @@ def test_rows_whose_task_was_lost_are_sent_by_the_reconciler(papers, readers, ti
     from newsletter.fanout import deliveries_create
 
     deliveries_create(edition, [readers["alice"].pk, readers["bob"].pk])  # the tasks never reached a worker
-    assert delivery.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 0)  # not before the timeout: the task may still be queued
+    assert reconcile.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 0)  # not before the timeout: the task may still be queued
     time_machine.move_to("2024-03-14T08:00Z")
-    assert delivery.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 2)
+    assert reconcile.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 2)
     assert sorted(m.to[0] for m in sent_mail()) == ["alice@example.org", "bob@example.org"]
-    assert delivery.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 0)
+    assert reconcile.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 0)
 
 
 def test_a_requeued_old_row_whose_task_was_lost_is_found_by_the_reconciler(papers, readers, time_machine):
@@ -382,9 +382,9 @@ def test_a_requeued_old_row_whose_task_was_lost_is_found_by_the_reconciler(paper
     edition = Edition.objects.create(date=DAY)
     row = Delivery.objects.create(subscriber=readers["alice"], edition=edition, state="failed", attempts=1)
     time_machine.move_to("2024-03-20T07:00Z")  # days later, an operator requeues it; the task is lost
-    assert delivery.deliveries_requeue(enqueue=lambda ids: None, deliveries=Delivery.objects.all()) == 1
+    assert reconcile.deliveries_requeue(enqueue=lambda ids: None, deliveries=Delivery.objects.all()) == 1
     time_machine.move_to("2024-03-20T08:00Z")
-    assert delivery.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 1)
+    assert reconcile.deliveries_reconcile(enqueue=enqueue_deliveries) == (0, 1)
     row.refresh_from_db()
     assert row.state == "sent" and [m.to[0] for m in sent_mail()] == ["alice@example.org"]
 

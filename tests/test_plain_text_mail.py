@@ -1,6 +1,5 @@
 """Subjects and plain-text bodies are text, not HTML: nothing in them is HTML-escaped."""
 
-import datetime as dt
 from io import StringIO
 
 import pytest

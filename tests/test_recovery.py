@@ -7,7 +7,7 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.core.management import call_command
 
-from newsletter import delivery
+from newsletter import reconcile
 from newsletter.fanout import deliveries_create, edition_get
 from newsletter.models import Delivery, Subscriber
 from newsletter.progress import Progress, abandoned
@@ -55,7 +55,7 @@ def test_the_rows_a_killed_worker_had_not_sent_are_sent_by_recovery(readers, aft
     with pytest.raises(SystemExit):
         call_command("send_digests", date=DAY, stdout=StringIO())
     assert len(mail.outbox) == 2 + after_accepting
-    sent, requeued = delivery.deliveries_recover(enqueue=enqueue_deliveries)
+    sent, requeued = reconcile.deliveries_recover(enqueue=enqueue_deliveries)
     assert (sent, requeued) == (2, 3)
     assert Delivery.objects.filter(state="sent").count() == 5
     counts = copies()
@@ -75,5 +75,5 @@ def test_a_worker_that_starts_again_resumes_what_is_waiting(readers, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     # Fanned out, but the tasks were lost with the worker that had taken them.
     deliveries_create(edition_get(DAY), list(Subscriber.objects.values_list("pk", flat=True)))
-    assert delivery.deliveries_resume(enqueue=enqueue_deliveries) == 5
+    assert reconcile.deliveries_resume(enqueue=enqueue_deliveries) == 5
     assert len(copies()) == 5

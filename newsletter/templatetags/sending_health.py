@@ -1,6 +1,6 @@
 from django import template
 
-from newsletter.services import COMPLAINT_PAUSE, COMPLAINT_WARN, complaint_rate, sending_paused
+from newsletter.tracking import COMPLAINT_PAUSE, COMPLAINT_WARN, complaint_rate, sending_paused
 
 register = template.Library()
 

@@ -1,0 +1,140 @@
+"""What is left behind, and an operator's second try: a dead worker's group recovered from its
+progress file, waiting rows resumed when a worker starts, stuck rows reconciled, failed rows
+requeued. Each takes the enqueue function (tasks.py), as fan-out does.
+"""
+
+import datetime as dt
+import re
+from collections import Counter
+
+from django.conf import settings
+from django.db.models import Count, Q, Value
+from django.db.models.functions import Concat, Left
+from django.utils import timezone
+
+from newsletter import sql
+from newsletter.models import Delivery, Subscriber, SubscriberEvent
+from newsletter.progress import abandoned
+
+
+# Failures never sent again: the address refused the mail for good, or the mail may have gone.
+REFUSED_FOR_GOOD = ("the ESP rejected", "the ESP invalid", "AnymailRecipientsRefused", "AnymailInvalidAddress", "SMTPRecipientsRefused")
+MAY_HAVE_GONE = Delivery.INTERRUPTED
+REQUEUED = " · requeued by an operator"
+
+
+def requeue_verdict(note, status):
+    """(send again?, why) for a failed delivery, from its note and its subscriber's status."""
+    if status != Subscriber.Status.ACTIVE:
+        return False, f"the subscriber is {status or 'erased'} now: not sent"
+    if note.startswith(MAY_HAVE_GONE):
+        return False, "the mail may already have been delivered: never sent twice"
+    if note.startswith(REFUSED_FOR_GOOD) or re.match(r"SMTP\w*: \(5\d\d,", note):
+        return False, "refused for good (a hard bounce): not sent again"
+    return True, "a temporary failure: sent again"
+
+
+def deliveries_requeue_plan(*, deliveries):
+    """What deliveries_requeue() would do, per reason: [(note, count, send again?, why)]."""
+    failed = deliveries.filter(state=Delivery.State.FAILED).values_list("note", "subscriber__status")
+    plan = Counter()
+    for note, status, n in failed.annotate(n=Count("id")).order_by():
+        plan[(note.split(REQUEUED)[0], *requeue_verdict(note, status))] += n
+    return sorted(((note, n, again, why) for (note, again, why), n in plan.items()), key=lambda row: (not row[2], -row[1]))
+
+
+def deliveries_requeue(*, deliveries, enqueue):
+    """Send failed deliveries again (an operator's decision, e.g. after checking the ESP's log),
+    except those requeue_verdict() keeps back; an event per subscriber keeps why each had
+    failed. Returns how many."""
+    failed = deliveries.filter(state=Delivery.State.FAILED)
+    rows = failed.values_list("pk", "note", "subscriber__status", "subscriber_id", "edition__date")
+    again = [row for row in rows if requeue_verdict(row[1], row[2])[0]]
+    ids = [row[0] for row in again]
+    now = timezone.now()
+    # The sender overwrites the note when the copy goes: the subscriber's events keep the history.
+    SubscriberEvent.objects.bulk_create([
+        SubscriberEvent(subscriber_id=subscriber_id, kind="requeued", occurred_at=now,
+                        description=f"edition {day}, which had failed: {note.split(REQUEUED)[0]}"[:500])
+        for _, note, _, subscriber_id, day in again
+    ], batch_size=5000)
+    suffix = f"{REQUEUED} {now:%Y-%m-%d %H:%M}"
+    count = 0
+    for start in range(0, len(ids), 5000):
+        # Queued anew: the reconciler looks for lost rows by when they were queued.
+        count += Delivery.objects.filter(pk__in=ids[start : start + 5000], state=Delivery.State.FAILED).update(
+            state=Delivery.State.PENDING,
+            note=Concat(Left("note", 500 - len(suffix)), Value(suffix)),
+            created_at=now,
+        )
+    enqueue(ids)
+    return count
+
+
+def deliveries_recover(*, enqueue, now=None):
+    """Settle the groups of workers on this machine that died while sending (their progress
+    files, newsletter/progress.py): the deliveries their mail server accepted are recorded as
+    sent, the others go back to pending and to workers. Returns (sent, requeued)."""
+    now = now or timezone.now()
+    sent_total, requeued = 0, []
+    for claim, claimed, sent in abandoned():
+        # Still as the dead worker left them (or as the reconciler marked them since).
+        rows = Delivery.objects.filter(pk__in=claimed, claim=claim, state__in=[Delivery.State.SENDING, Delivery.State.FAILED])
+        attempts = dict(rows.values_list("pk", "attempts"))
+        outcomes = [
+            (pk, Delivery.State.SENT, tuple(map(tuple, picks)), now, "sent; recorded after the worker stopped",
+             message_id[:200], attempts[pk] + 1)
+            for pk, (picks, message_id) in sent.items() if pk in attempts
+        ]
+        if outcomes:
+            sql.deliveries_finish(outcomes)
+        unsent = [pk for pk in attempts if pk not in sent]
+        Delivery.objects.filter(pk__in=unsent).update(
+            state=Delivery.State.PENDING, note="not sent when its worker stopped; sent again", created_at=now
+        )
+        sent_total += len(outcomes)
+        requeued += unsent
+    enqueue(requeued)
+    return sent_total, len(requeued)
+
+
+def deliveries_resume(*, enqueue, now=None):
+    """Hand every pending row of the last two days to workers again, as a worker starts: the
+    tasks a dead worker had taken return only after the broker's visibility timeout. Enqueuing
+    twice is harmless (only pending rows are claimed). Returns how many."""
+    now = now or timezone.now()
+    pending = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2), state=Delivery.State.PENDING)
+    ids = list(pending.values_list("pk", flat=True).iterator(chunk_size=5000))
+    enqueue(ids)
+    return len(ids)
+
+
+def deliveries_reconcile(*, enqueue, now=None):
+    """Resolve rows left behind, after recovering what this machine's dead workers left
+    (deliveries_recover): 'sending' rows still claimed past the timeout, whose worker's
+    progress is nowhere to be read, are marked failed (whether their mail went out is
+    unknown until the ESP's webhook says, and a duplicate is worse than a gap); 'pending' rows
+    whose task was lost (e.g. Redis restarted) are handed to workers again. Returns (failed,
+    requeued).
+
+    Both are looked for in one pass over the rows created in the last two days (an index on
+    created_at, which no update changes). No index on state: it would keep the claim and the
+    outcome from updating a row in place (see Delivery.Meta), and one on pending rows would
+    tempt the planner into using it for claims (see sql.deliveries_claim())."""
+    now = now or timezone.now()
+    deliveries_recover(enqueue=enqueue, now=now)
+    cutoff = now - dt.timedelta(minutes=settings.DIGEST_SENDING_TIMEOUT_MINUTES)
+    stuck = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2)).filter(
+        Q(state=Delivery.State.SENDING, claimed_at__lt=cutoff) | Q(state=Delivery.State.PENDING, created_at__lt=cutoff)
+    )
+    found = {Delivery.State.SENDING: [], Delivery.State.PENDING: []}
+    for pk, state in stuck.values_list("pk", "state").iterator(chunk_size=5000):
+        found[state].append(pk)
+    failed = 0
+    sending = found[Delivery.State.SENDING]
+    for start in range(0, len(sending), 5000):
+        failed += Delivery.objects.filter(pk__in=sending[start : start + 5000], state=Delivery.State.SENDING).update(
+            state=Delivery.State.FAILED, note=f"{Delivery.INTERRUPTED}; not resent: whether it went out is unknown"
+        )
+    enqueue(found[Delivery.State.PENDING])
+    return failed, len(found[Delivery.State.PENDING])

@@ -14,7 +14,7 @@ from newsletter import sql
 from newsletter.emails import make_message
 from newsletter.links import confirm_url, preferences_url
 from newsletter.models import (
-    Subscriber, SubscriberEvent, Suppression, Vote, email_canonical, email_hash,
+    Subscriber, SubscriberEvent, Suppression, Vote, comma_list, email_canonical, email_hash,
 )
 from papers.models import Topic, author_key
 from newsletter.schedule import next_digest_time
@@ -239,24 +239,90 @@ def subscriber_suppress(*, subscriber, reason, when=None, record=True):
 def vote_record(*, subscriber, paper, value):
     """The subscriber's last word on a paper: +1 more like this, -1 less like this."""
     vote, _ = Vote.objects.update_or_create(subscriber=subscriber, paper=paper, defaults={"value": value})
+    _record(subscriber, "voted", f"{'more' if value > 0 else 'less'}: {paper.title}")
     return vote
 
 
 def vote_remove(*, subscriber, paper_id):
-    return Vote.objects.filter(subscriber=subscriber, paper_id=paper_id).delete()[0]
+    """Returns how many votes were removed (0 or 1)."""
+    removed = Vote.objects.filter(subscriber=subscriber, paper_id=paper_id).delete()[0]
+    if removed:
+        _record(subscriber, "vote removed", f"paper {paper_id}")
+    return removed
+
+
+def _following_changed(subscriber, kind, what, field=None):
+    if field:
+        subscriber.save(update_fields=[field, "updated_at"])
+    subscriber.refresh_interest_key()
+    _record(subscriber, kind, what)
 
 
 def subscriber_follow_authors(*, subscriber, names):
-    """Add names to the followed authors, once each (compared case- and accent-insensitively)."""
+    """Add names to the followed authors, once each (compared case- and accent-insensitively).
+    Returns the names added."""
     followed = subscriber.author_list()
     known = {author_key(a) for a in followed}
+    added = []
     for name in names:
         if author_key(name) not in known and len(", ".join([*followed, name])) <= 1000:
             followed.append(name)
+            added.append(name)
             known.add(author_key(name))
-    subscriber.authors = ", ".join(followed)
-    subscriber.save(update_fields=["authors", "updated_at"])
-    subscriber.refresh_interest_key()
+    if added:
+        subscriber.authors = ", ".join(followed)
+        _following_changed(subscriber, "followed", f"authors: {', '.join(added)}", "authors")
+    return added
+
+
+def _unfollow(subscriber, field, item, key, what):
+    """Drop `item` from a comma-list preference (`field`), compared by `key`."""
+    items = comma_list(getattr(subscriber, field))
+    kept = [i for i in items if key(i) != key(item)]
+    if len(kept) == len(items):
+        return False
+    setattr(subscriber, field, ", ".join(kept))
+    _following_changed(subscriber, "unfollowed", f"{what}: {item}", field)
+    return True
+
+
+def subscriber_unfollow_author(*, subscriber, name):
+    """Stop following an author (matched as ranking matches them). Returns True if followed."""
+    return _unfollow(subscriber, "authors", name, author_key, "author")
+
+
+def subscriber_follow_keyword(*, subscriber, keyword):
+    """Follow one more keyword, if not yet followed and it fits. Returns True if added."""
+    keywords = subscriber.keyword_list()
+    joined = ", ".join([*keywords, keyword])
+    if keyword.casefold() in {k.casefold() for k in keywords} or len(joined) > Subscriber._meta.get_field("keywords").max_length:
+        return False
+    subscriber.keywords = joined
+    _following_changed(subscriber, "followed", f"keyword: {keyword}", "keywords")
+    return True
+
+
+def subscriber_unfollow_keyword(*, subscriber, keyword):
+    """Stop following a keyword (compared case-insensitively). Returns True if followed."""
+    return _unfollow(subscriber, "keywords", keyword, str.casefold, "keyword")
+
+
+def subscriber_follow_topic(*, subscriber, topic):
+    """Returns True if the topic was not followed (and now is)."""
+    if subscriber.topics.filter(pk=topic.pk).exists():
+        return False
+    subscriber.topics.add(topic)
+    _following_changed(subscriber, "followed", f"topic: {topic.name}")
+    return True
+
+
+def subscriber_unfollow_topic(*, subscriber, topic):
+    """Returns True if the topic was followed (and now is not)."""
+    if not subscriber.topics.filter(pk=topic.pk).exists():
+        return False
+    subscriber.topics.remove(topic)
+    _following_changed(subscriber, "unfollowed", f"topic: {topic.name}")
+    return True
 
 
 def subscriber_export(*, subscriber):

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
 
 from config.client_ip import client_ip
-from newsletter import outline, services, tasks, tokens
+from newsletter import controls, outline, services, tasks, tokens
 from newsletter.links import preferences_path, unsubscribe_path
 from newsletter.archive import edition_items
 from newsletter.offers import edition_general_picks
@@ -195,20 +195,37 @@ def _preferences_vote_action(request, subscriber, action, token):
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def feedback(request, token, paper_id, vote):
-    """'More/less like this' from a digest. Mail scanners open links, so GET only shows the
-    paper with the choice pre-selected; the button POSTs it."""
+    """'More/less like this' from a digest, and why the paper was picked with a button to stop
+    each reason. Mail scanners open links, so GET only shows the paper with the choice
+    pre-selected (none for the reason line's 'why' link); the buttons POST."""
     subscriber, error = _subscriber_from(tokens.FEEDBACK, token)
     if error or subscriber is None:
         return _bad_link(request, "invalid")
     paper = get_object_or_404(Paper, pk=paper_id)
-    initial = 1 if vote == "more" else -1
+    if request.method == "POST" and "control" in request.POST:
+        return _feedback_control(request, subscriber, paper)
+    initial = {"more": 1, "less": -1}.get(vote)
     form = VoteForm(request.POST or None, initial={"vote": initial})
-    ctx = {"paper": paper, "form": form, "current": subscriber.votes.filter(paper=paper).first()}
+    ctx = {"paper": paper, "form": form, "current": subscriber.votes.filter(paper=paper).first(),
+           "why": controls.why_picked(subscriber, paper)}
     if request.method == "POST":
         if not form.is_valid():
             return render(request, "newsletter/feedback.html", ctx, status=400)
         services.vote_record(subscriber=subscriber, paper=paper, value=form.cleaned_data["vote"])
         ctx = {"paper": paper, "recorded": form.cleaned_data["vote"], "preferences_url": preferences_path(subscriber)}
+    return render(request, "newsletter/feedback.html", ctx)
+
+
+def _feedback_control(request, subscriber, paper):
+    """A "why this paper" button: stop a reason, or (undo) restore it."""
+    undo = request.POST.get("undo") == "1"
+    try:
+        control = controls.control_from(request.POST["control"], request.POST.get("value"), subscriber)
+    except controls.BadControl as e:
+        return HttpResponse(str(e), status=400, content_type="text/plain")
+    changed = controls.control_apply(control, subscriber, undo=undo)
+    ctx = {"paper": paper, "control": control, "undone": undo, "changed": changed,
+           "preferences_url": preferences_path(subscriber)}
     return render(request, "newsletter/feedback.html", ctx)
 
 

@@ -63,6 +63,7 @@ def test_every_page_and_the_digest_read_well_on_a_phone_and_a_desktop(browser, s
         "own copy": f"/editions/2024-03-14/{tokens.make(tokens.VIEW, ada.pk)}/",
         "paper": paper.get_absolute_url(),
         "feedback": f"/f/{tokens.make(tokens.FEEDBACK, ada.pk)}/{paper.pk}/more/",
+        "why this paper": f"/f/{tokens.make(tokens.FEEDBACK, ada.pk)}/{paper.pk}/why/#why",
         "preferences": f"/preferences/{tokens.make(tokens.PREFERENCES, ada.pk)}/",
         "unsubscribe": f"/u/{tokens.make(tokens.UNSUBSCRIBE, ada.pk)}/",
         "delete": f"/preferences/{tokens.make(tokens.PREFERENCES, ada.pk)}/delete/",
@@ -84,6 +85,11 @@ def test_every_page_and_the_digest_read_well_on_a_phone_and_a_desktop(browser, s
     phone.goto(server.url + pages["feedback"])
     save = phone.get_by_role("button", name="Save my choice").bounding_box()
     assert save["y"] + save["height"] <= PHONE["height"]  # above the fold
+    # A reason's button stops it; the page then offers the undo and the preferences page.
+    phone.get_by_role("button", name="Fewer papers on").first.click()
+    phone.get_by_role("button", name="Undo: follow").click()
+    assert phone.get_by_role("status").text_content().startswith("You follow ")
+    check(phone, "why this paper, undone, on a phone")
     phone.close()
 
     # The browser's time zone is offered while the reader has not chosen one; nothing is saved.

@@ -128,7 +128,9 @@ def test_cards_of_one_section_follow_each_other_under_one_heading(offer):
     assert squash(content.html) == squash(whole_document(offer, picks)[2])
     assert content.text == whole_document(offer, picks)[1]
     assert content.html.count("Robotics</h2>") == 1 and content.html.count("Authors you follow</h2>") == 1
-    assert "By Zoë Ünal, whom you follow</p>" in content.html  # the one reason a heading does not say
+    # The one reason a heading does not say, linked to the page that tells why and stops it.
+    assert f"/f/{FEEDBACK_TOKEN}/{featured}/why/#why" in content.html
+    assert "By Zoë Ünal, whom you follow</a></p>" in content.html
     assert "Matches your topic" not in content.html
     text = content.text
     assert text.index("\nROBOTICS\n\n1. ") < text.index("\n2. ") < text.index("\nAUTHORS YOU FOLLOW\n\n3. Jamming attacks")

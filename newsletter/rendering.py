@@ -141,7 +141,7 @@ class _Card:
     @classmethod
     def cut(cls, card, why_start, why_end, numbered=False):
         heading_start, rest = card.split(SECTION, 1)
-        heading_end = rest[: rest.index(">") + 1] if rest.startswith("</") else ""  # the HTML's </h2>
+        heading_end = rest[: rest.index("</h2>") + 5] if rest.startswith("</") else ""  # the HTML's </a></h2>
         rest = rest[len(heading_end) :]
         before, after = rest.split(REASON, 1)
         start, end = before.rindex(why_start), after.index(why_end) + len(why_end)

@@ -100,8 +100,10 @@ def test_the_digest_is_ranked_for_the_subscriber_with_reasons(papers, readers):
     assert "\nROBOTICS\n\n1. Robot arms that learn" in alice_text and "\nTRENDING\n\n2. " in alice_text
     assert "An old robot paper" not in alice_text  # outside the edition's window
     bob_html = bob.get_body(("html",)).get_content()
-    assert "Security &amp; privacy</h2>" in bob_html
-    assert "Mentioning “tiny chips”</h2>" in bob_html
+    assert "Security &amp; privacy</a></h2>" in bob_html
+    # A section's heading says why its papers were picked, and leads to what to do about it.
+    assert re.search(r'<h2[^>]*><a href="https://paperboy\.test/f/[^/]+/\d+/why/#why"', bob_html)
+    assert "Mentioning “tiny chips”</a></h2>" in bob_html
     assert alice["Subject"] == "Robot arms that learn + 2 trending · 14 Mar"
     assert Delivery.objects.get(subscriber=readers["alice"]).picks[0] == [papers["robot"].pk, "matches your topic Robotics"]
 

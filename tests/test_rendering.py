@@ -127,7 +127,7 @@ def test_cards_of_one_section_follow_each_other_under_one_heading(offer):
     content = offer.renderer.content(picks)
     assert squash(content.html) == squash(whole_document(offer, picks)[2])
     assert content.text == whole_document(offer, picks)[1]
-    assert content.html.count("Robotics</h2>") == 1 and content.html.count("Authors you follow</h2>") == 1
+    assert content.html.count("Robotics</a></h2>") == 1 and content.html.count("Authors you follow</a></h2>") == 1
     # The one reason a heading does not say, linked to the page that tells why and stops it.
     assert f"/f/{FEEDBACK_TOKEN}/{featured}/why/#why" in content.html
     assert "By Zoë Ünal, whom you follow</a></p>" in content.html

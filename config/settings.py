@@ -243,6 +243,8 @@ RANKING_WEIGHTS = {
 # latest votes are read for their profile.
 VOTE_HALF_LIFE_DAYS = env_int("VOTE_HALF_LIFE_DAYS", 90, minimum=1)
 PROFILE_VOTES_READ = env_int("PROFILE_VOTES_READ", 50, minimum=1)
+# Exploration: this share of a voter's papers comes from outside their profile, labelled so.
+EXPLORE_SHARE = env_int("EXPLORE_PERCENT", 15, minimum=0, maximum=50) / 100
 
 # Paper sources (papers/sources.py). Base URLs, so tests and mirrors can point elsewhere.
 DAILY_PAPERS_API = env_str("DAILY_PAPERS_API", "https://huggingface.co").rstrip("/")

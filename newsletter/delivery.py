@@ -169,7 +169,9 @@ def _send_claimed(edition, claimed, connection, progress):
             if delivery.subscriber_id in skip:
                 delivery.state, delivery.note = Delivery.State.SKIPPED, skip[delivery.subscriber_id]
                 stats.skipped += 1
-        recipients = [(c.subscriber_id, c.frequency, c.keywords, c.authors) for c in claimed if c.subscriber_id not in skip]
+        recipients = [
+            (c.subscriber_id, c.frequency, c.keywords, c.authors, c.confirmed_at) for c in claimed if c.subscriber_id not in skip
+        ]
         picks = digests_for(edition, recipients) if recipients else {}
     now = timezone.now()
     ready = _ready(edition, [c for c in claimed if c.subscriber_id not in skip], picks, stats)

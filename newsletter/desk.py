@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from newsletter.archive import editions_record_offered
-from newsletter.offers import edition_offer, interests_of, received_papers, votes_of
+from newsletter.offers import edition_offer, interests_of, is_first_digest, received_papers, votes_of
 from newsletter.models import Delivery, Edition, Subscriber, Vote
 from papers.models import Feature, Paper
 from papers.notes import cleaned_away, sanitize_note
@@ -126,7 +126,8 @@ def preview(day, edition, email):
     pk = subscriber.pk
     interests = interests_of({pk: (subscriber.keywords, subscriber.authors)})
     received = received_papers([pk], edition, offer.recent_editions)
-    picks = offer.picks({pk: (interests[pk], received[pk])}, votes_of([pk]))[pk]
+    first = {pk} if is_first_digest(subscriber.confirmed_at, received[pk], edition, subscriber.frequency) else set()
+    picks = offer.picks({pk: (interests[pk], received[pk])}, votes_of([pk]), first)[pk]
     status = "" if subscriber.status == Subscriber.Status.ACTIVE else f"{subscriber} is {subscriber.get_status_display().lower()}: no digest goes to them."
     if not picks:
         return {"preview_error": status or f"Nothing new for {subscriber}: no digest would go."}

@@ -138,7 +138,7 @@ def digests_preview(*, day=None, now=None):
                 by_day[day or local_date(now, s.timezone)].append(s)
         for edition_day, group in by_day.items():
             edition = Edition.objects.filter(date=edition_day).first() or Edition(date=edition_day)
-            picks = digests_for(edition, [(s.pk, s.frequency, s.keywords, s.authors) for s in group])
+            picks = digests_for(edition, [(s.pk, s.frequency, s.keywords, s.authors, s.confirmed_at) for s in group])
             for s in group:
                 if not picks[s.pk]:
                     counts["nothing_new"] += 1

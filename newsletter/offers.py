@@ -10,7 +10,7 @@ one ranking.
 import datetime as dt
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
@@ -23,12 +23,14 @@ from newsletter import sql
 from newsletter.links import digest_message_id_format
 from newsletter.models import Edition, Subscriber, comma_list
 from newsletter.profiles import profiles
-from newsletter.ranking import Candidate, Interests, Pool, Weights, rank_many
+from newsletter.ranking import Candidate, Interests, Pool, Weights, rank_many, starters
 from newsletter.rendering import EditionRenderer
 from papers import vectors
 from papers.models import Feature, Paper, Topic, author_key
 
 NO_REPEAT_DAYS = 30
+PROFILE_FROM_VOTE = 3  # fewer votes say too little of a reader: their digest stays as before
+STARTER_PAPERS = 8  # a new reader's first digest: a few papers across topics, to learn from
 PICKS_KEPT = 20_000  # picks an offer remembers, by what ranking reads
 VOTED_PAPERS_KEPT = 20_000  # dense vectors of papers voted on, ~1 KB each
 
@@ -78,23 +80,30 @@ class Offer:
     def candidate_dense(self):
         return vectors.dense([self.papers[pid].vector for pid in self.pool.ids])
 
-    def picks(self, people, votes=()):
+    def picks(self, people, votes=(), first=frozenset()):
         """{subscriber: picks} for people, {subscriber: (Interests, ids of papers received)};
-        votes: [(subscriber, paper id, +1 or -1)] of any of them. Subscribers with a profile
-        are ranked together; the others by what ranking reads of them, once per key."""
+        votes: [(subscriber, paper id, +1 or -1, time)] of any of them; first: those about to
+        get their first digest. Subscribers with a profile (from their third vote) are ranked
+        together; new readers get starters(); the others are ranked by what ranking reads of
+        them, once per key."""
         found = self.profiles_for(votes) if votes else None
-        voters = [s for s in people if found is not None and s in found]
+        counted = Counter(vote[0] for vote in votes)
+        voters = [s for s in people if found is not None and s in found and counted[s] >= PROFILE_FROM_VOTE]
         result = {}
         if voters:
             rows = np.array([found.rows[s] for s in voters], dtype=int)
+            limit = settings.DIGEST_MAX_PAPERS
             ranked = rank_many(
-                self.pool, [people[s] for s in voters], limit=settings.DIGEST_MAX_PAPERS,
+                self.pool, [people[s] for s in voters], limit=limit, explore=round(settings.EXPLORE_SHARE * limit),
                 cosines=found.cosines[rows], closest=lambda r, columns: found.closest(rows[r], columns),
             )
             result.update(zip(voters, map(tuple, ranked)))
         keys, missing = {}, {}
         for subscriber, (interests, received) in people.items():
             if subscriber in result:
+                continue
+            if subscriber in first and not counted[subscriber]:
+                result[subscriber] = tuple(starters(self.pool, interests, received, STARTER_PAPERS))
                 continue
             key = self.keys.get((interests, received))
             if key is None:
@@ -231,23 +240,32 @@ def votes_of(subscriber_ids):
     return sql.votes(subscriber_ids, settings.PROFILE_VOTES_READ) if subscriber_ids else []
 
 
+def is_first_digest(confirmed_at, received, edition, frequency):
+    """Whether a reader's digest of `edition` is their first: confirmed within its lookback
+    window, and nothing received in the editions before."""
+    since = edition.date - dt.timedelta(days=lookback_days(frequency))
+    return confirmed_at is not None and since <= confirmed_at.date() <= edition.date and not received
+
+
 def digests_for(edition, recipients):
-    """{subscriber id: picks} for recipients, [(subscriber id, frequency, keywords, authors)]:
-    what each gets of `edition`, as sending and previews work it out."""
-    interests = interests_of({pk: (keywords, authors) for pk, _, keywords, authors in recipients})
-    frequencies = {frequency for _, frequency, _, _ in recipients}
+    """{subscriber id: picks} for recipients, [(subscriber id, frequency, keywords, authors,
+    confirmed_at)]: what each gets of `edition`, as sending and previews work it out."""
+    interests = interests_of({pk: (keywords, authors) for pk, _, keywords, authors, _ in recipients})
+    frequencies = {frequency for _, frequency, _, _, _ in recipients}
     # The editions that can hold a paper on offer to any of them (weekly offers reach further back).
     recent = sorted(set().union(*(offer_for(edition, f).recent_editions for f in frequencies)))
-    ids = [pk for pk, _, _, _ in recipients]
+    ids = [pk for pk, _, _, _, _ in recipients]
     received = received_papers(ids, edition, recent)
     votes = defaultdict(list)
     for vote in votes_of(ids):
         votes[vote[0]].append(vote)
     picks = {}
     for frequency in frequencies:
-        group = [pk for pk, f, _, _ in recipients if f == frequency]
-        people = {pk: (interests[pk], received[pk]) for pk in group}
-        picks.update(offer_for(edition, frequency).picks(people, [v for pk in group for v in votes.get(pk, ())]))
+        group = [(pk, confirmed_at) for pk, f, _, _, confirmed_at in recipients if f == frequency]
+        people = {pk: (interests[pk], received[pk]) for pk, _ in group}
+        first = {pk for pk, confirmed_at in group if is_first_digest(confirmed_at, received[pk], edition, frequency)}
+        group_votes = [v for pk, _ in group for v in votes.get(pk, ())]
+        picks.update(offer_for(edition, frequency).picks(people, group_votes, first))
     return picks
 
 

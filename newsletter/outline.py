@@ -19,6 +19,8 @@ _REASONS = [
     (re.compile(r"by .+, whom you follow"), "author", "Authors you follow", True),
     (re.compile(r"similar to '(?P<x>.+)', which you liked"), "similar:{x}", "Because you liked “{x}”", False),
     (re.compile(r"trending: .+"), "trending", "Trending", False),
+    (re.compile(r"outside what you usually read: .+"), "explore", "Something different", False),
+    (re.compile(r"a first taste of (?P<x>.+)"), "starter:{x}", "{x}", False),
 ]
 
 
@@ -56,12 +58,18 @@ def grouped(picks, reason_of=lambda pick: pick[1]):
 def summary(reasons):
     """'1 editor's pick, 10 in Reinforcement learning, 2 trending'."""
     counts = Counter(section_of(r) for r in reasons)
+    if any(section.key.startswith("starter:") for section in counts):
+        topics = sum(section.key.startswith("starter:") for section in counts)
+        return (f"Your first digest: {len(reasons)} papers across {topics} topic{'s' if topics > 1 else ''}. "
+                "Tap More or Less on a few: from your third vote, your digests follow your taste.")
     parts = []
     for section, n in counts.items():
         if section.key == "featured":
             parts.append(f"{n} editor's pick{'s' if n > 1 else ''}")
         elif section.key == "trending":
             parts.append(f"{n} trending")
+        elif section.key == "explore":
+            parts.append(f"{n} outside what you usually read")
         elif section.topic:
             parts.append(f"{n} in {section.topic}" if section.key.startswith("topic:") else f"{n} {section.heading.lower()}")
         elif section.key.startswith("similar:"):

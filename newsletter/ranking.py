@@ -94,6 +94,14 @@ def similar_reason(liked_title):
     return f"similar to '{liked_title}', which you liked"
 
 
+def explore_reason(candidate):
+    return f"outside what you usually read: {candidate.upvotes} upvote{'s' if candidate.upvotes != 1 else ''}"
+
+
+def starter_reason(topic_name):
+    return f"a first taste of {topic_name}"
+
+
 class Pool:
     """The papers an edition offers, prepared once for every subscriber ranked against them:
     candidates in upvotes order (a column each), the columns of each topic and author, the
@@ -196,13 +204,15 @@ def _follows(pool, people):
     return heads, topics.matrix(width), keywords.matrix(width), authors.matrix(width), ~taken.matrix(width)
 
 
-def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=None):
+def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=None, explore=0):
     """[(paper_id, reason), ...] for each subscriber of a group; an empty list means no digest.
 
     people: [(Interests, ids of papers already received)]. cosines: for subscribers with a
     profile, a row per subscriber of cosines to the pool's columns; closest(rows, columns)
     then gives, for each (row, column) pair, the title of that subscriber's liked paper
-    nearest to that paper (what "similar to" names). Only the chosen papers get reasons.
+    nearest to that paper (what "similar to" names); `explore` of the slots of a subscriber
+    with a profile go to papers outside it (the most upvoted that match nothing), so that a
+    profile does not close in on itself. Only the chosen papers get reasons.
     """
     if not people:
         return []
@@ -223,7 +233,9 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
     score = np.where(blended, score + pool.trend, 0.0)
     # Stable: among equal scores, the upvotes order of the columns.
     ranked = np.argsort(np.where(matched, -score, np.inf), axis=1, kind="stable")[:, :limit]
-    counts = np.minimum(matched.sum(axis=1), limit)
+    others = free & ~matched
+    explored = np.minimum(others.sum(axis=1), explore if has_profile else 0)
+    counts = np.minimum(matched.sum(axis=1), limit - explored)
     # The reason that weighs most for each chosen paper (on cold start the first that applies);
     # on ties the first: topic, keyword, author, profile.
     rows = np.arange(shape[0])[:, None]
@@ -238,21 +250,21 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
     similar_rows, similar_ranks = np.nonzero((strongest == 3) & (np.arange(ranked.shape[1]) < counts[:, None]))
     titles = closest(similar_rows, ranked[similar_rows, similar_ranks]) if len(similar_rows) else []
     next_title = iter(titles).__next__  # in row-major order, as the loop below meets them
-    others = free & ~matched
     fill = np.argsort(~others, axis=1, kind="stable")[:, :limit].tolist()
     # Followers (and voters) get at most trending_fill papers beside their matches.
     caps = [trending_fill if has_profile or interests.follows_anything else limit for interests, _ in people]
-    rooms = np.minimum(np.minimum(limit - counts, caps), others.sum(axis=1)).tolist()
-    return _phrase(pool, people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill, next_title)
+    rooms = np.minimum(np.minimum(limit - counts - explored, caps), others.sum(axis=1) - explored).tolist()
+    return _phrase(pool, people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill, next_title,
+                   explored.tolist())
 
 
-def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_title):
+def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_title, explored):
     """The picks with their reasons. (paper, reason) pairs are made once and shared: the same
     topics, or the same liked paper, give many subscribers the same reason for the same paper."""
     results, topic_pairs, similar_pairs = [], {}, {}
     ids, ordered = pool.ids, pool.ordered
-    for (interests, _), picks, chosen, kinds, count, room, fills in zip(
-        people, heads, ranked, strongest, counts, rooms, fill
+    for (interests, _), picks, chosen, kinds, count, room, fills, explore in zip(
+        people, heads, ranked, strongest, counts, rooms, fill, explored
     ):
         phrased = topic_pairs.get(interests.topic_ids)
         if phrased is None:
@@ -272,9 +284,30 @@ def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_ti
             else:
                 pair = (ids[j], author_reason(ordered[j], interests.authors))
             picks.append(pair)
-        picks.extend([pool.trending[j] for j in fills[:room]])
+        picks.extend([(ids[j], explore_reason(ordered[j])) for j in fills[:explore]])
+        picks.extend([pool.trending[j] for j in fills[explore : explore + room]])
         results.append(picks)
     return results
+
+
+def starters(pool, interests, received, count):
+    """A first digest, to learn what a new reader likes: the editors' picks, then the most
+    upvoted paper of one topic after another (those they follow first, then the others, the
+    topics with most papers first), up to `count` papers across as many topics as there are."""
+    picks, taken = pool.featured_first(received)
+    followed = sorted(pool.topics & interests.topic_ids, key=lambda t: -len(pool.by_topic[t]))
+    others = sorted(pool.topics - interests.topic_ids, key=lambda t: (-len(pool.by_topic[t]), t))
+    queues = [[j for j in pool.by_topic[t] if pool.ids[j] not in taken] for t in followed + others]
+    topics = followed + others
+    while len(picks) < count and any(queues):
+        for topic, queue in zip(topics, queues):
+            while queue and pool.ids[queue[0]] in taken:
+                queue.pop(0)
+            if queue and len(picks) < count:
+                j = queue.pop(0)  # columns are in upvotes order
+                picks.append((pool.ids[j], starter_reason(pool.topic_names.get(topic, "a topic"))))
+                taken.add(pool.ids[j])
+    return picks
 
 
 def rank(*, candidates, featured, interests, exclude, topic_names, limit, trending_fill=3, similar=None,

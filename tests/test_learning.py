@@ -79,6 +79,9 @@ def test_a_digest_follows_votes_and_authors(settings):
     make_paper("Something else entirely", abstract="Graph colouring with SAT solvers.", listed_on=DAY, upvotes=50)
     alice = make_subscriber("alice@example.org")
     Vote.objects.create(subscriber=alice, paper=liked, value=1)
+    for title in ("Legged robots", "Walking machines"):  # a profile counts from the third vote
+        older = make_paper(title, abstract=ROBOT, listed_on=DAY - dt.timedelta(days=5))
+        Vote.objects.create(subscriber=alice, paper=older, value=-1)
     make_subscriber("bob@example.org", authors="grace HOPPER")
     call_command("send_digests", date=DAY, stdout=StringIO())
     bodies = {m.to[0]: m.body for m in mail.outbox}

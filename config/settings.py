@@ -83,7 +83,7 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers write at the same time: write-ahead log, wait for locks rather than fail.
     # Checkpoints (each ends with an fsync) every 64 MB of log rather than every 4 MB:
-    # sending writes each delivery twice, and the workers waited on checkpoints ~6 % of the time.
+    # sending writes each delivery twice, and workers wait on each checkpoint.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384;",
         "transaction_mode": "IMMEDIATE",
@@ -209,8 +209,8 @@ SUPPRESSION_SALT = env_str("SUPPRESSION_SALT", SECRET_KEY)
 # Digests.
 DIGEST_DEFAULT_HOUR = env_hour("DIGEST_DEFAULT_HOUR", 7)
 DIGEST_MAX_PAPERS = env_int("DIGEST_MAX_PAPERS", 10, minimum=1)
-# Recipients per task. Larger batches mean fewer statements, tasks and (batch mode) ESP calls:
-# bench/digests.py on PostgreSQL, 1,000 against 500: +15 % digests/s (+10 % in batch mode).
+# Recipients per task. Larger batches mean fewer statements, tasks and (batch mode) ESP calls
+# (docs/performance.md); the price, since recovery settles a dead worker's group, is only time.
 DIGEST_BATCH_SIZE = env_int("DIGEST_BATCH_SIZE", 1000, minimum=1)
 DIGEST_DAILY_LOOKBACK_DAYS = env_int("DIGEST_DAILY_LOOKBACK_DAYS", 2, minimum=1)
 DIGEST_WEEKLY_LOOKBACK_DAYS = env_int("DIGEST_WEEKLY_LOOKBACK_DAYS", 8, minimum=1)

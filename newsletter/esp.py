@@ -1,25 +1,25 @@
 """ESP backends tuned for sending digests in batches. EMAIL_BACKEND=newsletter.esp.MailgunBackend.
 
-anymail's Mailgun backend, with these costs of a batch call taken out (each measured with
-bench/digests.py --mode batch, and tested to change nothing that is sent):
+anymail's Mailgun backend, with these costs of a batch call taken out (measured with
+bench/digests.py --mode batch against anymail's own backend, README "How digests are sent";
+each tested to change nothing that is sent):
 
 - it posts a message without attachments as an URL-encoded form, which requests encodes
-  byte by byte in Python (~3 ms for a digest's 40 KB); Mailgun takes the same fields as
-  multipart/form-data, assembled here by joining bytes (requests' own multipart encoder
-  builds an object per field: ~0.4 ms a call);
+  byte by byte in Python; Mailgun takes the same fields as multipart/form-data, assembled
+  here by joining bytes (requests' own multipart encoder builds an object per field);
 - anymail parses every recipient's address twice with the email package's full RFC 5322
-  parsers (~40 us each, for up to 1,000 recipients a call) and formats it back; subscribers'
-  addresses are plain dot-atom addr-specs, recognised here by a strict pattern and formatted
-  as they are (anything else still goes through anymail's parser);
+  parsers and formats it back; subscribers' addresses are plain dot-atom addr-specs,
+  recognised here by a strict pattern and formatted as they are (anything else still goes
+  through anymail's parser);
 - anymail copies each recipient's merge data, headers and metadata making sure no value is a
   lazy string, by raising and catching an exception for every plain one;
 - it parses the From address, the same in every call, with those parsers each time; here
   once per address;
 - requests reads proxy and CA settings from the environment on every request (two scans of
-  os.environ, ~0.5 ms); they are read once per connection instead, for the API's host;
+  os.environ); they are read once per connection instead, for the API's host;
 - requests' Session.request() merges the session's cookies, parameters, auth and headers
-  into each request (~0.1 ms a call); this session has no cookies, parameters or auth of its
-  own, so a request takes the session's headers and hooks and is sent as it is.
+  into each request; this session has no cookies, parameters or auth of its own, so a
+  request takes the session's headers and hooks and is sent as it is.
 """
 
 import os

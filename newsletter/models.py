@@ -163,7 +163,7 @@ class Vote(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["subscriber", "paper"], name="one_vote_per_subscriber_and_paper")]
         # Covers what digests read of a group's votes (newsletter.sql.votes), so the
-        # rows themselves are not visited: ~25 % of that read.
+        # rows themselves are not visited.
         indexes = [models.Index(fields=["subscriber", "paper", "value"], name="vote_profile")]
 
     def __str__(self):
@@ -238,7 +238,7 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
 
     # No foreign-key constraints in the database (db_constraint=False): their checks, a lookup
-    # per row and key, were ~40 % of the fan-out's INSERT on PostgreSQL. Django still cascades
+    # per row and key, were a large share of the fan-out's INSERT (docs/performance.md). Django still cascades
     # deletes; subscriber_erase() locks the subscriber against a fan-out in flight, and a claim
     # drops a row whose subscriber is gone (see delivery._claim).
     subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="deliveries", db_constraint=False)

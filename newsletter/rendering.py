@@ -1,6 +1,7 @@
 """Digest content at scale: CSS inlined once per edition, MIME composed once per distinct content.
 
-premailer costs ~12 ms a document, Django's MIME building ~1-2 ms a message. Instead:
+premailer and Django's MIME building cost milliseconds a document, and a million digests a day
+cannot each pay them (docs/performance.md). Instead:
 
 - Per edition, the digest template is rendered once with every paper the edition offers as
   an item and inlined by premailer once, in its real surrounding markup; it is then cut at

@@ -37,9 +37,10 @@ class Command(BaseCommand):
         self.stdout.write(f"\nFeatured {top.title!r} on {day}.")
         self.stdout.write(f"Assembling and sending the edition of {day}:")
         call_command("send_digests", date=day, stdout=self.stdout)
-        self.stdout.write(f"\nDigests written to the local mail sink: {settings.EMAIL_FILE_PATH}")
-        for path in sorted(Path(settings.EMAIL_FILE_PATH).glob("*.log"))[-3:]:
-            self.stdout.write(f"  {path}")
+        self.stdout.write(f"\nMail written to the local mail sink: {settings.EMAIL_FILE_PATH}")
+        for path in sorted(Path(settings.EMAIL_FILE_PATH).glob("*.log")):
+            kind = "digests" if b"List-Unsubscribe:" in path.read_bytes() else "confirmations and reminders"
+            self.stdout.write(f"  {path} ({kind})")
 
     def _subscribe(self, email, topics, keywords):
         """As a reader would: sign up, then confirm (the confirmation mail goes to the sink too).

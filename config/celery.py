@@ -24,6 +24,12 @@ def worker_process_ready(**kwargs):
 
 @worker_ready.connect
 def worker_started(sender, **kwargs):
-    """Deliveries a dead worker left behind on this machine are settled as soon as one starts
-    again (by name: the tasks module is loaded with the apps, after this one)."""
-    sender.app.send_task("newsletter.tasks.recover_deliveries_task")
+    """Deliveries a dead worker left behind are settled as soon as one starts again, here, in
+    the starting worker itself: progress files are local to the machine they were written on."""
+    from django.db import connections
+
+    from newsletter import reconcile, tasks  # loaded with the apps, after this module
+
+    reconcile.deliveries_recover(enqueue=tasks.enqueue_deliveries)
+    reconcile.deliveries_resume(enqueue=tasks.enqueue_deliveries)
+    connections.close_all()  # the pool's processes have their own

@@ -145,8 +145,9 @@ def deliveries_send(*, delivery_ids, connection=None):
         for start in range(0, len(delivery_ids), size):
             with Progress(uuid.uuid4().hex) as progress:
                 with stats.timing("claim"):
+                    # Named before they are claimed: whatever happens after, recovery finds them.
+                    progress.claimed(delivery_ids[start : start + size])
                     claimed = _claim(delivery_ids[start : start + size], progress.path.stem)
-                    progress.claimed([c.id for c in claimed])
                 by_edition = defaultdict(list)  # one, unless an operator requeued several editions' rows
                 for delivery in claimed:
                     by_edition[delivery.edition_id].append(delivery)

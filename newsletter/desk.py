@@ -67,7 +67,8 @@ def request_context(request):
 
 
 def _act(request, day):
-    paper = Paper.objects.filter(pk=request.POST.get("paper") or 0).first()
+    raw = request.POST.get("paper", "")
+    paper = Paper.objects.filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() else None
     op = request.POST.get("op")
     if paper is None:
         messages.error(request, "That paper no longer exists.")

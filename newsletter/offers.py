@@ -103,7 +103,8 @@ class Offer:
             if subscriber in result:
                 continue
             if subscriber in first and not counted[subscriber]:
-                result[subscriber] = tuple(starters(self.pool, interests, received, STARTER_PAPERS))
+                count = min(STARTER_PAPERS, settings.DIGEST_MAX_PAPERS)
+                result[subscriber] = tuple(starters(self.pool, interests, received, count))
                 continue
             key = self.keys.get((interests, received))
             if key is None:

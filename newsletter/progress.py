@@ -34,9 +34,13 @@ class Progress:
     kept, unlocked, for recovery when it ends in an exception."""
 
     def __init__(self, claim):
-        self.path = _folder() / f"{claim}.log"
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        folder = _folder()
+        self.path = folder / f"{claim}.log"
+        # Locked under another name, then renamed: recovery never sees it unlocked.
+        draft = folder / f".{claim}.draft"
+        self.fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
+        os.rename(draft, self.path)
         self.numbers = {}
 
     def __enter__(self):
@@ -75,10 +79,19 @@ def abandoned():
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # a live worker's
-            yield (path.stem, *_read(path.read_bytes()))
+            if os.fstat(fd).st_nlink == 0:
+                continue  # its worker finished and removed it meanwhile
+            yield (path.stem, *_read(_read_all(fd)))
             path.unlink(missing_ok=True)
         finally:
             os.close(fd)
+
+
+def _read_all(fd):
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _read(data):

@@ -79,7 +79,8 @@ def deliveries_recover(*, enqueue, now=None):
     sent_total, requeued = 0, []
     for claim, claimed, sent in abandoned():
         # Still as the dead worker left them (or as the reconciler marked them since).
-        rows = Delivery.objects.filter(pk__in=claimed, claim=claim, state__in=[Delivery.State.SENDING, Delivery.State.FAILED])
+        in_doubt = Q(state=Delivery.State.SENDING) | Q(state=Delivery.State.FAILED, note__startswith=Delivery.INTERRUPTED)
+        rows = Delivery.objects.filter(in_doubt, pk__in=claimed, claim=claim)
         attempts = dict(rows.values_list("pk", "attempts"))
         outcomes = [
             (pk, Delivery.State.SENT, tuple(map(tuple, picks)), now, "sent; recorded after the worker stopped",
@@ -118,7 +119,7 @@ def deliveries_reconcile(*, enqueue, now=None):
     requeued).
 
     Both are looked for in one pass over the rows created in the last two days (an index on
-    created_at, which no update changes). No index on state: it would keep the claim and the
+    created_at, which only a requeue or a recovery moves, as they queue a row anew). No index on state: it would keep the claim and the
     outcome from updating a row in place (see Delivery.Meta), and one on pending rows would
     tempt the planner into using it for claims (see sql.deliveries_claim())."""
     now = now or timezone.now()

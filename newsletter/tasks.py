@@ -41,12 +41,6 @@ def reconcile_deliveries_task():
 
 
 @shared_task
-def recover_deliveries_task():
-    """Run as a worker starts (config/celery.py): settle what a dead worker left, resume the rest."""
-    return reconcile.deliveries_recover(enqueue=enqueue_deliveries), reconcile.deliveries_resume(enqueue=enqueue_deliveries)
-
-
-@shared_task
 def purge_unconfirmed_task():
     return services.subscribers_purge_unconfirmed()
 

@@ -11,6 +11,7 @@ import logging
 
 import anymail.urls
 from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
+from django.conf import settings
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.urls import URLPattern
 
@@ -85,6 +86,11 @@ def _tracking_view(view_class):
     view = _guarded(view_class).as_view()
 
     def tracking_view(request, *args, **kwargs):
+        if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
+            # Without a secret anymail would take anyone's posts, and a forged bounce suppresses
+            # a subscriber: closed until the operator sets one (README, "Production").
+            log.error("%s webhook called, but ANYMAIL_WEBHOOK_SECRET is not set", view_class.esp_name)
+            return HttpResponse("Webhooks are not configured on this site.", status=503, content_type="text/plain")
         # Anymail checks an ESP's settings (signing keys, packages) as it builds the view for a
         # request: the ESPs this site does not use answer 503 and log why, not 500.
         try:

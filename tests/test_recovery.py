@@ -7,7 +7,7 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.core.management import call_command
 
-from newsletter import reconcile
+from newsletter import reconcile, sql
 from newsletter.fanout import deliveries_create, edition_get
 from newsletter.models import Delivery, Subscriber
 from newsletter.progress import Progress, abandoned
@@ -77,3 +77,33 @@ def test_a_worker_that_starts_again_resumes_what_is_waiting(readers, settings):
     deliveries_create(edition_get(DAY), list(Subscriber.objects.values_list("pk", flat=True)))
     assert reconcile.deliveries_resume(enqueue=enqueue_deliveries) == 5
     assert len(copies()) == 5
+
+
+def test_a_worker_that_dies_right_after_claiming_loses_nothing(readers, settings, monkeypatch):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    def killed(subscriber_ids):
+        raise SystemExit("killed")  # the claim is committed, nothing more is known of the group
+
+    with monkeypatch.context() as dying:
+        dying.setattr(sql, "recipients", killed)
+        with pytest.raises(SystemExit):
+            call_command("send_digests", date=DAY, stdout=StringIO())
+    assert Delivery.objects.filter(state="sending").count() == 5
+    assert reconcile.deliveries_recover(enqueue=enqueue_deliveries) == (0, 5)
+    assert len(copies()) == 5 and Delivery.objects.filter(state="sent").count() == 5
+
+
+def test_recovery_never_resends_a_delivery_that_failed_for_good(readers, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    deliveries_create(edition_get(DAY), list(Subscriber.objects.values_list("pk", flat=True)))
+    refused = Delivery.objects.first()
+    Delivery.objects.filter(pk=refused.pk).update(claim="dead-claim", state="failed",
+                                                  note="SMTPRecipientsRefused: (550, 'no such user')")
+    with pytest.raises(SystemExit):
+        with Progress("dead-claim") as progress:
+            progress.claimed([refused.pk])
+            raise SystemExit("killed after recording the failure")
+    assert reconcile.deliveries_recover(enqueue=enqueue_deliveries) == (0, 0)
+    refused.refresh_from_db()
+    assert refused.state == "failed" and refused.note.startswith("SMTPRecipientsRefused")

@@ -242,3 +242,11 @@ def test_the_esps_word_settles_a_delivery_a_dead_worker_left_in_doubt(client):
     assert post(client, delivered(alice, other.pk, event_id=2002)).status_code == 200
     other.refresh_from_db()
     assert other.state == "sending"
+
+
+def test_without_a_webhook_secret_the_webhooks_are_closed(client, settings):
+    settings.ANYMAIL = {}  # e.g. an SMTP site that never set one: anymail alone would take anyone's posts
+    alice = make_subscriber()
+    response = post(client, bounce(alice), credentials=None)
+    assert response.status_code == 503
+    assert not SubscriberEvent.objects.exists() and Subscriber.objects.get().status == "active"

@@ -14,7 +14,7 @@ from functools import cached_property, lru_cache
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.core.mail.message import EmailAlternative
+from django.core.mail.message import ADDRESS_HEADERS, EmailAlternative, sanitize_address
 
 from newsletter.emails import list_headers
 from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, SLOTS, UNSUBSCRIBE_TOKEN, VIEW_TOKEN, unsubscribe_url
@@ -75,9 +75,14 @@ def _part(content_type, encoded):
 
 
 @lru_cache(maxsize=1024)
-def _header(value):
-    # Encoding a header is slow in the email package, and subjects repeat across digests.
-    return value if value.isascii() else Header(value, "utf-8").encode()
+def _encoded(name, value):
+    """A header's value as Django encodes it: an address's display name alone, any other
+    header whole. Remembered: encoding is slow in the email package, and values repeat."""
+    if value.isascii():
+        return value
+    if name.lower() in ADDRESS_HEADERS:
+        return sanitize_address(value, "utf-8")
+    return Header(value, "utf-8").encode()
 
 
 BOUNDARY = "==============paperboy-digest-boundary=="
@@ -87,15 +92,15 @@ def mime_head(subject):
     """A digest's headers as a template (stencil()) with fields for the recipient's address,
     Message-ID, Date and unsubscribe link."""
     headers = {
-        "Subject": _header(subject),
-        "From": _header(settings.DEFAULT_FROM_EMAIL),
+        "Subject": subject,
+        "From": settings.DEFAULT_FROM_EMAIL,
         "To": TO,
         "Date": DATE,
         "Message-ID": MESSAGE_ID,
         **list_headers(unsubscribe_url(UNSUBSCRIBE_TOKEN)),
     }
     head = f'Content-Type: multipart/alternative;\n boundary="{BOUNDARY}"\nMIME-Version: 1.0\n'
-    head += "".join(f"{name}: {value}\n" for name, value in headers.items())
+    head += "".join(f"{name}: {_encoded(name, value)}\n" for name, value in headers.items())
     return stencil(head, HEADER_SLOTS).encode()
 
 

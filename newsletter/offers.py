@@ -270,7 +270,8 @@ def digests_for(edition, recipients):
     return picks
 
 
-def edition_general_picks(edition):
-    """The non-personal version of an edition, for the web archive: featured, then trending."""
-    offer = edition_offer(edition, Subscriber.Frequency.DAILY)
+def edition_general_picks(edition, *, cached=False):
+    """The non-personal version of an edition, for the web archive: featured, then trending.
+    cached: from this process's offers (up to a few minutes old), as a public page must."""
+    offer = (offer_for if cached else edition_offer)(edition, Subscriber.Frequency.DAILY)
     return offer, offer.picks({0: (Interests(), frozenset())})[0]

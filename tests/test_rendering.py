@@ -168,3 +168,18 @@ def test_digests_carry_headers_that_stop_auto_replies_and_reply_to_when_set(offe
     assert parsed["X-Auto-Response-Suppress"] == "OOF, AutoReply" and parsed["Reply-To"] is None
     settings.DIGEST_REPLY_TO = "Editors <editors@paperboy.test>"
     assert headers()["Reply-To"] == "Editors <editors@paperboy.test>"
+
+
+def test_a_display_name_in_another_script_keeps_its_address_readable(offer, settings):
+    settings.DEFAULT_FROM_EMAIL = "Pâperboy Édition <digest@paperboy.test>"
+    settings.DIGEST_REPLY_TO = "Rédaction <editors@paperboy.test>"
+    settings.SITE_NAME = "Pâperboy"
+    offer.renderer.heads.clear()
+    content = offer.renderer.content(picks_of(offer))
+    links = {UNSUBSCRIBE_TOKEN: "u", PREFERENCES_TOKEN: "p", FEEDBACK_TOKEN: "f", VIEW_TOKEN: "v"}
+    ours = personal_message(content, email="zoe@example.org", links=links, message_id="<m@paperboy.test>", metadata={})
+    parsed = email.message_from_bytes(ours.message().as_bytes(), policy=policy.default)
+    assert parsed["From"].addresses[0].addr_spec == "digest@paperboy.test"
+    assert parsed["From"].addresses[0].display_name == "Pâperboy Édition"
+    assert parsed["Reply-To"].addresses[0].addr_spec == "editors@paperboy.test"
+    assert ours.message().as_bytes().split(b"\n\n", 1)[0].isascii()  # every header encoded (bodies are 8bit)

@@ -53,12 +53,18 @@ def editions_record_offered(*, now=None):
     return len(editions)
 
 
+def items_of(picks, papers, notes):
+    """[{paper, reason, note}] for picks, as the pages and digest templates take them; a paper
+    deleted since is left out."""
+    return [{"paper": papers[pid], "reason": reason, "note": notes.get(pid, "")} for pid, reason in picks if pid in papers]
+
+
 def edition_items(edition):
     """[{paper, reason, note}] of an edition's web archive: as recorded, or (not gone out yet) as of now."""
     edition = edition_record_offered(edition)
     if edition.offered is None:
         offer, picks = edition_general_picks(edition)
-        return [{"paper": offer.papers[pid], "reason": reason, "note": offer.notes.get(pid, "")} for pid, reason in picks]
+        return items_of(picks, offer.papers, offer.notes)
     papers = Paper.objects.in_bulk([item["paper"] for item in edition.offered])
     # A paper deleted since is left out: there is nothing left to link to.
     return [{**item, "paper": papers[item["paper"]]} for item in edition.offered if item["paper"] in papers]

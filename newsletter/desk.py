@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from newsletter.archive import editions_record_offered
-from newsletter.offers import edition_offer, interests_of, is_first_digest, received_papers, votes_of
+from newsletter.offers import digests_for, edition_offer
 from newsletter.models import Delivery, Edition, Subscriber, Vote
 from papers.models import Feature, Paper
 from papers.notes import cleaned_away, sanitize_note
@@ -124,11 +124,8 @@ def preview(day, edition, email):
     edition = edition or Edition(date=day)
     # Read afresh (not the sending workers' five-minute cache): the editor's changes show at once.
     offer = edition_offer(edition, subscriber.frequency)
-    pk = subscriber.pk
-    interests = interests_of({pk: (subscriber.keywords, subscriber.authors)})
-    received = received_papers([pk], edition, offer.recent_editions)
-    first = {pk} if is_first_digest(subscriber.confirmed_at, received[pk], edition, subscriber.frequency) else set()
-    picks = offer.picks({pk: (interests[pk], received[pk])}, votes_of([pk]), first)[pk]
+    recipient = (subscriber.pk, subscriber.frequency, subscriber.keywords, subscriber.authors, subscriber.confirmed_at)
+    picks = digests_for(edition, [recipient], offer_of=lambda *_: offer)[subscriber.pk]
     status = "" if subscriber.status == Subscriber.Status.ACTIVE else f"{subscriber} is {subscriber.get_status_display().lower()}: no digest goes to them."
     if not picks:
         return {"preview_error": status or f"Nothing new for {subscriber}: no digest would go."}

@@ -248,13 +248,14 @@ def is_first_digest(confirmed_at, received, edition, frequency):
     return confirmed_at is not None and since <= confirmed_at.date() <= edition.date and not received
 
 
-def digests_for(edition, recipients):
+def digests_for(edition, recipients, offer_of=offer_for):
     """{subscriber id: picks} for recipients, [(subscriber id, frequency, keywords, authors,
-    confirmed_at)]: what each gets of `edition`, as sending and previews work it out."""
+    confirmed_at)]: what each gets of `edition`, as sending and previews work it out.
+    offer_of(edition, frequency): the worker's cached offers, or fresh ones for an editor."""
     interests = interests_of({pk: (keywords, authors) for pk, _, keywords, authors, _ in recipients})
     frequencies = {frequency for _, frequency, _, _, _ in recipients}
     # The editions that can hold a paper on offer to any of them (weekly offers reach further back).
-    recent = sorted(set().union(*(offer_for(edition, f).recent_editions for f in frequencies)))
+    recent = sorted(set().union(*(offer_of(edition, f).recent_editions for f in frequencies)))
     ids = [pk for pk, _, _, _, _ in recipients]
     received = received_papers(ids, edition, recent)
     votes = defaultdict(list)
@@ -266,7 +267,7 @@ def digests_for(edition, recipients):
         people = {pk: (interests[pk], received[pk]) for pk, _ in group}
         first = {pk for pk, confirmed_at in group if is_first_digest(confirmed_at, received[pk], edition, frequency)}
         group_votes = [v for pk, _ in group for v in votes.get(pk, ())]
-        picks.update(offer_for(edition, frequency).picks(people, group_votes, first))
+        picks.update(offer_of(edition, frequency).picks(people, group_votes, first))
     return picks
 
 

@@ -12,7 +12,7 @@ from django_ratelimit.decorators import ratelimit
 from config.client_ip import client_ip
 from newsletter import controls, outline, services, tasks, tokens
 from newsletter.links import preferences_path, unsubscribe_path
-from newsletter.archive import edition_items
+from newsletter.archive import edition_items, items_of
 from newsletter.offers import edition_general_picks
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
 from newsletter.models import Delivery, Edition, Subscriber
@@ -291,7 +291,7 @@ def editions(request):
 
 
 def _items(picks, papers, notes):
-    return outlined([{"paper": papers[pid], "reason": reason, "note": notes.get(pid, "")} for pid, reason in picks if pid in papers])
+    return outlined(items_of(picks, papers, notes))
 
 
 def _summary(picks):

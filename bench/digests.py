@@ -310,7 +310,7 @@ def fast(day, workers):
     edition = edition_get(day)
     connections.close_all()
     stats = SendStats()
-    start = time.perf_counter()
+    start, idle = time.perf_counter(), idle_seconds()
     with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
         pending = []
         for ids in keyset_pages(scheduled_on(day), "interest_key", "pk"):  # as digests_dispatch orders them
@@ -319,8 +319,8 @@ def fast(day, workers):
                 stats.add(pending.pop(0).get()[0])
         for result in pending:
             stats.add(result.get()[0])
-        elapsed = time.perf_counter() - start
-    return edition, stats, elapsed
+        elapsed, idle = time.perf_counter() - start, idle_seconds() - idle
+    return edition, stats, elapsed, idle
 
 
 def settle(connection):
@@ -357,17 +357,16 @@ def run(args):
     naive_rate = naive(day, args.naive_sample)
     if args.votes:
         # The same subscribers first without profiles, for the comparison; then they vote.
-        _, plain, _ = fast(day, args.workers)
+        _, plain, _, _ = fast(day, args.workers)
         edition_get(day).deliveries.all().delete()
         add_votes(day, args.votes, args.seed)
         settle(connection)
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_before = (me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime)
-    idle_before, esp_before = idle_seconds(), esp.cpu_seconds() if esp else 0.0
-    edition, stats, elapsed = fast(day, args.workers)
+    esp_before = esp.cpu_seconds() if esp else 0.0
+    edition, stats, elapsed, idle = fast(day, args.workers)
     totals = edition.deliveries.totals()
     rate = stats.sent / elapsed
-    idle = idle_seconds() - idle_before
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     rss_self, rss_children = me.ru_maxrss / 1024, children.ru_maxrss / 1024
     cpu_self = me.ru_utime + me.ru_stime - cpu_before[0]

@@ -49,29 +49,45 @@ class Chunk:
         self.first, self.last = len(lines[0]), len(lines[-1])
         self.inner = max(map(len, lines[1:-1]), default=0)
 
+    @classmethod
+    def joined(cls, chunks):
+        """One chunk of these, joined; its line lengths worked out from theirs."""
+        joined = cls.__new__(cls)
+        joined.data = b"".join([chunk.data for chunk in chunks])
+        joined.breaks, joined.first, joined.inner, current = False, 0, 0, 0
+        for chunk in chunks:
+            if not chunk.breaks:
+                current += chunk.first
+                continue
+            if joined.breaks:
+                joined.inner = max(joined.inner, current + chunk.first, chunk.inner)
+            else:
+                joined.breaks, joined.first, joined.inner = True, current + chunk.first, max(joined.inner, chunk.inner)
+            current = chunk.last
+        joined.last = current
+        if not joined.breaks:
+            joined.first = current
+        return joined
+
 
 def longest_line(chunks):
     """The longest line of the chunks joined, without joining them."""
     longest = current = 0
-    for chunk in chunks:
+    for chunk in chunks:  # once per digest: comparisons rather than max()
         if chunk.breaks:
-            longest = max(longest, current + chunk.first, chunk.inner)
+            if current + chunk.first > longest:
+                longest = current + chunk.first
+            if chunk.inner > longest:
+                longest = chunk.inner
             current = chunk.last
         else:
             current += chunk.first
-    return max(longest, current)
+    return longest if longest > current else current
 
 
 def fits_8bit(*bodies):
     """Whether bodies, each a list of chunks, can go as 8bit (RFC 5322's line limit)."""
     return all(longest_line(chunks) <= MAX_LINE for chunks in bodies)
-
-
-def _part(content_type, encoded):
-    return (
-        f'Content-Type: {content_type}; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n\n'.encode()
-        + encoded
-    )
 
 
 @lru_cache(maxsize=1024)
@@ -104,18 +120,18 @@ def mime_head(subject):
     return stencil(head, HEADER_SLOTS).encode()
 
 
+def _part_head(content_type):
+    return f'\n--{BOUNDARY}\nContent-Type: {content_type}; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n\n'.encode()
+
+
+TEXT_HEAD, HTML_HEAD, END = _part_head("text/plain"), _part_head("text/html"), f"\n--{BOUNDARY}--\n".encode()
+
+
 def compose_mime(head, text, html):
     """multipart/alternative bytes as Django builds them, as a template (stencil()) with fields
-    for the recipient: the head (mime_head()) and the encoded text and HTML bodies, whose lines
-    the caller has checked (fits_8bit())."""
-    return b"".join([
-        head,
-        f"\n--{BOUNDARY}\n".encode(),
-        _part("text/plain", text),
-        f"\n--{BOUNDARY}\n".encode(),
-        _part("text/html", html),
-        f"\n--{BOUNDARY}--\n".encode(),
-    ])
+    for the recipient: the head (mime_head()) and the encoded text and HTML bodies, each a list
+    of pieces, whose lines the caller has checked (fits_8bit()). One copy of the pieces."""
+    return b"".join([head, TEXT_HEAD, *text, HTML_HEAD, *html, END])
 
 
 class RawMIME:

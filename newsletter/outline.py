@@ -6,21 +6,25 @@ so the web copy, the whole-document render and the per-edition assembler agree.
 
 import re
 from functools import lru_cache
-from collections import Counter
 from dataclasses import dataclass
+from operator import itemgetter
 
 from newsletter.ranking import FEATURED
 
 SUBJECT_MAX = 60  # what a phone's inbox shows of a subject is ~40; most desktops ~60
 _REASONS = [
-    # (pattern, section key, heading, whether each card keeps its own reason line)
-    (re.compile(r"matches your topic (?P<x>.+)"), "topic:{x}", "{x}", False),
-    (re.compile(r"mentions '(?P<x>.+)'"), "keyword:{x}", "Mentioning “{x}”", False),
-    (re.compile(r"by .+, whom you follow"), "author", "Authors you follow", True),
-    (re.compile(r"similar to '(?P<x>.+)', which you liked"), "similar:{x}", "Because you liked “{x}”", False),
-    (re.compile(r"trending: .+"), "trending", "Trending", False),
-    (re.compile(r"outside what you usually read: .+"), "explore", "Something different", False),
-    (re.compile(r"a first taste of (?P<x>.+)"), "starter:{x}", "{x}", False),
+    # (pattern, section key, heading, whether each card keeps its own reason line, what the
+    # summary says of n of them: n = 1, n > 1)
+    (re.compile(r"matches your topic (?P<x>.+)"), "topic:{x}", "{x}", False, ("in {x}",) * 2),
+    (re.compile(r"mentions '(?P<x>.+)'"), "keyword:{x}", "Mentioning “{x}”", False, ("mentioning “{x}”",) * 2),
+    (re.compile(r"by .+, whom you follow"), "author", "Authors you follow", True,
+     ("by an author you follow", "by authors you follow")),
+    (re.compile(r"similar to '(?P<x>.+)', which you liked"), "similar:{x}", "Because you liked “{x}”", False,
+     ("like a paper you liked", "like papers you liked")),
+    (re.compile(r"trending: .+"), "trending", "Trending", False, ("trending",) * 2),
+    (re.compile(r"outside what you usually read: .+"), "explore", "Something different", False,
+     ("outside what you usually read",) * 2),
+    (re.compile(r"a first taste of (?P<x>.+)"), "starter:{x}", "{x}", False, None),
 ]
 
 
@@ -30,55 +34,64 @@ class Section:
     heading: str
     detail: str  # the card's own reason line, when the heading does not say it all
     topic: str = ""
+    # What the summary says of n papers of this section (n = 1, n > 1); sections that say the
+    # same are counted together. None: a first digest's starters, summed up apart.
+    phrase: tuple | None = ()
 
 
 @lru_cache(maxsize=20_000)
 def section_of(reason):
     # Remembered: a digest asks several times per pick, and reasons repeat across digests.
     if reason == FEATURED:
-        return Section("featured", "Editor's pick", "")
-    for pattern, key, heading, keeps_reason in _REASONS:
+        return Section("featured", "Editor's pick", "", phrase=("editor's pick", "editor's picks"))
+    for pattern, key, heading, keeps_reason, phrase in _REASONS:
         match = pattern.fullmatch(reason)
         if match:
             x = match.groupdict().get("x", "")
             topic = x if key.startswith(("topic:", "keyword:")) else ""
-            return Section(key.format(x=x), heading.format(x=x), reason if keeps_reason else "", topic)
-    return Section(f"other:{reason}", reason[:1].upper() + reason[1:], "")
+            phrase = phrase and tuple(p.format(x=x) for p in phrase)
+            return Section(key.format(x=x), heading.format(x=x), reason if keeps_reason else "", topic, phrase)
+    heading = reason[:1].upper() + reason[1:]
+    return Section(f"other:{reason}", heading, "", phrase=(reason[:1].lower() + reason[1:],) * 2)
 
 
 def grouped(picks, reason_of=lambda pick: pick[1]):
     """Picks ([(paper_id, reason)] by default) ordered by section, in the order each section
     first appears, keeping their order within a section."""
+    return [picks[n] for n in section_order([section_of(reason_of(pick)).key for pick in picks])]
+
+
+def section_order(keys):
+    """The order grouped() puts picks in, from their section keys: a list of their indexes."""
     first = {}
-    for n, pick in enumerate(picks):
-        first.setdefault(section_of(reason_of(pick)).key, n)
-    return sorted(picks, key=lambda pick: first[section_of(reason_of(pick)).key])
+    for n, key in enumerate(keys):
+        first.setdefault(key, n)
+    if len(first) == 1 + sum(a != b for a, b in zip(keys, keys[1:])):  # each section's picks together already
+        return range(len(keys))
+    return sorted(range(len(keys)), key=lambda n: first[keys[n]])
+
+
+def _counts(items):
+    """{item: how many}, in order of first appearance: a Counter costs more for a handful."""
+    counts = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts
 
 
 def summary(reasons):
     """'1 editor's pick, 10 in Reinforcement learning, 2 trending'."""
-    counts = Counter(section_of(r) for r in reasons)
-    if any(section.key.startswith("starter:") for section in counts):
-        topics = sum(section.key.startswith("starter:") for section in counts)
-        return (f"Your first digest: {len(reasons)} papers across {topics} topic{'s' if topics > 1 else ''}. "
+    return summary_of([section_of(reason) for reason in reasons])
+
+
+def summary_of(sections):
+    """summary() of the picks' sections."""
+    counts = _counts(section.phrase for section in sections)
+    if None in counts:
+        topics = len({section.key for section in sections if section.phrase is None})
+        return (f"Your first digest: {len(sections)} papers across {topics} topic{'s' if topics > 1 else ''}. "
                 "Tap More or Less on a few: from your third vote, your digests follow your taste.")
-    parts = []
-    for section, n in counts.items():
-        if section.key == "featured":
-            parts.append(f"{n} editor's pick{'s' if n > 1 else ''}")
-        elif section.key == "trending":
-            parts.append(f"{n} trending")
-        elif section.key == "explore":
-            parts.append(f"{n} outside what you usually read")
-        elif section.topic:
-            parts.append(f"{n} in {section.topic}" if section.key.startswith("topic:") else f"{n} {section.heading.lower()}")
-        elif section.key.startswith("similar:"):
-            parts.append(f"{n} like one you liked")
-        elif section.key == "author":
-            parts.append(f"{n} by authors you follow")
-        else:
-            parts.append(f"{n} {section.heading[:1].lower()}{section.heading[1:]}")
-    return ", ".join(parts)
+    return ", ".join(f"{n} {phrase[n > 1]}" for phrase, n in counts.items())
 
 
 def short_title(title, limit):
@@ -96,11 +109,15 @@ def short_title(title, limit):
 
 def subject_tail(reasons):
     """What follows the lead paper in the subject: '+ 10 in Robotics', or '' alone."""
-    rest = [section_of(r) for r in reasons]
+    return subject_tail_of([section_of(r) for r in reasons])
+
+
+def subject_tail_of(rest):
+    """subject_tail() of the sections of the picks after the lead."""
     if not rest:
         return ""
-    topics = Counter(s.topic for s in rest if s.topic)
-    main, count = topics.most_common(1)[0] if topics else ("", 0)
+    topics = _counts(s.topic for s in rest if s.topic)
+    main, count = max(topics.items(), key=itemgetter(1)) if topics else ("", 0)  # the first of the most common
     if count == len(rest):
         return f" + {len(rest)} in {main}"
     if count * 2 >= len(rest):

@@ -60,9 +60,13 @@ def digest_context(edition, items):
     """What the digest templates receive, for items in ranking order."""
     items = outlined(items)
     reasons = [item["reason"] for item in items]
-    lead = outline.typeset(items[0]["paper"].title) if items else ""
-    subject = outline.subject(lead, outline.subject_tail(reasons[1:]), f"{edition.date.day} {edition.date:%b}")
+    subject = _subject_line(edition, items[0]["paper"] if items else None, outline.subject_tail(reasons[1:]))
     return _context(edition, items, outline.summary(reasons), subject)
+
+
+def _subject_line(edition, lead, tail):
+    """The subject: the lead paper's title (if any) and what the rest are about."""
+    return outline.subject(outline.typeset(lead.title) if lead else "", tail, f"{edition.date.day} {edition.date:%b}")
 
 
 def _context(edition, items, summary, subject=""):
@@ -88,13 +92,13 @@ AS_PLACEHOLDERS = {slot: slot for slot in TEXT_SLOTS}
 @dataclass
 class Content:
     """One distinct digest, ready to be sent to any number of recipients: text and HTML as
-    encoded templates (stencil()) with a field per per-recipient link, and the MIME bytes with
-    fields for those links and the recipient's headers (None when a line is too long for 8bit:
-    Django then builds each message)."""
+    encoded templates (stencil()), each in pieces, with a field per per-recipient link, and
+    the MIME bytes with fields for those links and the recipient's headers (None when a line
+    is too long for 8bit: Django then builds each message)."""
 
     subject: str
-    text_bytes: bytes
-    html_bytes: bytes
+    text_pieces: list
+    html_pieces: list
     mime_template: bytes | None
 
     @classmethod
@@ -105,18 +109,18 @@ class Content:
     @classmethod
     def joined(cls, subject, head, text, html):
         """From the chunks of its text and HTML bodies, and its MIME head (mime_head())."""
-        text_bytes, html_bytes = b"".join([c.data for c in text]), b"".join([c.data for c in html])
-        mime = compose_mime(head, text_bytes, html_bytes) if fits_8bit(text, html) else None
-        return cls(subject, text_bytes, html_bytes, mime)
+        fits = fits_8bit(text, html)
+        text, html = [c.data for c in text], [c.data for c in html]
+        return cls(subject, text, html, compose_mime(head, text, html) if fits else None)
 
     # As strings only for whoever reads them (ESP backends, batch sending, previews).
     @cached_property
     def text_template(self):
-        return self.text_bytes.decode()
+        return b"".join(self.text_pieces).decode()
 
     @cached_property
     def html_template(self):
-        return self.html_bytes.decode()
+        return b"".join(self.html_pieces).decode()
 
     @cached_property
     def text(self):
@@ -189,6 +193,9 @@ def _number(n):
     return Chunk(str(n))
 
 
+CARDS_KEPT = 8192
+
+
 class EditionRenderer:
     def __init__(self, edition, papers, notes):
         self.edition = edition
@@ -213,9 +220,13 @@ class EditionRenderer:
             pid: _Card.cut(stencil(card, TEXT_SLOTS), "\n", "", numbered=True) for pid, card in zip(order, text_cards)
         }
         # Bounded: distinct contents grow with the number of subscribers, memory must not.
+        # Cards, by paper, reason, place and whether a heading leads them, are far fewer than
+        # digests: readers with a profile each get their own digest, joined from these.
+        self._card = lru_cache(maxsize=CARDS_KEPT)(self._joined_card)
         self.contents = LRUCache(maxsize=300)
-        self.subjects = LRUCache(maxsize=2000)  # by lead paper and what the rest are about
-        self.heads = LRUCache(maxsize=2000)  # MIME heads, by subject
+        # Subjects read the lead paper and what the rest are about: far fewer than the contents.
+        self._subject = lru_cache(maxsize=2000)(self._rendered_subject)
+        self._head = lru_cache(maxsize=2000)(mime_head)
 
     def content(self, picks):
         picks = tuple(picks)
@@ -224,29 +235,33 @@ class EditionRenderer:
         return self.contents[picks]
 
     def _assemble(self, picks):
-        picks = outline.grouped(picks)
-        summary = outline.summary([reason for _, reason in picks])
+        sections = [outline.section_of(reason) for _, reason in picks]
+        order = outline.section_order([section.key for section in sections])
+        picks, sections = [picks[n] for n in order], [sections[n] for n in order]
+        summary = outline.summary_of(sections)
         html, text = _around(self.html_shell[0], _html(summary)), _around(self.text_shell[0], _text(summary))
         previous = None
-        for n, (pid, reason) in enumerate(picks, start=1):
-            section = outline.section_of(reason)
-            heading = section.heading if section.key != previous else ""
-            previous, detail = section.key, section.detail[:1].upper() + section.detail[1:]
-            html += self.html_cards[pid].join(_html(heading), _html(detail))
-            text += self.text_cards[pid].join(_text(heading.upper()), _text(detail), _number(n))
+        for n, (pid, reason), section in zip(range(1, len(picks) + 1), picks, sections):
+            html_card, text_card = self._card(pid, reason, section.key != previous, n)
+            previous = section.key
+            html.append(html_card)
+            text.append(text_card)
         html.append(self.html_shell[1])
         text.append(self.text_shell[1])
-        subject = self._subject(picks)
-        head = self.heads.get(subject)
-        if head is None:
-            head = self.heads[subject] = mime_head(subject)
-        return Content.joined(subject, head, text, html)
+        subject = self._subject(picks[0][0], outline.subject_tail_of(sections[1:]))
+        return Content.joined(subject, self._head(subject), text, html)
 
-    def _subject(self, picks):
-        # The subject reads the lead paper and what the rest are about: far fewer than the contents.
-        key = (picks[0][0], outline.subject_tail([reason for _, reason in picks[1:]]))
-        if key not in self.subjects:
-            items = [{"paper": self.papers[pid], "reason": reason, "note": ""} for pid, reason in picks]
-            subject = render_to_string("emails/digest-subject.txt", digest_context(self.edition, items))
-            self.subjects[key] = " ".join(subject.split())
-        return self.subjects[key]
+    def _joined_card(self, pid, reason, first, number):
+        """A card, HTML and text, each as one chunk: what a paper's card is for a reason, with
+        its section's heading or without, at a place in the digest."""
+        section = outline.section_of(reason)
+        heading = section.heading if first else ""
+        detail = section.detail[:1].upper() + section.detail[1:]
+        return (
+            Chunk.joined(self.html_cards[pid].join(_html(heading), _html(detail))),
+            Chunk.joined(self.text_cards[pid].join(_text(heading.upper()), _text(detail), _number(number))),
+        )
+
+    def _rendered_subject(self, lead, tail):
+        subject = _subject_line(self.edition, self.papers[lead], tail)
+        return " ".join(render_to_string("emails/digest-subject.txt", _context(self.edition, [], "", subject)).split())

@@ -124,8 +124,15 @@ def votes(subscriber_ids, latest):
 
 @lru_cache(maxsize=4096)
 def picks_json(picks):
-    """A digest's picks as stored: the progress record and the outcome statement share it."""
-    return json.dumps(picks)
+    """A digest's picks as stored (json.dumps' text): the progress record and the outcome
+    statement share it. Made of each pick's, as readers with a profile each get their own
+    picks, made of the same few hundred (paper, reason) pairs."""
+    return f"[{', '.join(map(_pick_json, picks))}]"
+
+
+@lru_cache(maxsize=8192)
+def _pick_json(pick):
+    return json.dumps(pick)
 
 
 def deliveries_finish(outcomes):
@@ -151,7 +158,8 @@ def deliveries_finish(outcomes):
         f"UPDATE {name} SET state = o.state, picks = o.picks, sent_at = o.sent_at, note = o.note, "
         f"message_id = v.message_id, attempts = v.attempts FROM v JOIN o ON o.n = v.o WHERE {name}.id = v.id"
     )
-    params = [value for state, picks, sent_at, note in shared for value in (state, picks_json(picks), _datetime(sent_at), note)]
+    times = {sent_at: _datetime(sent_at) for sent_at in {sent_at for _, _, sent_at, _ in shared}}  # one or two
+    params = [value for state, picks, sent_at, note in shared for value in (state, picks_json(picks), times[sent_at], note)]
     params += [message_id for _, _, _, _, _, message_id, _ in outcomes]
     with transaction.atomic(), connection.cursor() as cursor:
         if postgres:

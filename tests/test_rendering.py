@@ -136,6 +136,26 @@ def test_cards_of_one_section_follow_each_other_under_one_heading(offer):
     assert text.index("\nROBOTICS\n\n1. ") < text.index("\n2. ") < text.index("\nAUTHORS YOU FOLLOW\n\n3. Jamming attacks")
 
 
+def test_digests_joined_from_shared_cards_keep_their_own_numbers_headings_and_summary(offer):
+    # Readers with a profile each get their own digest, joined from cards kept by paper,
+    # reason and place: each must still read as if rendered whole.
+    featured, first, second = (pid for pid, _ in picks_of(offer))
+    liked = "similar to 'Robots & <friends>', which you liked"
+    digests = [
+        ((first, liked), (second, liked), (featured, "featured by the editors")),
+        ((featured, "featured by the editors"), (second, liked), (first, "by Ada Lovelace, whom you follow")),
+        ((second, "by Zoë Ünal, whom you follow"), (first, "by Ada Lovelace, whom you follow"), (featured, liked)),
+        ((first, liked), (second, "similar to 'Jamming attacks', which you liked")),
+    ]
+    for picks in digests:
+        subject, text, html = whole_document(offer, picks)
+        content = offer.renderer.content(picks)
+        assert (content.subject, content.text, squash(content.html)) == (subject, text, squash(html))
+    # Sections that read alike are summed up together.
+    assert "2 by authors you follow, 1 like a paper you liked\n" in offer.renderer.content(digests[2]).text
+    assert "2 like papers you liked\n" in offer.renderer.content(digests[3]).text
+
+
 def test_the_subject_fits_a_phone_and_a_hidden_preheader_sums_up_the_digest(offer):
     featured, first, second = (pid for pid, _ in picks_of(offer))
     offer.papers[featured].title = "Digi-Q: Learning Q-Value Functions for Training Device-Control Agents at ``scale''"
@@ -174,7 +194,6 @@ def test_a_display_name_in_another_script_keeps_its_address_readable(offer, sett
     settings.DEFAULT_FROM_EMAIL = "Pâperboy Édition <digest@paperboy.test>"
     settings.DIGEST_REPLY_TO = "Rédaction <editors@paperboy.test>"
     settings.SITE_NAME = "Pâperboy"
-    offer.renderer.heads.clear()
     content = offer.renderer.content(picks_of(offer))
     links = {UNSUBSCRIBE_TOKEN: "u", PREFERENCES_TOKEN: "p", FEEDBACK_TOKEN: "f", VIEW_TOKEN: "v"}
     ours = personal_message(content, email="zoe@example.org", links=links, message_id="<m@paperboy.test>", metadata={})

@@ -125,6 +125,7 @@ class Pool:
         top = math.log1p(max((c.upvotes for c in self.ordered), default=0)) or 1
         self.trend = weights.trending * np.log1p([c.upvotes for c in self.ordered]) / top
         self.trending = [(c.id, trending_reason(c)) for c in self.ordered]
+        self.outside = [(c.id, explore_reason(c)) for c in self.ordered]
         self._keywords = LRUCache(maxsize=KEYWORDS_KEPT)
 
     def keyword_columns(self, keyword):
@@ -261,7 +262,7 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
 def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_title, explored):
     """The picks with their reasons. (paper, reason) pairs are made once and shared: the same
     topics, or the same liked paper, give many subscribers the same reason for the same paper."""
-    results, topic_pairs, similar_pairs = [], {}, {}
+    results, topic_pairs, similar_pairs, pairs = [], {}, {}, {}
     ids, ordered = pool.ids, pool.ordered
     for (interests, _), picks, chosen, kinds, count, room, fills, explore in zip(
         people, heads, ranked, strongest, counts, rooms, fill, explored
@@ -279,12 +280,14 @@ def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_ti
                 pair = similar_pairs.get((j, title))
                 if pair is None:
                     pair = similar_pairs[j, title] = (ids[j], similar_reason(title))
-            elif kind == 1:
-                pair = (ids[j], keyword_reason(ordered[j], interests.keywords))
             else:
-                pair = (ids[j], author_reason(ordered[j], interests.authors))
+                what = interests.keywords if kind == 1 else interests.authors
+                pair = pairs.get((what, j))
+                if pair is None:
+                    reason = keyword_reason(ordered[j], what) if kind == 1 else author_reason(ordered[j], what)
+                    pair = pairs[what, j] = (ids[j], reason)
             picks.append(pair)
-        picks.extend([(ids[j], explore_reason(ordered[j])) for j in fills[:explore]])
+        picks.extend([pool.outside[j] for j in fills[:explore]])
         picks.extend([pool.trending[j] for j in fills[explore : explore + room]])
         results.append(picks)
     return results

@@ -223,16 +223,17 @@ class EditionRenderer:
         # Cards, by paper, reason, place and whether a heading leads them, are far fewer than
         # digests: readers with a profile each get their own digest, joined from these.
         self._card = lru_cache(maxsize=CARDS_KEPT)(self._joined_card)
-        self.contents = LRUCache(maxsize=300)
+        self.contents = LRUCache(maxsize=int(__import__("os").environ.get("XCONT", 300)))
         # Subjects read the lead paper and what the rest are about: far fewer than the contents.
         self._subject = lru_cache(maxsize=2000)(self._rendered_subject)
         self._head = lru_cache(maxsize=2000)(mime_head)
 
     def content(self, picks):
         picks = tuple(picks)
-        if picks not in self.contents:
-            self.contents[picks] = self._assemble(picks)
-        return self.contents[picks]
+        content = self.contents.get(picks)
+        if content is None:
+            content = self.contents[picks] = self._assemble(picks)
+        return content
 
     def _assemble(self, picks):
         sections = [outline.section_of(reason) for _, reason in picks]

@@ -140,27 +140,43 @@ def deliveries_finish(outcomes):
     picks, sent_at, note, message_id, attempts)]. What rows share (state, picks, time sent,
     note) is listed once and referred to by number, and numbers are inlined: the statement
     stays small, with one parameter a row (its Message-ID), and each distinct picks is parsed
-    as JSON once, not once per row."""
+    as JSON once, not once per row. Where most rows differ (readers with a profile each get
+    their own picks), each row carries its own: joining on a number would cost more."""
     postgres = connection.vendor == "postgresql"
     jsonb, timestamptz = ("::jsonb", "::timestamptz") if postgres else ("", "")
     shared = {}
     for _, state, picks, sent_at, note, _, _ in outcomes:
         shared.setdefault((state, picks, sent_at, note), len(shared))
-    rows = ", ".join(
-        f"({int(pk)}, {shared[state, picks, sent_at, note]}, %s, {int(attempts)})"
-        for pk, state, picks, sent_at, note, _, attempts in outcomes
-    )
-    values = ", ".join(f"({n}, %s, %s{jsonb}, %s{timestamptz}, %s)" for n in shared.values())
-    name = table(Delivery)
-    sql = (
-        f"WITH o(n, state, picks, sent_at, note) AS (VALUES {values}), "
-        f"v(id, o, message_id, attempts) AS (VALUES {rows}) "
-        f"UPDATE {name} SET state = o.state, picks = o.picks, sent_at = o.sent_at, note = o.note, "
-        f"message_id = v.message_id, attempts = v.attempts FROM v JOIN o ON o.n = v.o WHERE {name}.id = v.id"
-    )
     times = {sent_at: _datetime(sent_at) for sent_at in {sent_at for _, _, sent_at, _ in shared}}  # one or two
-    params = [value for state, picks, sent_at, note in shared for value in (state, picks_json(picks), times[sent_at], note)]
-    params += [message_id for _, _, _, _, _, message_id, _ in outcomes]
+    name = table(Delivery)
+    if len(shared) * 2 > len(outcomes):
+        rows = ", ".join(
+            f"({int(pk)}, %s, %s{jsonb}, %s{timestamptz}, %s, %s, {int(attempts)})" for pk, *_, attempts in outcomes
+        )
+        sql = (
+            f"WITH v(id, state, picks, sent_at, note, message_id, attempts) AS (VALUES {rows}) "
+            f"UPDATE {name} SET state = v.state, picks = v.picks, sent_at = v.sent_at, note = v.note, "
+            f"message_id = v.message_id, attempts = v.attempts FROM v WHERE {name}.id = v.id"
+        )
+        params = [
+            value
+            for _, state, picks, sent_at, note, message_id, _ in outcomes
+            for value in (state, picks_json(picks), times[sent_at], note, message_id)
+        ]
+    else:
+        rows = ", ".join(
+            f"({int(pk)}, {shared[state, picks, sent_at, note]}, %s, {int(attempts)})"
+            for pk, state, picks, sent_at, note, _, attempts in outcomes
+        )
+        values = ", ".join(f"({n}, %s, %s{jsonb}, %s{timestamptz}, %s)" for n in shared.values())
+        sql = (
+            f"WITH o(n, state, picks, sent_at, note) AS (VALUES {values}), "
+            f"v(id, o, message_id, attempts) AS (VALUES {rows}) "
+            f"UPDATE {name} SET state = o.state, picks = o.picks, sent_at = o.sent_at, note = o.note, "
+            f"message_id = v.message_id, attempts = v.attempts FROM v JOIN o ON o.n = v.o WHERE {name}.id = v.id"
+        )
+        params = [value for state, picks, sent_at, note in shared for value in (state, picks_json(picks), times[sent_at], note)]
+        params += [message_id for _, _, _, _, _, message_id, _ in outcomes]
     with transaction.atomic(), connection.cursor() as cursor:
         if postgres:
             # Safe to lose in a database crash: the rows stay 'sending' and the reconciler

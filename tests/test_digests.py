@@ -407,6 +407,25 @@ def test_a_delivery_whose_subscriber_was_deleted_behind_its_back_is_dropped(pape
     assert "1 deliveries whose subscriber no longer exists" in caplog.text
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["readers-share-digests", "each-their-own"])
+def test_each_row_records_the_digest_its_reader_got(papers, readers, shared):
+    # Recorded in one statement, listing shared outcomes once or each row's own.
+    if shared:
+        extra = [make_subscriber(f"twin{n}@example.org", topics=["robotics"]) for n in range(4)]
+    else:
+        extra = [make_subscriber("vic@example.org", topics=["computer-vision"], keywords="jamming")]
+    send()
+    rows = Delivery.objects.filter(state="sent").select_related("subscriber")
+    assert len(rows) == 2 + len(extra)
+    assert len({tuple(map(tuple, d.picks)) for d in rows}) == (2 if shared else 3)
+    for d in rows:
+        text = parsed(to(d.subscriber.email)[0]).get_body(("plain",)).get_content()
+        titles = [p.title for p in papers.values() if p.pk in {pid for pid, _ in d.picks}]
+        assert titles and all(title in text for title in titles)
+        assert d.attempts == 1 and d.sent_at is not None and d.message_id
+    assert len({d.message_id for d in rows}) == len(rows)
+
+
 @pytest.mark.postgres
 def test_claims_and_outcomes_update_rows_in_place_on_postgresql(papers, readers):
     """HOT updates: no index holds a column they change (an index on state would undo this)."""

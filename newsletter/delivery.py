@@ -195,8 +195,8 @@ def _send_claimed(edition, claimed, connection, progress):
 
 def _ready(edition, claimed, picks, stats):
     """(delivery, offer, picks, content) for each claimed delivery that gets a digest, made as
-    the sender asks for them: a distinct content need not outlive its message."""
-    offers = {}
+    the sender asks for them: a content that one recipient gets need not outlive its message."""
+    offers, recipients = {}, Counter(picks.values())
     for delivery in claimed:
         mine = picks[delivery.subscriber_id]
         if not mine:
@@ -210,7 +210,7 @@ def _ready(edition, claimed, picks, stats):
         if content is None:
             stats.renders += 1
             start = time.thread_time()  # for every reader with a profile: no context manager
-            content = offer.renderer.content(mine)
+            content = offer.renderer.assembled(mine, keep=recipients[mine] > 1)
             stats.seconds["render"] += time.thread_time() - start
         yield delivery, offer, mine, content
 

@@ -231,8 +231,14 @@ class EditionRenderer:
     def content(self, picks):
         picks = tuple(picks)
         content = self.contents.get(picks)
-        if content is None:
-            content = self.contents[picks] = self._assemble(picks)
+        return self.assembled(picks) if content is None else content
+
+    def assembled(self, picks, keep=True):
+        """The content of these picks, newly assembled; kept for whoever asks again unless
+        `keep` is false (picks that one recipient gets, as a reader with a profile does)."""
+        content = self._assemble(picks)
+        if keep:
+            self.contents[picks] = content
         return content
 
     def _assemble(self, picks):

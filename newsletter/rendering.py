@@ -223,7 +223,7 @@ class EditionRenderer:
         # Cards, by paper, reason, place and whether a heading leads them, are far fewer than
         # digests: readers with a profile each get their own digest, joined from these.
         self._card = lru_cache(maxsize=CARDS_KEPT)(self._joined_card)
-        self.contents = LRUCache(maxsize=int(__import__("os").environ.get("XCONT", 300)))
+        self.contents = LRUCache(maxsize=300)
         # Subjects read the lead paper and what the rest are about: far fewer than the contents.
         self._subject = lru_cache(maxsize=2000)(self._rendered_subject)
         self._head = lru_cache(maxsize=2000)(mime_head)

@@ -66,9 +66,7 @@ def section_order(keys):
     first = {}
     for n, key in enumerate(keys):
         first.setdefault(key, n)
-    if len(first) == 1 + sum(a != b for a, b in zip(keys, keys[1:])):  # each section's picks together already
-        return range(len(keys))
-    return sorted(range(len(keys)), key=lambda n: first[keys[n]])
+    return sorted(range(len(keys)), key=[first[key] for key in keys].__getitem__)  # stable
 
 
 def _counts(items):

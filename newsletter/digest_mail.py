@@ -121,7 +121,10 @@ def mime_head(subject):
 
 
 def _part_head(content_type):
-    return f'\n--{BOUNDARY}\nContent-Type: {content_type}; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n\n'.encode()
+    return (
+        f'\n--{BOUNDARY}\nContent-Type: {content_type}; charset="utf-8"\n'
+        "MIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n\n"
+    ).encode()
 
 
 TEXT_HEAD, HTML_HEAD, END = _part_head("text/plain"), _part_head("text/html"), f"\n--{BOUNDARY}--\n".encode()

@@ -33,17 +33,17 @@ class Section:
     key: str
     heading: str
     detail: str  # the card's own reason line, when the heading does not say it all
-    topic: str = ""
+    topic: str  # the topic or keyword it is about, if any
     # What the summary says of n papers of this section (n = 1, n > 1); sections that say the
     # same are counted together. None: a first digest's starters, summed up apart.
-    phrase: tuple | None = ()
+    phrase: tuple | None
 
 
 @lru_cache(maxsize=20_000)
 def section_of(reason):
     # Remembered: a digest asks several times per pick, and reasons repeat across digests.
     if reason == FEATURED:
-        return Section("featured", "Editor's pick", "", phrase=("editor's pick", "editor's picks"))
+        return Section("featured", "Editor's pick", "", "", ("editor's pick", "editor's picks"))
     for pattern, key, heading, keeps_reason, phrase in _REASONS:
         match = pattern.fullmatch(reason)
         if match:
@@ -52,7 +52,7 @@ def section_of(reason):
             phrase = phrase and tuple(p.format(x=x) for p in phrase)
             return Section(key.format(x=x), heading.format(x=x), reason if keeps_reason else "", topic, phrase)
     heading = reason[:1].upper() + reason[1:]
-    return Section(f"other:{reason}", heading, "", phrase=(reason[:1].lower() + reason[1:],) * 2)
+    return Section(f"other:{reason}", heading, "", "", (reason[:1].lower() + reason[1:],) * 2)
 
 
 def grouped(picks, reason_of=lambda pick: pick[1]):

@@ -10,7 +10,8 @@ cannot each pay them (docs/performance.md). Instead:
   the reason line is the only part of a card that varies.
 - A digest is the shell around its cards, joined from those pieces, grouped into sections
   (newsletter.outline) with a heading where a section starts, and its one-line summary put
-  into the shell; identical picks share one assembled content.
+  into the shell; identical picks share one assembled content (kept when several
+  recipients of a group get it: a reader with a profile gets one of their own).
 - Per content, the MIME bytes are composed once, with fields for the recipient, the
   Message-ID, the date and the signed links; per recipient they are filled in with one
   formatting operation.
@@ -21,7 +22,7 @@ the composed MIME equals what Django's e-mail API builds.
 
 import html as html_lib
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 
 from cachetools import LRUCache
 from django.conf import settings
@@ -196,6 +197,23 @@ def _number(n):
 CARDS_KEPT = 8192
 
 
+def _joined_card(html_cards, text_cards, pid, reason, first, number):
+    """A card, HTML and text, each as one chunk: what a paper's card is for a reason, with
+    its section's heading or without, at a place in the digest."""
+    section = outline.section_of(reason)
+    heading = section.heading if first else ""
+    detail = section.detail[:1].upper() + section.detail[1:]
+    return (
+        Chunk.joined(html_cards[pid].join(_html(heading), _html(detail))),
+        Chunk.joined(text_cards[pid].join(_text(heading.upper()), _text(detail), _number(number))),
+    )
+
+
+def _rendered_subject(edition, papers, lead, tail):
+    subject = _subject_line(edition, papers[lead], tail)
+    return " ".join(render_to_string("emails/digest-subject.txt", _context(edition, [], "", subject)).split())
+
+
 class EditionRenderer:
     def __init__(self, edition, papers, notes):
         self.edition = edition
@@ -222,10 +240,12 @@ class EditionRenderer:
         # Bounded: distinct contents grow with the number of subscribers, memory must not.
         # Cards, by paper, reason, place and whether a heading leads them, are far fewer than
         # digests: readers with a profile each get their own digest, joined from these.
-        self._card = lru_cache(maxsize=CARDS_KEPT)(self._joined_card)
+        # (Cached functions of what they read, not of self: no reference cycle keeps an old
+        # renderer alive until a full garbage collection.)
+        self._card = lru_cache(maxsize=CARDS_KEPT)(partial(_joined_card, self.html_cards, self.text_cards))
         self.contents = LRUCache(maxsize=300)
         # Subjects read the lead paper and what the rest are about: far fewer than the contents.
-        self._subject = lru_cache(maxsize=2000)(self._rendered_subject)
+        self._subject = lru_cache(maxsize=2000)(partial(_rendered_subject, edition, papers))
         self._head = lru_cache(maxsize=2000)(mime_head)
 
     def content(self, picks):
@@ -257,18 +277,3 @@ class EditionRenderer:
         text.append(self.text_shell[1])
         subject = self._subject(picks[0][0], outline.subject_tail_of(sections[1:]))
         return Content.joined(subject, self._head(subject), text, html)
-
-    def _joined_card(self, pid, reason, first, number):
-        """A card, HTML and text, each as one chunk: what a paper's card is for a reason, with
-        its section's heading or without, at a place in the digest."""
-        section = outline.section_of(reason)
-        heading = section.heading if first else ""
-        detail = section.detail[:1].upper() + section.detail[1:]
-        return (
-            Chunk.joined(self.html_cards[pid].join(_html(heading), _html(detail))),
-            Chunk.joined(self.text_cards[pid].join(_text(heading.upper()), _text(detail), _number(number))),
-        )
-
-    def _rendered_subject(self, lead, tail):
-        subject = _subject_line(self.edition, self.papers[lead], tail)
-        return " ".join(render_to_string("emails/digest-subject.txt", _context(self.edition, [], "", subject)).split())

@@ -112,9 +112,9 @@ def picks_received(subscriber_ids, edition_ids):
 
 def votes(subscriber_ids, latest):
     """[(subscriber id, paper id, +1 or -1, Unix time of the vote)]: the `latest` votes of each
-    of these subscribers. In steps that each read at most `latest` + 1 votes a subscriber: who
-    has more than `latest` (few do), then the others' votes as they are, and those few's
-    latest through a window, which costs twice as much a vote."""
+    of these subscribers. In steps: who has more than `latest` (at most `latest` + 1 index
+    entries each; few do), then the others' votes as they are, and only those few's through a
+    window, which costs twice as much a vote and numbers all of them before keeping `latest`."""
     when = "EXTRACT(EPOCH FROM updated_at)" if connection.vendor == "postgresql" else "strftime('%%s', updated_at)"
     columns, name = f"subscriber_id, paper_id, value, CAST({when} AS BIGINT)", table(Vote)
     values = ", ".join(f"({int(pk)})" for pk in subscriber_ids)

@@ -156,6 +156,16 @@ def test_digests_joined_from_shared_cards_keep_their_own_numbers_headings_and_su
     assert "2 like papers you liked\n" in offer.renderer.content(digests[3]).text
 
 
+def test_the_summary_counts_each_kind_of_pick_in_the_readers_words():
+    from newsletter.outline import summary
+
+    reasons = ["featured by the editors", "mentions 'LLM'", "mentions 'LLM'", "by Ada Lovelace, whom you follow",
+               "similar to 'Four-bit weights', which you liked", "trending: 3 upvotes", "trending: 1 upvote"]
+    assert summary(reasons) == (
+        "1 editor's pick, 2 mentioning “LLM”, 1 by an author you follow, 1 like a paper you liked, 2 trending"
+    )
+
+
 def test_the_subject_fits_a_phone_and_a_hidden_preheader_sums_up_the_digest(offer):
     featured, first, second = (pid for pid, _ in picks_of(offer))
     offer.papers[featured].title = "Digi-Q: Learning Q-Value Functions for Training Device-Control Agents at ``scale''"
@@ -202,3 +212,19 @@ def test_a_display_name_in_another_script_keeps_its_address_readable(offer, sett
     assert parsed["From"].addresses[0].display_name == "Pâperboy Édition"
     assert parsed["Reply-To"].addresses[0].addr_spec == "editors@paperboy.test"
     assert ours.message().as_bytes().split(b"\n\n", 1)[0].isascii()  # every header encoded (bodies are 8bit)
+
+
+def test_an_offers_renderer_is_freed_as_soon_as_the_offer_is_dropped(offer):
+    # Workers replace their offers every few minutes and collect garbage rarely
+    # (config/celery.py): the renderer's caches must not hold it in a reference cycle.
+    import gc
+    import weakref
+
+    offer.renderer.content(picks_of(offer))
+    renderer = weakref.ref(offer.renderer)
+    gc.disable()
+    try:
+        del offer.renderer
+        assert renderer() is None
+    finally:
+        gc.enable()

@@ -214,9 +214,9 @@ DIGEST_MAX_PAPERS = env_int("DIGEST_MAX_PAPERS", 10, minimum=1)
 DIGEST_BATCH_SIZE = env_int("DIGEST_BATCH_SIZE", 1000, minimum=1)
 DIGEST_DAILY_LOOKBACK_DAYS = env_int("DIGEST_DAILY_LOOKBACK_DAYS", 2, minimum=1)
 DIGEST_WEEKLY_LOOKBACK_DAYS = env_int("DIGEST_WEEKLY_LOOKBACK_DAYS", 8, minimum=1)
-# Rows claimed at a time while sending: a worker killed mid-batch leaves at most this many
-# unresolved (marked failed by the reconciler, never resent); fewer costs more queries.
-DIGEST_CLAIM_SIZE = env_int("DIGEST_CLAIM_SIZE", 1000, minimum=1)
+# Rows claimed at a time while sending: fewer costs more queries. At most 5,000: a group's
+# outcomes are recorded in one statement of up to five values a row, and SQLite takes 32,766.
+DIGEST_CLAIM_SIZE = env_int("DIGEST_CLAIM_SIZE", 1000, minimum=1, maximum=5000)
 DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", 6, minimum=1)
 # "message": one message per recipient (SMTP, any ESP). "batch": one ESP API call per group of
 # recipients with identical content, personalised by merge data; needs an anymail ESP that

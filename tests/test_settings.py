@@ -57,6 +57,11 @@ def test_hours_out_of_range_are_refused_at_start_up():
     assert "DIGEST_DEFAULT_HOUR must be at least 0, got -1" in manage("check", DIGEST_DEFAULT_HOUR="-1").stderr
 
 
+def test_a_claim_too_large_to_record_in_one_statement_is_refused_at_start_up():
+    assert "DIGEST_CLAIM_SIZE must be at most 5000, got 6000" in manage("check", DIGEST_CLAIM_SIZE="6000").stderr
+    assert manage("check", DIGEST_CLAIM_SIZE="5000").returncode == 0
+
+
 def test_production_with_an_esp_refuses_to_start_without_a_webhook_secret():
     no_secret = {k: v for k, v in PRODUCTION.items() if k != "ANYMAIL_WEBHOOK_SECRET"}
     assert "Set ANYMAIL_WEBHOOK_SECRET" in manage("check", **no_secret).stderr

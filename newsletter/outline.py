@@ -55,18 +55,19 @@ def section_of(reason):
     return Section(f"other:{reason}", heading, "", "", (reason[:1].lower() + reason[1:],) * 2)
 
 
-def grouped(picks, reason_of=lambda pick: pick[1]):
-    """Picks ([(paper_id, reason)] by default) ordered by section, in the order each section
-    first appears, keeping their order within a section."""
-    return [picks[n] for n in section_order([section_of(reason_of(pick)).key for pick in picks])]
-
-
-def section_order(keys):
-    """The order grouped() puts picks in, from their section keys: a list of their indexes."""
+def in_sections(reasons):
+    """[(index, section, whether it starts its section)] for picks with these reasons, in the
+    order a digest shows them: by section, in the order each section first appears, picks
+    keeping their order within a section."""
+    sections = [section_of(reason) for reason in reasons]
     first = {}
-    for n, key in enumerate(keys):
-        first.setdefault(key, n)
-    return sorted(range(len(keys)), key=[first[key] for key in keys].__getitem__)  # stable
+    for n, section in enumerate(sections):
+        first.setdefault(section.key, n)
+    laid, previous = [], None
+    for n in sorted(range(len(sections)), key=[first[section.key] for section in sections].__getitem__):  # stable
+        laid.append((n, sections[n], sections[n].key != previous))
+        previous = sections[n].key
+    return laid
 
 
 def _counts(items):

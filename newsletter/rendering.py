@@ -48,13 +48,10 @@ def _cut(document):
 def outlined(items):
     """Items ({"paper", "reason", "note"}) grouped into sections: each gets its "detail" (the
     reason line its card keeps, often none) and, if it starts a section, its "section" heading."""
-    result, previous = [], None
-    for item in outline.grouped(items, lambda item: item["reason"]):
-        section = outline.section_of(item["reason"])
-        heading = section.heading if section.key != previous else ""
-        result.append({**item, "section": heading, "detail": section.detail})
-        previous = section.key
-    return result
+    return [
+        {**items[n], "section": section.heading if starts else "", "detail": section.detail}
+        for n, section, starts in outline.in_sections([item["reason"] for item in items])
+    ]
 
 
 def digest_context(edition, items):
@@ -262,15 +259,12 @@ class EditionRenderer:
         return content
 
     def _assemble(self, picks):
-        sections = [outline.section_of(reason) for _, reason in picks]
-        order = outline.section_order([section.key for section in sections])
-        picks, sections = [picks[n] for n in order], [sections[n] for n in order]
+        laid = outline.in_sections([reason for _, reason in picks])
+        picks, sections = [picks[n] for n, _, _ in laid], [section for _, section, _ in laid]
         summary = outline.summary_of(sections)
         html, text = _around(self.html_shell[0], _html(summary)), _around(self.text_shell[0], _text(summary))
-        previous = None
-        for n, (pid, reason), section in zip(range(1, len(picks) + 1), picks, sections):
-            html_card, text_card = self._card(pid, reason, section.key != previous, n)
-            previous = section.key
+        for number, (pid, reason), (_, _, starts) in zip(range(1, len(picks) + 1), picks, laid):
+            html_card, text_card = self._card(pid, reason, starts, number)
             html.append(html_card)
             text.append(text_card)
         html.append(self.html_shell[1])

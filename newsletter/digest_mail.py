@@ -54,35 +54,33 @@ class Chunk:
         """One chunk of these, joined; its line lengths worked out from theirs."""
         joined = cls.__new__(cls)
         joined.data = b"".join([chunk.data for chunk in chunks])
-        joined.breaks, joined.first, joined.inner, current = False, 0, 0, 0
-        for chunk in chunks:
-            if not chunk.breaks:
-                current += chunk.first
-                continue
-            if joined.breaks:
-                joined.inner = max(joined.inner, current + chunk.first, chunk.inner)
-            else:
-                joined.breaks, joined.first, joined.inner = True, current + chunk.first, max(joined.inner, chunk.inner)
-            current = chunk.last
-        joined.last = current
-        if not joined.breaks:
-            joined.first = current
+        joined.breaks, joined.first, joined.inner, joined.last = _lines(chunks)
         return joined
+
+
+def _lines(chunks):
+    """(whether there is a line break, the first line's length, the longest line's between,
+    the last line's) of the chunks joined, without joining them. Comparisons rather than
+    max(): it runs for every digest."""
+    breaks, first, inner, current = False, 0, 0, 0
+    for chunk in chunks:
+        if not chunk.breaks:
+            current += chunk.first
+            continue
+        if not breaks:
+            breaks, first = True, current + chunk.first
+        elif current + chunk.first > inner:
+            inner = current + chunk.first
+        if chunk.inner > inner:
+            inner = chunk.inner
+        current = chunk.last
+    return breaks, first if breaks else current, inner, current
 
 
 def longest_line(chunks):
     """The longest line of the chunks joined, without joining them."""
-    longest = current = 0
-    for chunk in chunks:  # once per digest: comparisons rather than max()
-        if chunk.breaks:
-            if current + chunk.first > longest:
-                longest = current + chunk.first
-            if chunk.inner > longest:
-                longest = chunk.inner
-            current = chunk.last
-        else:
-            current += chunk.first
-    return longest if longest > current else current
+    _, first, inner, last = _lines(chunks)
+    return max(first, inner, last)
 
 
 def fits_8bit(*bodies):

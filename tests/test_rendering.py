@@ -166,6 +166,20 @@ def test_the_summary_counts_each_kind_of_pick_in_the_readers_words():
     )
 
 
+def test_the_subject_says_what_follows_the_lead_paper():
+    from newsletter.outline import subject_tail
+
+    topic, keyword = "matches your topic Robotics", "mentions 'robot'"
+    liked, trending = "similar to 'Four-bit weights', which you liked", "trending: 3 upvotes"
+    assert subject_tail([topic, topic]) == " + 2 in Robotics"
+    assert subject_tail([topic, topic, liked]) == " + 3, mostly Robotics"
+    assert subject_tail([keyword, liked]) == " + 2, mostly robot"
+    assert subject_tail([trending, trending]) == " + 2 trending"
+    assert subject_tail([topic, liked, trending]) == " + 3 more"
+    assert subject_tail([liked, liked, trending]) == " + 3 more"
+    assert subject_tail([]) == ""
+
+
 def test_the_subject_fits_a_phone_and_a_hidden_preheader_sums_up_the_digest(offer):
     featured, first, second = (pid for pid, _ in picks_of(offer))
     offer.papers[featured].title = "Digi-Q: Learning Q-Value Functions for Training Device-Control Agents at ``scale''"

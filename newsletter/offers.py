@@ -258,15 +258,13 @@ def digests_for(edition, recipients, offer_of=offer_for):
     recent = sorted(set().union(*(offer_of(edition, f).recent_editions for f in frequencies)))
     ids = [pk for pk, _, _, _, _ in recipients]
     received = received_papers(ids, edition, recent)
-    votes = defaultdict(list)
-    for vote in votes_of(ids):
-        votes[vote[0]].append(vote)
+    votes = votes_of(ids)
     picks = {}
     for frequency in frequencies:
         group = [(pk, confirmed_at) for pk, f, _, _, confirmed_at in recipients if f == frequency]
         people = {pk: (interests[pk], received[pk]) for pk, _ in group}
         first = {pk for pk, confirmed_at in group if is_first_digest(confirmed_at, received[pk], edition, frequency)}
-        group_votes = [v for pk, _ in group for v in votes.get(pk, ())]
+        group_votes = [vote for vote in votes if vote[0] in people]
         picks.update(offer_of(edition, frequency).picks(people, group_votes, first))
     return picks
 

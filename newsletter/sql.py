@@ -115,16 +115,17 @@ def votes(subscriber_ids, latest):
     of these subscribers. In steps: who has more than `latest` (at most `latest` + 1 index
     entries each; few do), then the others' votes as they are, and only those few's through a
     window, which costs twice as much a vote and numbers all of them before keeping `latest`."""
-    when = "EXTRACT(EPOCH FROM updated_at)" if connection.vendor == "postgresql" else "strftime('%%s', updated_at)"
-    columns, name = f"subscriber_id, paper_id, value, CAST({when} AS BIGINT)", table(Vote)
+    when = "EXTRACT(EPOCH FROM updated_at)"
+    if connection.vendor != "postgresql":  # from the Julian day: strftime('%s') makes text that CAST parses
+        when = "(julianday(updated_at) - 2440587.5) * 86400"
+    columns, name = f"subscriber_id, paper_id, value, CAST(ROUND({when}) AS BIGINT)", table(Vote)
     values = ", ".join(f"({int(pk)})" for pk in subscriber_ids)
     many = {pk for (pk,) in _rows(
         f"WITH s(id) AS (VALUES {values}) SELECT id FROM s "
         f"WHERE EXISTS (SELECT 1 FROM {name} WHERE subscriber_id = s.id LIMIT 1 OFFSET %s)", [latest],
     )}
     few = [pk for pk in subscriber_ids if pk not in many]
-    # With parameters, even none: `when` holds a %% that is read as a format.
-    rows = _rows(f"SELECT {columns} FROM {name} WHERE subscriber_id IN ({id_list(few)})", []) if few else []
+    rows = _rows(f"SELECT {columns} FROM {name} WHERE subscriber_id IN ({id_list(few)})") if few else []
     if many:
         rows += _rows(
             f"SELECT {columns} FROM (SELECT {', '.join(VOTE)}, "

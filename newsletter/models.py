@@ -1,5 +1,4 @@
 import hashlib
-import hmac
 import unicodedata
 from zoneinfo import ZoneInfo
 
@@ -9,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
+from newsletter import tokens
 from papers.models import Topic
 
 
@@ -36,8 +36,8 @@ def email_canonical(address):
 
 def email_hash(email):
     """Salted hash of an address: what is kept of an erased or suppressed address."""
-    key = settings.SUPPRESSION_SALT.encode()
-    return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+    pads = tokens.hmac_pads(settings.SUPPRESSION_SALT.encode())
+    return tokens.hmac_digest(pads, email.strip().lower().encode()).hex()
 
 
 def comma_list(value):

@@ -29,19 +29,27 @@ _XOR_36, _XOR_5C = (bytes(b ^ pad for b in range(256)) for pad in (0x36, 0x5C))
 
 
 @lru_cache(maxsize=16)
-def _pads(purpose, secret):
-    """HMAC-SHA256 (RFC 2104) with Django's Signer key, sha256(salt + "signer" + secret), as
-    its two SHA-256 states after the padded key: signing a value then copies them rather than
-    deriving the key and starting HMAC afresh."""
-    key = hashlib.sha256(f"{purpose}signer{secret}".encode()).digest().ljust(64, b"\0")
+def hmac_pads(key):
+    """HMAC-SHA256 (RFC 2104) with `key` (bytes), as its two SHA-256 states after the padded
+    key: each message then copies them rather than starting HMAC afresh (hmac_digest())."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
     return hashlib.sha256(key.translate(_XOR_36)), hashlib.sha256(key.translate(_XOR_5C))
 
 
-def _hmac(pads, value):
+def hmac_digest(pads, message):
+    """hmac.digest(key, message, "sha256") for the key of these pads (tested)."""
     inner, outer = pads[0].copy(), pads[1].copy()
-    inner.update(value)
+    inner.update(message)
     outer.update(inner.digest())
     return outer.digest()
+
+
+@lru_cache(maxsize=16)
+def _pads(purpose, secret):
+    # Django's Signer key: sha256(salt + "signer" + secret).
+    return hmac_pads(hashlib.sha256(f"{purpose}signer{secret}".encode()).digest())
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -67,7 +75,7 @@ def make_many(purposes, subscriber_id):
     """make() for each purpose; the signed value is the same for all of them."""
     value = f"{_b64(str(int(subscriber_id)).encode())}:{_timestamp(int(time.time()))}"
     encoded, secret = value.encode(), settings.SECRET_KEY
-    return [f"{value}:{_b64(_hmac(_pads(purpose, secret), encoded))}" for purpose in purposes]
+    return [f"{value}:{_b64(hmac_digest(_pads(purpose, secret), encoded))}" for purpose in purposes]
 
 
 def read(purpose, token, max_age=None):

@@ -114,3 +114,16 @@ def test_tokens_are_the_ones_djangos_signing_makes(purpose, time_machine, settin
     assert tokens.make(purpose, 5) == signing.dumps(5, salt=purpose)
     purposes = [tokens.UNSUBSCRIBE, tokens.PREFERENCES, tokens.FEEDBACK]
     assert tokens.make_many(purposes, 77) == [signing.dumps(77, salt=p) for p in purposes]
+
+
+@pytest.mark.parametrize("salt", ["short", "a-salt-longer-than-sha256s-64-byte-block-" * 3])
+def test_what_is_kept_of_an_address_is_its_salted_hmac(salt, settings):
+    # Suppression rows hold these: the hash must stay the standard HMAC of the normalised address.
+    import hashlib
+    import hmac
+
+    from newsletter.models import email_hash
+
+    settings.SUPPRESSION_SALT = salt
+    expected = hmac.new(salt.encode(), b"reader@example.org", hashlib.sha256).hexdigest()
+    assert email_hash(" Reader@Example.org ") == expected

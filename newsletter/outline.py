@@ -59,15 +59,14 @@ def in_sections(reasons):
     """[(index, section, whether it starts its section)] for picks with these reasons, in the
     order a digest shows them: by section, in the order each section first appears, picks
     keeping their order within a section."""
-    sections = [section_of(reason) for reason in reasons]
-    first = {}
-    for n, section in enumerate(sections):
-        first.setdefault(section.key, n)
-    laid, previous = [], None
-    for n in sorted(range(len(sections)), key=[first[section.key] for section in sections].__getitem__):  # stable
-        laid.append((n, sections[n], sections[n].key != previous))
-        previous = sections[n].key
-    return laid
+    groups = {}
+    for n, section in enumerate(map(section_of, reasons)):
+        group = groups.get(section.key)
+        if group is None:
+            groups[section.key] = [(n, section, True)]
+        else:
+            group.append((n, section, False))
+    return [pick for group in groups.values() for pick in group]
 
 
 def _counts(items):
@@ -85,12 +84,18 @@ def summary(reasons):
 
 def summary_of(sections):
     """summary() of the picks' sections."""
-    counts = _counts(section.phrase for section in sections)
-    if None in counts:
+    phrases = tuple([section.phrase for section in sections])
+    if None in phrases:
         topics = len({section.key for section in sections if section.phrase is None})
         return (f"Your first digest: {len(sections)} papers across {topics} topic{'s' if topics > 1 else ''}. "
                 "Tap More or Less on a few: from your third vote, your digests follow your taste.")
-    return ", ".join(f"{n} {phrase[n > 1]}" for phrase, n in counts.items())
+    return _summary(phrases)
+
+
+@lru_cache(maxsize=4096)
+def _summary(phrases):
+    # Remembered: readers with a profile each get picks of their own, but not a summary.
+    return ", ".join(f"{n} {phrase[n > 1]}" for phrase, n in _counts(phrases).items())
 
 
 def short_title(title, limit):
@@ -115,15 +120,25 @@ def subject_tail_of(rest):
     """subject_tail() of the sections of the picks after the lead."""
     if not rest:
         return ""
-    topics = _counts(s.topic for s in rest if s.topic)
-    main, count = max(topics.items(), key=itemgetter(1)) if topics else ("", 0)  # the first of the most common
-    if count == len(rest):
-        return f" + {len(rest)} in {main}"
-    if count * 2 >= len(rest):
-        return f" + {len(rest)}, mostly {main}"
+    tail = _topic_tail(tuple([s.topic for s in rest]))
+    if tail:
+        return tail
     if all(s.key == "trending" for s in rest):
         return f" + {len(rest)} trending"
     return f" + {len(rest)} more"
+
+
+@lru_cache(maxsize=4096)
+def _topic_tail(topics):
+    """The tail when one topic (or keyword) is at least half of these, else ''. Remembered,
+    as _summary is."""
+    counts = _counts(topic for topic in topics if topic)
+    main, count = max(counts.items(), key=itemgetter(1)) if counts else ("", 0)  # the first of the most common
+    if count == len(topics):
+        return f" + {len(topics)} in {main}"
+    if count * 2 >= len(topics):
+        return f" + {len(topics)}, mostly {main}"
+    return ""
 
 
 def subject(lead_title, tail, date_label):

@@ -71,6 +71,28 @@ def test_a_live_workers_group_is_left_alone_and_a_finished_one_leaves_no_file():
     assert not progress.path.exists()
 
 
+def test_what_a_killed_process_wrote_is_read_back_whole(monkeypatch):
+    # SIGKILL: no exit handler runs, and the mapped file keeps its unwritten, zero rest.
+    import os
+    import signal
+
+    from newsletter import progress as progress_module
+
+    monkeypatch.setattr(progress_module, "MAPPED", 64)  # so that the lines below outgrow it
+    picks = [((n, f"similar to 'Paper {n}', which you liked"),) for n in range(30)]
+    child = os.fork()
+    if child == 0:  # the worker
+        progress = Progress("killed-claim")
+        progress.claimed(range(100, 130))
+        for n, pick in enumerate(picks):
+            progress.sent([(100 + n, pick, f"<m{n}@x>")])
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(child, 0)
+    [(claim, claimed, sent)] = list(abandoned())
+    assert claim == "killed-claim" and claimed == list(range(100, 130))
+    assert sent == {100 + n: ([list(pick[0])], f"<m{n}@x>") for n, pick in enumerate(picks)}
+
+
 def test_a_worker_that_starts_again_resumes_what_is_waiting(readers, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     # Fanned out, but the tasks were lost with the worker that had taken them.

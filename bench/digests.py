@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,11 +293,29 @@ def _worker_init():
 
 
 def _send(ids):
-    from bench.sink import SinkBackend
     from newsletter.delivery import deliveries_send
 
     stats = deliveries_send(delivery_ids=ids)
-    return stats, SinkBackend.messages, SinkBackend.bytes
+    return stats, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+@dataclass
+class Run:
+    """What one fast() run measured: wall and idle time, CPU seconds over the run only of the
+    coordinator (fan-out) and of its workers, and the largest worker's peak RSS (MB)."""
+
+    edition: object
+    stats: object
+    elapsed: float
+    idle: float
+    coordinator: float
+    workers: float
+    worker_rss: float
+
+
+def cpu_seconds(who):
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def fast(day, workers):
@@ -308,19 +327,26 @@ def fast(day, workers):
     from newsletter.fanout import deliveries_create, edition_get, keyset_pages, scheduled_on
 
     edition = edition_get(day)
-    connections.close_all()
-    stats = SendStats()
+    connections.close_all()  # before the clock starts: it checkpoints what the setup wrote
+    stats, rss = SendStats(), 0
+    before = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)
     start, idle = time.perf_counter(), idle_seconds()
     with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
         pending = []
         for ids in keyset_pages(scheduled_on(day), "interest_key", "pk"):  # as digests_dispatch orders them
             pending.append(pool.apply_async(_send, (deliveries_create(edition, ids),)))
             while len(pending) > 2 * workers:  # stream: never queue the whole edition
-                stats.add(pending.pop(0).get()[0])
+                done, peak = pending.pop(0).get()
+                stats.add(done)
+                rss = max(rss, peak)
         for result in pending:
-            stats.add(result.get()[0])
+            done, peak = result.get()
+            stats.add(done)
+            rss = max(rss, peak)
         elapsed, idle = time.perf_counter() - start, idle_seconds() - idle
-    return edition, stats, elapsed, idle
+    # The workers' CPU is counted once the pool has ended them.
+    coordinator, workers = cpu_seconds(resource.RUSAGE_SELF) - before[0], cpu_seconds(resource.RUSAGE_CHILDREN) - before[1]
+    return Run(edition, stats, elapsed, idle, coordinator, workers, rss / 1024)
 
 
 def settle(connection):
@@ -357,20 +383,16 @@ def run(args):
     naive_rate = naive(day, args.naive_sample)
     if args.votes:
         # The same subscribers first without profiles, for the comparison; then they vote.
-        _, plain, _, _ = fast(day, args.workers)
+        plain = fast(day, args.workers).stats
         edition_get(day).deliveries.all().delete()
         add_votes(day, args.votes, args.seed)
         settle(connection)
-    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_before = (me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime)
     esp_before = esp.cpu_seconds() if esp else 0.0
-    edition, stats, elapsed, idle = fast(day, args.workers)
-    totals = edition.deliveries.totals()
+    measured = fast(day, args.workers)
+    stats, elapsed, idle = measured.stats, measured.elapsed, measured.idle
+    totals = measured.edition.deliveries.totals()
     rate = stats.sent / elapsed
-    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    rss_self, rss_children = me.ru_maxrss / 1024, children.ru_maxrss / 1024
-    cpu_self = me.ru_utime + me.ru_stime - cpu_before[0]
-    cpu_workers = children.ru_utime + children.ru_stime - cpu_before[1]
+    rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"== {args.database}, {args.mode} mode: {args.subscribers:,} subscribers{f' with {args.votes} votes each' if args.votes else ''}, "
           f"{args.workers} workers, {settings.DIGEST_BATCH_SIZE:,} per task, "
           f"{args.history} day(s) of history (setup {setup:.1f} s, not timed)")
@@ -385,10 +407,11 @@ def run(args):
     cores = min(args.workers, machine)  # what the naive path could use with as many workers
     print(f"naive path: {naive_rate:,.0f} digests/s on one core (render + premailer + Django MIME per subscriber); "
           f"speed-up vs naive on {cores} cores: {rate / (naive_rate * cores):.0f}x")
-    print(f"wall {elapsed:.1f} s; CPU: workers {cpu_workers:.1f} s, fan-out {cpu_self:.1f} s, "
-          f"database server and other processes {max(0.0, elapsed * machine - cpu_workers - cpu_self - idle):.1f} s, "
+    others = elapsed * machine - measured.workers - measured.coordinator - idle
+    print(f"wall {elapsed:.1f} s; CPU: workers {measured.workers:.1f} s, fan-out {measured.coordinator:.1f} s, "
+          f"database server and other processes {max(0.0, others):.1f} s, "
           f"idle {idle:.1f} s, of the {machine} cores' {elapsed * machine:.1f} s")
-    print(f"peak RSS: coordinator {rss_self:.0f} MB, largest worker {rss_children:.0f} MB")
+    print(f"peak RSS: coordinator {rss_self:.0f} MB, largest worker {measured.worker_rss:.0f} MB")
     if args.votes:
         def per_digest(st, *stages):
             return sum(st.seconds[name] for name in stages) / max(st.sent, 1) * 1e6

@@ -244,8 +244,9 @@ def votes_of(subscriber_ids):
 def is_first_digest(confirmed_at, received, edition, frequency):
     """Whether a reader's digest of `edition` is their first: confirmed within its lookback
     window, and nothing received in the editions before."""
-    since = edition.date - dt.timedelta(days=lookback_days(frequency))
-    return confirmed_at is not None and since <= confirmed_at.date() <= edition.date and not received
+    if received or confirmed_at is None:  # most readers: no dates to work out
+        return False
+    return edition.date - dt.timedelta(days=lookback_days(frequency)) <= confirmed_at.date() <= edition.date
 
 
 def digests_for(edition, recipients, offer_of=offer_for):

@@ -380,7 +380,6 @@ def run(args):
 
     settle(connection)
     setup = time.perf_counter() - t
-    naive_rate = naive(day, args.naive_sample)
     if args.votes:
         # The same subscribers first without profiles, for the comparison; then they vote.
         plain = fast(day, args.workers).stats
@@ -388,7 +387,12 @@ def run(args):
         add_votes(day, args.votes, args.seed)
         settle(connection)
     esp_before = esp.cpu_seconds() if esp else 0.0
+    # The naive path right before and right after the timed run: the machine's speed drifts
+    # by several per cent over a minute, and the ratio is of two rates measured apart.
+    naive_rates = [naive(day, args.naive_sample)]
     measured = fast(day, args.workers)
+    naive_rates.append(naive(day, args.naive_sample))
+    naive_rate = sum(naive_rates) / 2
     stats, elapsed, idle = measured.stats, measured.elapsed, measured.idle
     totals = measured.edition.deliveries.totals()
     rate = stats.sent / elapsed
@@ -405,7 +409,8 @@ def run(args):
     ) + f"; total {busy:.2f} s")
     machine = os.cpu_count()
     cores = min(args.workers, machine)  # what the naive path could use with as many workers
-    print(f"naive path: {naive_rate:,.0f} digests/s on one core (render + premailer + Django MIME per subscriber); "
+    print(f"naive path: {naive_rate:,.0f} digests/s on one core (render + premailer + Django MIME per subscriber; "
+          f"{naive_rates[0]:,.0f} before the timed run, {naive_rates[1]:,.0f} after); "
           f"speed-up vs naive on {cores} cores: {rate / (naive_rate * cores):.0f}x")
     others = elapsed * machine - measured.workers - measured.coordinator - idle
     print(f"wall {elapsed:.1f} s; CPU: workers {measured.workers:.1f} s, fan-out {measured.coordinator:.1f} s, "

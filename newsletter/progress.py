@@ -30,7 +30,9 @@ def _folder():
     return folder
 
 
-MAPPED = 1 << 20  # a file's first size (sparse: disk is used as it is written); doubled as needed
+# A file's first size, doubled as needed. Its blocks are allocated before it is mapped: a
+# full disk is then an error raised here, not a SIGBUS when a page is first written.
+MAPPED = 1 << 20
 
 
 class Progress:
@@ -45,7 +47,7 @@ class Progress:
         draft = folder / f".{claim}.draft"
         self.fd = os.open(draft, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
-        os.ftruncate(self.fd, MAPPED)
+        os.posix_fallocate(self.fd, 0, MAPPED)
         self.map, self.end = mmap.mmap(self.fd, MAPPED), 0
         os.rename(draft, self.path)
         self.numbers = {}
@@ -64,7 +66,9 @@ class Progress:
     def _write(self, data):
         end = self.end + len(data)
         if end > len(self.map):
-            self.map.resize(max(end, 2 * len(self.map)))  # the file too
+            size = max(end, 2 * len(self.map))
+            os.posix_fallocate(self.fd, 0, size)
+            self.map.resize(size)
         self.map[self.end : end] = data
         self.end = end
 

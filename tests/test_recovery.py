@@ -93,6 +93,24 @@ def test_what_a_killed_process_wrote_is_read_back_whole(monkeypatch):
     assert sent == {100 + n: ([list(pick[0])], f"<m{n}@x>") for n, pick in enumerate(picks)}
 
 
+def test_a_full_disk_stops_a_send_before_anything_is_claimed(readers, settings, monkeypatch):
+    # The progress file's blocks are allocated before anything is claimed or sent: a full disk
+    # is an error there, not a worker killed by SIGBUS halfway through its group.
+    import errno
+
+    from newsletter import progress as progress_module
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    monkeypatch.setattr(progress_module.os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space left"):
+        call_command("send_digests", date=DAY, stdout=StringIO())
+    assert mail.outbox == []
+    assert set(Delivery.objects.values_list("state", flat=True)) == {"pending"}  # for the reconciler
+
+
 def test_a_worker_that_starts_again_resumes_what_is_waiting(readers, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     # Fanned out, but the tasks were lost with the worker that had taken them.

@@ -45,12 +45,19 @@ class Progress:
         self.path = folder / f"{claim}.log"
         # Locked under another name, then renamed: recovery never sees it unlocked.
         draft = folder / f".{claim}.draft"
-        self.fd = os.open(draft, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        os.posix_fallocate(self.fd, 0, MAPPED)
-        self.map, self.end = mmap.mmap(self.fd, MAPPED), 0
-        os.rename(draft, self.path)
-        self.numbers = {}
+        self.fd, self.map = os.open(draft, os.O_RDWR | os.O_CREAT, 0o600), None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            os.posix_fallocate(self.fd, 0, MAPPED)
+            self.map = mmap.mmap(self.fd, MAPPED)
+            os.rename(draft, self.path)
+        except BaseException:  # a full disk, say: nothing is claimed yet, and nothing is left
+            if self.map is not None:
+                self.map.close()
+            os.close(self.fd)
+            draft.unlink(missing_ok=True)
+            raise
+        self.end, self.numbers = 0, {}
 
     def __enter__(self):
         return self
@@ -118,6 +125,8 @@ def _read_all(fd):
 def _read(data):
     claimed, picks, sent = [], {}, {}
     for line in data.decode(errors="replace").split("\n")[:-1]:  # the last piece: empty, torn or unwritten
+        if "\0" in line:  # torn too: a copy into the mapped file cut short leaves zeros, in any order
+            continue
         kind, number, rest = (line.split(" ", 2) + ["", ""])[:3]
         try:
             if kind == "C":

@@ -97,6 +97,7 @@ def test_a_full_disk_stops_a_send_before_anything_is_claimed(readers, settings, 
     # The progress file's blocks are allocated before anything is claimed or sent: a full disk
     # is an error there, not a worker killed by SIGBUS halfway through its group.
     import errno
+    import os
 
     from newsletter import progress as progress_module
 
@@ -105,10 +106,23 @@ def test_a_full_disk_stops_a_send_before_anything_is_claimed(readers, settings, 
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     monkeypatch.setattr(progress_module.os, "posix_fallocate", full)
-    with pytest.raises(OSError, match="No space left"):
-        call_command("send_digests", date=DAY, stdout=StringIO())
+    descriptors, files = len(os.listdir("/proc/self/fd")), set(progress_module._folder().iterdir())
+    for _ in range(3):  # a worker retrying on a full disk
+        with pytest.raises(OSError, match="No space left"):
+            call_command("send_digests", date=DAY, stdout=StringIO())
     assert mail.outbox == []
     assert set(Delivery.objects.values_list("state", flat=True)) == {"pending"}  # for the reconciler
+    assert len(os.listdir("/proc/self/fd")) == descriptors  # none kept open, no file left behind
+    assert set(progress_module._folder().iterdir()) == files
+
+
+def test_a_line_cut_short_in_the_mapped_file_is_not_read_as_sent():
+    # A copy into memory is not cut at a prefix as write(2) was: a killed copy can leave a
+    # line whole but for zeros within it.
+    from newsletter.progress import _read
+
+    data = b'C 7,8\nP 0 [[1, "trending: 3 upvotes"]]\nS 7 0 <m7@x>\nS 8 0 <m8\0\0\0>\n\0\0'
+    assert _read(data) == ([7, 8], {7: ([[1, "trending: 3 upvotes"]], "<m7@x>")})
 
 
 def test_a_worker_that_starts_again_resumes_what_is_waiting(readers, settings):

@@ -386,11 +386,12 @@ def run(args):
         edition_get(day).deliveries.all().delete()
         add_votes(day, args.votes, args.seed)
         settle(connection)
-    esp_before = esp.cpu_seconds() if esp else 0.0
     # The naive path right before and right after the timed run: the machine's speed drifts
     # by several per cent over a minute, and the ratio is of two rates measured apart.
     naive_rates = [naive(day, args.naive_sample)]
+    esp_before = esp.cpu_seconds() if esp else 0.0
     measured = fast(day, args.workers)
+    esp_cpu = esp.cpu_seconds() - esp_before if esp else 0.0
     naive_rates.append(naive(day, args.naive_sample))
     naive_rate = sum(naive_rates) / 2
     stats, elapsed, idle = measured.stats, measured.elapsed, measured.idle
@@ -429,7 +430,7 @@ def run(args):
         c = esp.counts
         print(f"batch mode: {c['calls']:,} API calls to the local ESP server, {c['recipients']:,} recipients, "
               f"{c['bytes'] / 1e6:.0f} MB; {c['recipients'] / elapsed:,.0f} recipients/s handed over; "
-              f"the server's CPU {esp.cpu_seconds() - esp_before:.1f} s (of the other processes' above)")
+              f"the server's CPU {esp_cpu:.1f} s (of the other processes' above)")
     print(f"{rate:,.0f} digests/s")
 
 

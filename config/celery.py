@@ -1,3 +1,4 @@
+import ctypes
 import gc
 import os
 
@@ -17,9 +18,24 @@ def worker_process_ready(**kwargs):
     and few reference cycles. What the process holds at start (Django, numpy, the app) lives
     as long as it does: freezing it keeps full collections from scanning it again and again;
     and a young generation of 20,000 objects (default 700) collects far less often
-    (docs/performance.md)."""
+    (docs/performance.md). And the C heap kept rather than handed back whenever its top is
+    free: each digest's message takes and frees buffers of tens of KB, and memory handed back
+    is faulted in again, page by page, for the next one."""
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    _keep_heap()
+
+
+M_TRIM_THRESHOLD, M_TOP_PAD = -1, -2  # glibc's mallopt() parameters (malloc.h)
+
+
+def _keep_heap():
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
+        libc.mallopt(M_TOP_PAD, 16 << 20)
+    except (OSError, AttributeError):  # not glibc: its default is kept
+        pass
 
 
 @worker_ready.connect

@@ -328,7 +328,13 @@ def fast(day, workers):
 
     edition = edition_get(day)
     connections.close_all()  # before the clock starts: it checkpoints what the setup wrote
-    stats, rss = SendStats(), 0
+    stats, peaks = SendStats(), [0]
+
+    def collect(result):
+        done, peak = result.get()
+        stats.add(done)
+        peaks.append(peak)
+
     before = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)
     start, idle = time.perf_counter(), idle_seconds()
     with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
@@ -336,17 +342,13 @@ def fast(day, workers):
         for ids in keyset_pages(scheduled_on(day), "interest_key", "pk"):  # as digests_dispatch orders them
             pending.append(pool.apply_async(_send, (deliveries_create(edition, ids),)))
             while len(pending) > 2 * workers:  # stream: never queue the whole edition
-                done, peak = pending.pop(0).get()
-                stats.add(done)
-                rss = max(rss, peak)
+                collect(pending.pop(0))
         for result in pending:
-            done, peak = result.get()
-            stats.add(done)
-            rss = max(rss, peak)
+            collect(result)
         elapsed, idle = time.perf_counter() - start, idle_seconds() - idle
     # The workers' CPU is counted once the pool has ended them.
     coordinator, workers = cpu_seconds(resource.RUSAGE_SELF) - before[0], cpu_seconds(resource.RUSAGE_CHILDREN) - before[1]
-    return Run(edition, stats, elapsed, idle, coordinator, workers, rss / 1024)
+    return Run(edition, stats, elapsed, idle, coordinator, workers, max(peaks) / 1024)
 
 
 def settle(connection):

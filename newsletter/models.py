@@ -222,6 +222,11 @@ class Edition(models.Model):
 
 
 class DeliveryQuerySet(models.QuerySet):
+    def of_subscribers(self, subscriber_ids):
+        """These subscribers' deliveries, found through the (edition, subscriber) constraint's
+        index, a probe per edition: no index of their own (see Delivery.subscriber)."""
+        return self.filter(edition_id__in=list(Edition.objects.values_list("pk", flat=True)), subscriber_id__in=subscriber_ids)
+
     def totals(self):
         counts = dict(self.values_list("state").annotate(n=models.Count("id")).values_list("state", "n"))
         return {state: counts.get(state, 0) for state in Delivery.State.values} | {"due": sum(counts.values())}
@@ -238,10 +243,16 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
 
     # No foreign-key constraints in the database (db_constraint=False): their checks, a lookup
-    # per row and key, were a large share of the fan-out's INSERT (docs/performance.md). Django still cascades
-    # deletes; subscriber_erase() locks the subscriber against a fan-out in flight, and a claim
-    # drops a row whose subscriber is gone (see delivery._claim).
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="deliveries", db_constraint=False)
+    # per row and key, were a large share of the fan-out's INSERT (docs/performance.md). Nor an
+    # index of its own: the fan-out would write a random page of it for every row (most of its
+    # writes), while a subscriber's deliveries are looked up rarely (export, erasure), through
+    # the (edition, subscriber) index (DeliveryQuerySet.of_subscribers). So no cascade either,
+    # which would scan the table: deleting a subscriber deletes their deliveries first
+    # (services); subscriber_erase() locks the subscriber against a fan-out in flight, and a
+    # claim drops a row whose subscriber is gone (see delivery._claim).
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.DO_NOTHING, related_name="deliveries", db_index=False, db_constraint=False
+    )
     # Indexed by the (edition, subscriber) constraint below, which serves every per-edition query.
     edition = models.ForeignKey(
         Edition, on_delete=models.CASCADE, related_name="deliveries", db_index=False, db_constraint=False

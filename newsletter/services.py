@@ -14,7 +14,7 @@ from newsletter import sql
 from newsletter.emails import make_message
 from newsletter.links import confirm_url, preferences_url
 from newsletter.models import (
-    Subscriber, SubscriberEvent, Suppression, Vote, comma_list, email_canonical, email_hash,
+    Delivery, Subscriber, SubscriberEvent, Suppression, Vote, comma_list, email_canonical, email_hash,
 )
 from papers.models import Topic, author_key
 from newsletter.schedule import next_digest_time
@@ -155,8 +155,10 @@ def subscriber_send_link(*, email):
 
 def subscribers_purge_unconfirmed(*, now=None):
     cutoff = (now or timezone.now()) - dt.timedelta(days=settings.PURGE_UNCONFIRMED_DAYS)
-    deleted, _ = Subscriber.objects.filter(status=Subscriber.Status.PENDING, created_at__lt=cutoff).delete()
-    return deleted
+    with transaction.atomic():
+        stale = list(Subscriber.objects.filter(status=Subscriber.Status.PENDING, created_at__lt=cutoff).values_list("pk", flat=True))
+        _subscribers_delete(stale)
+    return len(stale)
 
 
 # Preferences
@@ -357,7 +359,7 @@ def subscriber_export(*, subscriber):
         },
         "deliveries": [
             {"edition": d.edition.date.isoformat(), "state": d.state, "sent_at": iso(d.sent_at), "papers": d.paper_ids()}
-            for d in subscriber.deliveries.select_related("edition").order_by("edition__date")
+            for d in Delivery.objects.of_subscribers([subscriber.pk]).select_related("edition").order_by("edition__date")
         ],
         "votes": [
             {"paper": v.paper.arxiv_id or v.paper.title, "vote": "more" if v.value > 0 else "less", "at": iso(v.updated_at)}
@@ -374,8 +376,15 @@ def subscriber_erase(*, subscriber):
     """Delete everything about a subscriber; keep only a salted hash so the address is not mailed again."""
     with transaction.atomic():
         # Wait for a fan-out that holds this subscriber (digests_dispatch locks the rows it
-        # fans out) so the cascade below sees its deliveries; the database does not check them.
+        # fans out) so that the deletion below sees all their deliveries.
         list(Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list("pk"))
         reason = subscriber.suppressed_reason if subscriber.status == Subscriber.Status.SUPPRESSED else ERASED
         Suppression.objects.update_or_create(email_hash=email_hash(subscriber.email), defaults={"reason": reason})
-        subscriber.delete()
+        _subscribers_delete([subscriber.pk])
+
+
+def _subscribers_delete(subscriber_ids):
+    """Subscribers with all that is theirs. Their deliveries first, which the database does
+    not cascade to (see Delivery.subscriber)."""
+    Delivery.objects.of_subscribers(subscriber_ids).delete()
+    Subscriber.objects.filter(pk__in=subscriber_ids).delete()

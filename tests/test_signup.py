@@ -3,7 +3,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from newsletter.models import Subscriber, Suppression, email_hash
+from newsletter.models import Delivery, Edition, Subscriber, Suppression, email_hash
 from tests.conftest import make_subscriber, topic
 
 pytestmark = pytest.mark.django_db
@@ -133,10 +133,14 @@ def test_unconfirmed_signups_are_purged_after_a_week(time_machine):
     from newsletter.tasks import purge_unconfirmed_task
 
     time_machine.move_to("2026-01-01 12:00Z")
-    make_subscriber("old@example.org", status="pending")
-    make_subscriber("kept@example.org", status="active")
+    old = make_subscriber("old@example.org", status="pending")
+    kept = make_subscriber("kept@example.org", status="active")
+    edition = Edition.objects.create(date="2025-12-31")  # mailed before: subscribed, left, signed up again
+    for subscriber in (old, kept):
+        Delivery.objects.create(subscriber=subscriber, edition=edition, state="sent")
     time_machine.move_to("2026-01-05 12:00Z")
     make_subscriber("new@example.org", status="pending")
     time_machine.move_to("2026-01-08 13:00Z")
     assert purge_unconfirmed_task.delay().get() == 1
     assert set(Subscriber.objects.values_list("email", flat=True)) == {"kept@example.org", "new@example.org"}
+    assert [d.subscriber_id for d in Delivery.objects.all()] == [kept.pk]

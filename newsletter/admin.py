@@ -16,7 +16,7 @@ from newsletter import desk
 from newsletter.archive import editions_record_offered
 from newsletter.reconcile import deliveries_requeue, deliveries_requeue_plan
 from newsletter.forms import TIMEZONES
-from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote
+from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_canonical
 from newsletter.tasks import enqueue_deliveries
 from newsletter.services import (
     subscriber_erase, subscriber_pause, subscriber_resume, subscriber_suppress, subscriber_unsubscribe, subscriber_update,
@@ -281,10 +281,23 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_display = ["edition_day", "subscriber", "outcome", "sent", "note"]
     list_filter = ["state", "edition"]
     list_select_related = ["edition", "subscriber"]
-    search_fields = ["subscriber__email", "message_id"]
+    search_fields = ["message_id"]
+    search_help_text = "A reader's address, or (part of) a Message-ID."
     raw_id_fields = ["subscriber", "edition"]
     readonly_fields = [f.name for f in Delivery._meta.fields]
     actions = ["requeue"]
+
+    def get_search_results(self, request, queryset, search_term):
+        """A reader's deliveries by their address, through the (edition, subscriber) index:
+        deliveries have none on the subscriber alone, and a join on the address would read
+        them all. Anything else is looked for in Message-IDs."""
+        try:
+            reader = Subscriber.objects.filter(email=email_canonical(search_term)).values_list("pk", flat=True).first()
+        except ValueError:  # not an address
+            reader = None
+        if reader is not None:
+            return queryset.of_subscribers([reader]), False
+        return super().get_search_results(request, queryset, search_term)
 
     def has_add_permission(self, request):
         return False

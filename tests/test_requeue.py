@@ -72,6 +72,17 @@ def test_a_subscriber_who_unsubscribed_since_is_not_requeued(editor, failed):
     assert not mail.outbox
 
 
+def test_the_list_is_searched_by_a_readers_address_or_a_message_id(editor, failed):
+    def found(term):
+        page = editor.get(URL, {"q": term}).content.decode()
+        return {name for name in failed if f"{name}@example.org" in page}
+
+    assert found("Bob@Example.org ") == {"bob"}
+    dave = Delivery.objects.get(subscriber=failed["dave"])
+    assert found(dave.message_id.strip("<>")) == {"dave"}
+    assert found("nobody@example.org") == set()
+
+
 def test_deliveries_cannot_be_deleted_from_the_admin(editor, failed):
     page = editor.get(URL).content.decode()
     assert "delete_selected" not in page

@@ -1,4 +1,4 @@
-"""Transactional e-mails (confirm, manage), the CSS inliner, and the headers every list mail carries.
+"""Transactional e-mails (confirm, manage, data), the CSS inliner, and the headers every list mail carries.
 
 Each kind has three templates: emails/<kind>-subject.txt, -body.txt and -body.html. Digests,
 sent by the million, are rendered per edition in newsletter/rendering.py and built into

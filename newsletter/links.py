@@ -41,6 +41,10 @@ def preferences_url(subscriber):
     return settings.SITE_URL + preferences_path(subscriber)
 
 
+def data_url(subscriber):
+    return absolute("newsletter:data", tokens.make(tokens.DATA, subscriber.pk))
+
+
 def unsubscribe_path(subscriber):
     return reverse("newsletter:unsubscribe", args=[tokens.make(tokens.UNSUBSCRIBE, subscriber.pk)])
 

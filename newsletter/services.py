@@ -10,9 +10,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from newsletter import sql
+from newsletter import sql, tokens
 from newsletter.emails import make_message
-from newsletter.links import confirm_url, preferences_url
+from newsletter.links import confirm_url, data_url, preferences_url
 from newsletter.models import (
     Delivery, Subscriber, SubscriberEvent, Suppression, Vote, comma_list, email_canonical, email_hash,
 )
@@ -151,6 +151,16 @@ def subscriber_send_link(*, email):
     subscriber = Subscriber.objects.confirmed().filter(email=email_canonical(email)).first()
     if subscriber and _may_mail(subscriber.email):
         _send("manage", subscriber)
+
+
+def subscriber_send_data_link(*, subscriber_id):
+    """'E-mail me a link to export or delete my data' (from subscriber_send_data_link_task):
+    the preferences link is in every digest, so whoever a digest is forwarded to has it; this
+    link goes to the subscriber's own address only, and expires. Within the daily limit per
+    address; never to a suppressed address (it bounced or complained)."""
+    subscriber = Subscriber.objects.exclude(status=Subscriber.Status.SUPPRESSED).filter(pk=subscriber_id).first()
+    if subscriber and _may_mail(subscriber.email):
+        _send("data", subscriber, {"data_url": data_url(subscriber), "max_age_minutes": tokens.DATA_MAX_AGE_MINUTES})
 
 
 def subscribers_purge_unconfirmed(*, now=None):

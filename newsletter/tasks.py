@@ -62,3 +62,11 @@ def subscriber_send_link_task(self, email):
         services.subscriber_send_link(email=email)
     except services.TRANSIENT_MAIL_ERRORS as error:
         return self.retry(exc=error, countdown=30 * 2**self.request.retries, throw=False)
+
+
+@shared_task(bind=True, max_retries=5)
+def subscriber_send_data_link_task(self, subscriber_id):
+    try:
+        services.subscriber_send_data_link(subscriber_id=subscriber_id)
+    except services.TRANSIENT_MAIL_ERRORS as error:
+        return self.retry(exc=error, countdown=30 * 2**self.request.retries, throw=False)

@@ -14,8 +14,13 @@ PREFERENCES = "newsletter.preferences"
 UNSUBSCRIBE = "newsletter.unsubscribe"
 FEEDBACK = "newsletter.feedback"
 VIEW = "newsletter.view"  # a reader's own copy of a digest on the web
+DATA = "newsletter.data"  # export and erasure: mailed on request, never in a digest
 
 PREFERENCES_MAX_AGE = dt.timedelta(days=365)
+# Short: the link goes to the subscriber's own address when asked for, so one that is
+# forwarded or left in a mailbox soon stops exposing the consent record and erasure.
+DATA_MAX_AGE_MINUTES = 60
+DATA_MAX_AGE = dt.timedelta(minutes=DATA_MAX_AGE_MINUTES)
 
 
 class BadToken(Exception):

@@ -74,8 +74,8 @@ def _subscriber_from(purpose, token, max_age=None):
     return Subscriber.objects.filter(pk=pk).first(), ""
 
 
-def _bad_link(request, error, *, resend_url=None):
-    ctx = {"expired": error == "expired", "resend_url": resend_url, "form": EmailForm()}
+def _bad_link(request, error, *, resend_url=None, data=False):
+    ctx = {"expired": error == "expired", "resend_url": resend_url, "form": EmailForm(), "data": data}
     return render(request, "newsletter/bad_link.html", ctx, status=410 if error == "expired" else 400)
 
 
@@ -165,6 +165,7 @@ def preferences(request, token):
         "unsubscribe_url": unsubscribe_path(subscriber),
         "votes": subscriber.votes.select_related("paper").order_by("-updated_at")[:100],
         "guess_timezone": subscriber.timezone == "UTC" and not form.is_bound,
+        "data_max_age_minutes": tokens.DATA_MAX_AGE_MINUTES,
     }
     return render(request, "newsletter/preferences.html", ctx, status=400 if form.errors else 200)
 
@@ -229,10 +230,59 @@ def _feedback_control(request, subscriber, paper):
     return render(request, "newsletter/feedback.html", ctx)
 
 
-def preferences_export(request, token):
+# Export and erasure: behind a link mailed on request to the subscriber's own address and valid
+# for an hour, not the preferences link, which is in every digest and so in every forwarded one.
+
+
+@require_http_methods(["POST"])
+def data_link(request, token):
+    """'E-mail me a link to export or delete my data', from the preferences page."""
     subscriber, error = _preferences_subscriber(token)
     if error:
         return _bad_link(request, error)
+    return _data_link_sent(request, subscriber)
+
+
+@require_http_methods(["POST"])
+def data_resend(request, token):
+    # An expired link is still a genuine one: it may ask for a fresh one, to the same address.
+    subscriber, error = _subscriber_from(tokens.DATA, token)
+    if error or subscriber is None:
+        return _bad_link(request, "invalid", data=True)
+    return _data_link_sent(request, subscriber)
+
+
+def _data_link_sent(request, subscriber):
+    pk = subscriber.pk
+    transaction.on_commit(lambda: tasks.subscriber_send_data_link_task.delay(pk))
+    ctx = {"subscriber": subscriber, "masked_email": masked(subscriber.email),
+           "max_age_minutes": tokens.DATA_MAX_AGE_MINUTES}
+    return render(request, "newsletter/data_link_sent.html", ctx)
+
+
+def _data_subscriber(request, token):
+    """(subscriber, None) for a fresh data link, else (None, the page that says why)."""
+    subscriber, error = _subscriber_from(tokens.DATA, token, max_age=tokens.DATA_MAX_AGE)
+    if error == "expired":
+        return None, _bad_link(request, error, resend_url=reverse("newsletter:data_resend", args=[token]), data=True)
+    if error or subscriber is None:
+        return None, _bad_link(request, "invalid", data=True)
+    return subscriber, None
+
+
+@require_http_methods(["GET", "HEAD"])
+def my_data(request, token):
+    subscriber, refused = _data_subscriber(request, token)
+    if refused:
+        return refused
+    ctx = {"subscriber": subscriber, "token": token, "max_age_minutes": tokens.DATA_MAX_AGE_MINUTES}
+    return render(request, "newsletter/data.html", ctx)
+
+
+def preferences_export(request, token):
+    subscriber, refused = _data_subscriber(request, token)
+    if refused:
+        return refused
     data = json.dumps(services.subscriber_export(subscriber=subscriber), indent=2)
     response = HttpResponse(data, content_type="application/json")
     response["Content-Disposition"] = 'attachment; filename="paperboy-my-data.json"'
@@ -241,9 +291,9 @@ def preferences_export(request, token):
 
 @require_http_methods(["GET", "POST"])
 def preferences_delete(request, token):
-    subscriber, error = _preferences_subscriber(token)
-    if error:
-        return _bad_link(request, error)
+    subscriber, refused = _data_subscriber(request, token)
+    if refused:
+        return refused
     if request.method == "POST":
         if request.POST.get("confirm") != "yes":
             return render(request, "newsletter/delete.html", {"subscriber": subscriber, "error": True}, status=400)

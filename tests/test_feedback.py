@@ -68,7 +68,7 @@ def test_votes_are_listed_removable_and_exported_on_the_preferences_page(client,
     prefs = reverse("newsletter:preferences", args=[tokens.make(tokens.PREFERENCES, alice.pk)])
     page = client.get(prefs).content.decode()
     assert "Your votes" in page and "Robot arms that learn" in page
-    export = json.loads(client.get(prefs + "export/").content)
+    export = json.loads(client.get(reverse("newsletter:export", args=[tokens.make(tokens.DATA, alice.pk)])).content)
     assert export["votes"][0]["vote"] == "more"
     client.post(prefs, {"action": "follow", "paper": paper.pk})
     alice.refresh_from_db()

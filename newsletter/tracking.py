@@ -7,15 +7,14 @@ import logging
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from newsletter.models import Delivery, Subscriber, SubscriberEvent, email_canonical
-from newsletter.services import subscriber_suppress
+from newsletter.services import subscriber_bounced, subscriber_suppress
 
 log = logging.getLogger(__name__)
 
-SUPPRESSING = {"bounced": "hard bounce", "complained": "spam complaint", "unsubscribed": "unsubscribed at the ESP"}
+SUPPRESSING = {"complained": "spam complaint", "unsubscribed": "unsubscribed at the ESP"}
 
 
 def _is_soft_bounce(event):
@@ -76,6 +75,8 @@ def tracking_event_record(*, event, esp_name):
         if recent.count() >= settings.SOFT_BOUNCE_LIMIT:
             reason = f"{settings.SOFT_BOUNCE_LIMIT} soft bounces"
             subscriber_suppress(subscriber=subscriber, reason=reason, when=occurred_at, record=False)
+    elif event.event_type == "bounced":
+        subscriber_bounced(subscriber=subscriber, when=occurred_at, recorded=True)
     elif event.event_type in SUPPRESSING:
         subscriber_suppress(subscriber=subscriber, reason=SUPPRESSING[event.event_type], when=occurred_at, record=False)
     _delivery_settle(event, subscriber, occurred_at)
@@ -93,8 +94,7 @@ def _delivery_settle(event, subscriber, when):
     named = (event.metadata or {}).get("delivery")
     if event.event_type not in ACCEPTED or not (isinstance(named, str) and named.isascii() and named.isdigit()):
         return
-    in_doubt = Q(state=Delivery.State.SENDING) | Q(state=Delivery.State.FAILED, note__startswith=Delivery.INTERRUPTED)
-    Delivery.objects.filter(in_doubt, pk=int(named), subscriber=subscriber).update(
+    Delivery.objects.in_doubt().filter(pk=int(named), subscriber=subscriber).update(
         state=Delivery.State.SENT, sent_at=when, note=f"sent: the ESP reported it {event.event_type}"
     )
 

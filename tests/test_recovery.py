@@ -88,8 +88,8 @@ def test_what_a_killed_process_wrote_is_read_back_whole(monkeypatch):
             progress.sent([(100 + n, pick, f"<m{n}@x>")])
         os.kill(os.getpid(), signal.SIGKILL)
     os.waitpid(child, 0)
-    [(claim, claimed, sent)] = list(abandoned())
-    assert claim == "killed-claim" and claimed == list(range(100, 130))
+    [(claim, claimed, sent, error)] = list(abandoned())
+    assert claim == "killed-claim" and claimed == list(range(100, 130)) and error == ""
     assert sent == {100 + n: ([list(pick[0])], f"<m{n}@x>") for n, pick in enumerate(picks)}
 
 
@@ -122,7 +122,7 @@ def test_a_line_cut_short_in_the_mapped_file_is_not_read_as_sent():
     from newsletter.progress import _read
 
     data = b'C 7,8\nP 0 [[1, "trending: 3 upvotes"]]\nS 7 0 <m7@x>\nS 8 0 <m8\0\0\0>\n\0\0'
-    assert _read(data) == ([7, 8], {7: ([[1, "trending: 3 upvotes"]], "<m7@x>")})
+    assert _read(data) == ([7, 8], {7: ([[1, "trending: 3 upvotes"]], "<m7@x>")}, "")
 
 
 def test_a_worker_that_starts_again_resumes_what_is_waiting(readers, settings):

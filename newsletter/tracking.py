@@ -119,6 +119,12 @@ def complaint_rate(*, now=None):
     return complaints, sent, complaints / sent if sent else 0.0
 
 
+def hard_bounces(*, now=None):
+    """Addresses that bounced for good over the last 24 hours, as the ESP or our mail server said."""
+    since = (now or timezone.now()) - dt.timedelta(days=1)
+    return SubscriberEvent.objects.filter(kind="bounced", occurred_at__gte=since).count()
+
+
 def sending_paused(*, now=None):
     complaints, sent, rate = complaint_rate(now=now)
     return sent >= COMPLAINT_MIN_SENT and rate > COMPLAINT_PAUSE

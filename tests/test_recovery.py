@@ -222,3 +222,33 @@ def test_a_row_the_esp_reports_sent_while_recovery_settles_its_group_stays_sent(
     assert late.pk not in queued
     assert Delivery.objects.get(pk=recorded.pk).state == "sent"
     assert Delivery.objects.filter(state="pending").count() == len(ids) - 2
+
+
+def test_the_progress_file_reaches_the_disk_at_most_a_second_after_the_last_flush(monkeypatch):
+    # Power loss loses what the kernel had not written back: the mapping is flushed (msync)
+    # once FLUSH_SECONDS have passed since the last flush, and when a group ends in an error.
+    import mmap
+
+    from newsletter import progress as progress_module
+
+    now, flushes = [100.0], []
+
+    class Mapping(mmap.mmap):
+        def flush(self, *args):
+            flushes.append(now[0])
+            return super().flush(*args)
+
+    monkeypatch.setattr(progress_module, "clock", lambda: now[0])
+    monkeypatch.setattr(progress_module.mmap, "mmap", Mapping)
+    pick = ((1, "trending: 3 upvotes"),)
+    with pytest.raises(SystemExit):
+        with Progress("flushed-claim") as progress:
+            progress.claimed(range(1, 10))
+            for pk, at in enumerate([100.2, 100.9, 101.0, 101.5, 101.99, 102.0, 104.5], start=1):
+                now[0] = at
+                progress.sent([(pk, pick, f"<m{pk}@x>")])
+            now[0] = 104.7
+            raise SystemExit("killed")
+    assert flushes == [101.0, 102.0, 104.5, 104.7]
+    [(_, _, sent, _)] = list(abandoned())
+    assert sorted(sent) == list(range(1, 8))

@@ -18,7 +18,9 @@ from newsletter.progress import abandoned
 
 
 # Failures never sent again: the address refused the mail for good, or the mail may have gone.
-REFUSED_FOR_GOOD = ("the ESP rejected", "the ESP invalid", "AnymailRecipientsRefused", "AnymailInvalidAddress", "SMTPRecipientsRefused")
+REFUSED_FOR_GOOD = (
+    Delivery.BOUNCED, "the ESP rejected", "the ESP invalid", "AnymailRecipientsRefused", "AnymailInvalidAddress", "SMTPRecipientsRefused",
+)
 MAY_HAVE_GONE = Delivery.INTERRUPTED
 REQUEUED = " · requeued by an operator"
 

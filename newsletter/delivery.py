@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import F
 from django.core.mail import get_connection
+from django.db.models import F
 from django.utils import timezone
 
 from newsletter import sql

@@ -234,7 +234,7 @@ def subscriber_suppress(*, subscriber, reason, when=None, record=True):
 HARD_BOUNCE = "hard bounce"
 
 
-def subscriber_bounced(*, subscriber, description="", when=None, message_id="", recorded=False):
+def subscriber_bounced(*, subscriber, description="", when=None, recorded=False):
     """The address bounced for good, whoever says so: the ESP's webhook or our own mail
     server's 5xx to RCPT or DATA. Suppressed, with a 'bounced' event (the bounce figures count
     these); recorded=True: the caller already stored the ESP's event."""
@@ -242,7 +242,7 @@ def subscriber_bounced(*, subscriber, description="", when=None, message_id="", 
     subscriber_suppress(subscriber=subscriber, reason=HARD_BOUNCE, when=when, record=False)
     if not recorded:
         SubscriberEvent.objects.create(
-            subscriber=subscriber, kind="bounced", description=description[:500], message_id=message_id[:200], occurred_at=when
+            subscriber=subscriber, kind="bounced", description=description[:500], occurred_at=when
         )
 
 

@@ -152,6 +152,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "newsletter.tasks.dispatch_digests_task",
         "schedule": crontab(minute="*/5"),
     },
+    "record-offered": {
+        "task": "newsletter.tasks.record_offered_task",
+        "schedule": crontab(minute="*/5"),
+    },
     "reconcile-deliveries": {
         "task": "newsletter.tasks.reconcile_deliveries_task",
         "schedule": crontab(minute="*/15"),

@@ -3,8 +3,10 @@
 Rows are claimed with a conditional UPDATE (pending -> sending ... RETURNING) in groups, so a
 task that runs twice never mails anyone twice; each message the mail server accepts is
 recorded at once in the group's progress file (newsletter/progress.py) and the group's
-outcomes in one statement at its end; transient errors (the server down, refusing or
-dropping the connection) put unsent rows back to pending for a retry with backoff. When a
+outcomes in one statement at its end; transient errors (newsletter/mailerrors.py: the server
+down, refusing or dropping the connection, a 4xx) put unsent rows back to pending for a retry
+with backoff, an attempt charged, and a 5xx to RCPT or DATA is a hard bounce that suppresses
+the address (services.subscriber_bounced). When a
 worker dies mid-group, recovery settles its rows from the progress file: what was sent is
 recorded, the rest is sent again, so only a message in flight at the instant of the kill can
 arrive twice (newsletter/reconcile.py: recovery, the reconciler, requeues).
@@ -13,45 +15,32 @@ arrive twice (newsletter/reconcile.py: recovery, the reconciler, requeues).
 import datetime as dt
 import logging
 import random
-import smtplib
-import socket
 import time
 import uuid
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from anymail.exceptions import AnymailAPIError, AnymailInvalidAddress, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import get_connection
+from django.db.models import F
 from django.utils import timezone
 
 from newsletter import sql
 from newsletter.digest_mail import batch_message, personal_message
 from newsletter.links import digest_metadata, recipient_links
-from newsletter.models import Delivery, Edition
+from newsletter.mailerrors import MailError, is_transient, mail_error_kind
+from newsletter.models import Delivery, Edition, Subscriber
 from newsletter.offers import digests_for, offer_for
 from newsletter.progress import Progress
-from newsletter.services import unmailable
+from newsletter.services import subscriber_bounced, unmailable
 
 log = logging.getLogger(__name__)
 
 
 class TransientSendError(Exception):
-    """The ESP or SMTP server failed in a way worth retrying later."""
-
-
-def _is_transient(error):
-    if isinstance(error, (AnymailRecipientsRefused, AnymailInvalidAddress)):
-        return False
-    if isinstance(error, AnymailAPIError):
-        status = getattr(error, "status_code", None)
-        return status is None or status == 429 or status >= 500
-    if isinstance(error, smtplib.SMTPResponseException):
-        return 400 <= error.smtp_code < 500
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return all(400 <= code < 500 for code, _ in error.recipients.values())
-    return isinstance(error, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.error, TimeoutError))
+    """The ESP or SMTP server failed in a way worth retrying later; the rows not sent are
+    pending again."""
 
 
 @dataclass(slots=True)
@@ -118,20 +107,27 @@ class SendStats:
         self.seconds[stage] += time.thread_time() - start
 
 
-@contextmanager
-def _opened(connection):
-    """The backend's connection, open; failing to open it (the server down or refusing) is
-    transient like any other connection error."""
-    try:
-        connection.open()
-    except Exception as error:  # noqa: BLE001 - classified here, re-raised as it is otherwise
-        if _is_transient(error):
-            raise TransientSendError(f"cannot connect: {error}") from error
-        raise
-    try:
-        yield connection
-    finally:
-        connection.close()
+UNREACHABLE = "the mail server was unreachable"
+
+
+def _unreachable(delivery_ids, error, stats):
+    """The connection could not be opened: the rows still pending are charged an attempt, as
+    a send tried, and fail with the error once it is permanent or they have had their
+    attempts; the others wait. Raises TransientSendError if any wait."""
+    note = f"{UNREACHABLE}: {type(error).__name__}: {error}"
+    pending = Delivery.objects.filter(pk__in=delivery_ids, state=Delivery.State.PENDING)
+    if is_transient(error):
+        pending = pending.filter(attempts__gte=settings.DIGEST_MAX_ATTEMPTS - 1)
+    failed = pending.update(state=Delivery.State.FAILED, attempts=F("attempts") + 1, note=note[:500])
+    stats.failed += failed
+    if failed:
+        log.warning("%d digest(s) failed: %s", failed, note)
+    waiting = Delivery.objects.filter(pk__in=delivery_ids, state=Delivery.State.PENDING).update(
+        attempts=F("attempts") + 1, note=f"will retry: {note}"[:500]
+    )
+    if waiting:
+        raise TransientSendError(note) from error
+    return stats
 
 
 def deliveries_send(*, delivery_ids, connection=None):
@@ -141,7 +137,12 @@ def deliveries_send(*, delivery_ids, connection=None):
     stats = SendStats()
     size = settings.DIGEST_CLAIM_SIZE
     retry = None
-    with _opened(connection or get_connection()) as connection:
+    connection = connection or get_connection()
+    try:
+        connection.open()
+    except Exception as error:  # noqa: BLE001 - classified in _unreachable, re-raised if transient
+        return _unreachable(delivery_ids, error, stats)
+    try:
         for start in range(0, len(delivery_ids), size):
             with Progress(uuid.uuid4().hex) as progress:
                 with stats.timing("claim"):
@@ -158,6 +159,8 @@ def deliveries_send(*, delivery_ids, connection=None):
                         retry = error  # this edition's unsent rows are pending again; the others go on
             if retry is not None:
                 raise retry
+    finally:
+        connection.close()
     return stats
 
 
@@ -231,13 +234,20 @@ def _rendered(batch, recipients, stats):
 
 
 def _failed(deliveries, error, stats):
-    """Record a failed send; returns the error if the deliveries go back to pending for a retry."""
-    if _is_transient(error) and all(d.attempts < settings.DIGEST_MAX_ATTEMPTS for d in deliveries):
+    """Record a failed send; returns the error if the deliveries go back to pending for a retry.
+    A hard bounce suppresses the address, as the ESP's bounce webhook does."""
+    kind = mail_error_kind(error)
+    if kind is MailError.TRANSIENT and all(d.attempts < settings.DIGEST_MAX_ATTEMPTS for d in deliveries):
         for d in deliveries:
             d.state, d.note = Delivery.State.PENDING, f"will retry: {error}"[:500]
         return error
+    note = f"{type(error).__name__}: {error}"
+    if kind is MailError.HARD_BOUNCE:
+        note = f"{Delivery.BOUNCED}: {note}"
+        for subscriber in Subscriber.objects.filter(pk__in=[d.subscriber_id for d in deliveries]):
+            subscriber_bounced(subscriber=subscriber, description=note, when=timezone.now())
     for d in deliveries:
-        d.state, d.note = Delivery.State.FAILED, f"{type(error).__name__}: {error}"[:500]
+        d.state, d.note = Delivery.State.FAILED, note[:500]
     stats.failed += len(deliveries)
     log.warning("digest to %d subscriber(s) failed: %s", len(deliveries), error)
     return None

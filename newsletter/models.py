@@ -227,6 +227,19 @@ class DeliveryQuerySet(models.QuerySet):
         index, a probe per edition: no index of their own (see Delivery.subscriber)."""
         return self.filter(edition_id__in=list(Edition.objects.values_list("pk", flat=True)), subscriber_id__in=subscriber_ids)
 
+    def in_doubt(self):
+        """Rows whose mail may or may not have gone: still 'sending' (a worker holds them or
+        died holding them), or failed as interrupted by the reconciler. Recovery and the ESP's
+        webhook settle them; either writes only through this filter."""
+        return self.filter(
+            models.Q(state=Delivery.State.SENDING) | models.Q(state=Delivery.State.FAILED, note__startswith=Delivery.INTERRUPTED)
+        )
+
+    def waiting(self):
+        """{why: how many} of the pending rows that a failed try put back (their note says why)."""
+        pending = self.filter(state=Delivery.State.PENDING).exclude(note="")
+        return dict(pending.values_list("note").annotate(n=models.Count("id")).values_list("note", "n"))
+
     def totals(self):
         counts = dict(self.values_list("state").annotate(n=models.Count("id")).values_list("state", "n"))
         return {state: counts.get(state, 0) for state in Delivery.State.values} | {"due": sum(counts.values())}
@@ -272,6 +285,8 @@ class Delivery(models.Model):
 
     # The note of a row whose worker died mid-send with no record of whether its mail went out.
     INTERRUPTED = "interrupted while sending"
+    # The note's start of a row the mail server refused for good (5xx to RCPT or DATA).
+    BOUNCED = "hard bounce"
 
     class Meta:
         verbose_name_plural = "deliveries"

@@ -4,19 +4,24 @@ A line is written after each message or batch call the mail server accepted, int
 as mapped in memory: a copy, where a write(2) per message was a system call on the hottest
 path. The kernel keeps what was written if the worker is killed, so the rows of a dead
 worker's group are settled exactly: those in its file were sent, the rest were not and go out
-again; only what was in flight at the instant of the kill can arrive twice. While a worker
+again; only what was in flight at the instant of the kill can arrive twice. A host that loses
+power loses what the kernel had not yet written back: the mapping is flushed to the disk
+(msync) at most FLUSH_SECONDS after the flush before, checked as each accepted message is
+recorded (a monotonic clock read, no system call), and when a group ends in an error. While a worker
 holds a group its file is locked (flock), and the lock dies with the process: a file whose
 lock is free belongs to a worker that is gone.
 
 Lines: "C <ids>" lists the group's deliveries, "P <n> <picks as JSON>" names a digest's
 picks the first time the group sends it, "S <delivery id> <n> <message id>" records one sent
-delivery; a torn last line is ignored, as is the unwritten (zero) rest of the mapped file.
+delivery, "E <error>" the exception that ended the group (what recovery notes if the rows
+fail for good); a torn last line is ignored, as is the unwritten (zero) rest of the mapped file.
 """
 
 import fcntl
 import json
 import mmap
 import os
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -33,6 +38,9 @@ def _folder():
 # A file's first size, doubled as needed. Its blocks are allocated before it is mapped: a
 # full disk is then an error raised here, not a SIGBUS when a page is first written.
 MAPPED = 1 << 20
+# At most this many seconds of accepted messages are only in memory (see the module's doc).
+FLUSH_SECONDS = 1.0
+clock = time.monotonic  # module-level: tests control it
 
 
 class Progress:
@@ -57,12 +65,18 @@ class Progress:
             os.close(self.fd)
             draft.unlink(missing_ok=True)
             raise
-        self.end, self.numbers = 0, {}
+        self.end, self.numbers, self.flushed = 0, {}, clock()
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, traceback):
+        if kind is not None:  # kept for recovery: with why, and on the disk
+            line = f"E {kind.__name__}: {error}".replace("\n", " ")[:400].encode(errors="replace") + b"\n"
+            # Not if the file must grow for it: the error may be a full disk.
+            if isinstance(error, Exception) and self.end + len(line) <= len(self.map):
+                self._write(line)
+            self.map.flush()
         self.map.close()
         if kind is None:
             self.path.unlink(missing_ok=True)
@@ -92,10 +106,15 @@ class Progress:
                 lines.append(f"P {number} {picks_json(picks)}\n")
             lines.append(f"S {int(delivery_id)} {number} {message_id or '-'}\n")
         self._write("".join(lines).encode())
+        now = clock()
+        if now - self.flushed >= FLUSH_SECONDS:
+            self.map.flush()
+            self.flushed = now
 
 
 def abandoned():
-    """(claim, ids claimed, {delivery id sent: (picks, message id)}) for each progress file
+    """(claim, ids claimed, {delivery id sent: (picks, message id)}, the error that ended the
+    group or "") for each progress file
     whose worker is gone. Each is locked while the caller settles it, and removed afterwards."""
     for path in sorted(_folder().glob("*.log")):
         try:
@@ -123,7 +142,7 @@ def _read_all(fd):
 
 
 def _read(data):
-    claimed, picks, sent = [], {}, {}
+    claimed, picks, sent, error = [], {}, {}, ""
     for line in data.decode(errors="replace").split("\n")[:-1]:  # the last piece: empty, torn or unwritten
         if "\0" in line:  # torn too: a copy into the mapped file cut short leaves zeros, in any order
             continue
@@ -136,6 +155,8 @@ def _read(data):
             elif kind == "S":
                 picks_number, message_id = rest.split(" ", 1)
                 sent[int(number)] = (picks[picks_number], "" if message_id == "-" else message_id)
+            elif kind == "E":
+                error = line[2:]
         except (ValueError, KeyError):
             continue
-    return claimed, sent
+    return claimed, sent, error

@@ -8,7 +8,7 @@ import re
 from collections import Counter
 
 from django.conf import settings
-from django.db.models import Count, Q, Value
+from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
@@ -18,7 +18,9 @@ from newsletter.progress import abandoned
 
 
 # Failures never sent again: the address refused the mail for good, or the mail may have gone.
-REFUSED_FOR_GOOD = ("the ESP rejected", "the ESP invalid", "AnymailRecipientsRefused", "AnymailInvalidAddress", "SMTPRecipientsRefused")
+REFUSED_FOR_GOOD = (
+    Delivery.BOUNCED, "the ESP rejected", "the ESP invalid", "AnymailRecipientsRefused", "AnymailInvalidAddress", "SMTPRecipientsRefused",
+)
 MAY_HAVE_GONE = Delivery.INTERRUPTED
 REQUEUED = " · requeued by an operator"
 
@@ -72,15 +74,18 @@ def deliveries_requeue(*, deliveries, enqueue):
 
 
 def deliveries_recover(*, enqueue, now=None):
-    """Settle the groups of workers on this machine that died while sending (their progress
-    files, newsletter/progress.py): the deliveries their mail server accepted are recorded as
-    sent, the others go back to pending and to workers. Returns (sent, requeued)."""
+    """Settle the groups of workers on this machine that died while sending, or whose group
+    ended in an error (their progress files, newsletter/progress.py): the deliveries their mail
+    server accepted are recorded as sent, the others are charged an attempt and go back to
+    pending and to workers, or, once they have had DIGEST_MAX_ATTEMPTS, fail with the error
+    that ended the group: an error that repeats ends instead of looping. Each write is
+    conditional on the row being still in doubt (DeliveryQuerySet.in_doubt), so a row the ESP's
+    webhook settled meanwhile stays as it said. Returns (sent, requeued)."""
     now = now or timezone.now()
     sent_total, requeued = 0, []
-    for claim, claimed, sent in abandoned():
+    for claim, claimed, sent, error in abandoned():
         # Still as the dead worker left them (or as the reconciler marked them since).
-        in_doubt = Q(state=Delivery.State.SENDING) | Q(state=Delivery.State.FAILED, note__startswith=Delivery.INTERRUPTED)
-        rows = Delivery.objects.filter(in_doubt, pk__in=claimed, claim=claim)
+        rows = Delivery.objects.in_doubt().filter(pk__in=claimed, claim=claim)
         attempts = dict(rows.values_list("pk", "attempts"))
         outcomes = [
             (pk, Delivery.State.SENT, tuple(map(tuple, picks)), now, "sent; recorded after the worker stopped",
@@ -89,12 +94,19 @@ def deliveries_recover(*, enqueue, now=None):
         ]
         if outcomes:
             sql.deliveries_finish(outcomes)
-        unsent = [pk for pk in attempts if pk not in sent]
-        Delivery.objects.filter(pk__in=unsent).update(
-            state=Delivery.State.PENDING, note="not sent when its worker stopped; sent again", created_at=now
+        unsent = rows.filter(pk__in=[pk for pk in attempts if pk not in sent])
+        why = error or "its worker stopped"
+        unsent.filter(attempts__gte=settings.DIGEST_MAX_ATTEMPTS - 1).update(
+            state=Delivery.State.FAILED, attempts=F("attempts") + 1,
+            note=f"{why}; failed after {settings.DIGEST_MAX_ATTEMPTS} attempts"[:500],
+        )
+        again = list(unsent.values_list("pk", flat=True))
+        unsent.filter(pk__in=again).update(
+            state=Delivery.State.PENDING, attempts=F("attempts") + 1,
+            note=f"not sent: {why}; sent again"[:500], created_at=now,
         )
         sent_total += len(outcomes)
-        requeued += unsent
+        requeued += again
     enqueue(requeued)
     return sent_total, len(requeued)
 

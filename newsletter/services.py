@@ -2,9 +2,7 @@
 
 import datetime as dt
 import logging
-import smtplib
 
-from anymail.exceptions import AnymailAPIError
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -23,8 +21,6 @@ log = logging.getLogger(__name__)
 
 # Bump when the signup form's consent wording changes: each subscriber records the version agreed to.
 CONSENT_VERSION = "2026-11-25"
-# What a signup or link mail retries on: the mail server or the ESP's API failing to answer.
-TRANSIENT_MAIL_ERRORS = (OSError, smtplib.SMTPException, AnymailAPIError)
 ERASED = "erased at the subscriber's request"
 
 
@@ -243,6 +239,21 @@ def subscriber_suppress(*, subscriber, reason, when=None, record=True):
         if record:
             _record(subscriber, "suppressed", reason, when)
     return bool(changed)
+
+
+HARD_BOUNCE = "hard bounce"
+
+
+def subscriber_bounced(*, subscriber, description="", when=None, recorded=False):
+    """The address bounced for good, whoever says so: the ESP's webhook or our own mail
+    server's 5xx to RCPT or DATA. Suppressed, with a 'bounced' event (the bounce figures count
+    these); recorded=True: the caller already stored the ESP's event."""
+    when = when or timezone.now()
+    subscriber_suppress(subscriber=subscriber, reason=HARD_BOUNCE, when=when, record=False)
+    if not recorded:
+        SubscriberEvent.objects.create(
+            subscriber=subscriber, kind="bounced", description=description[:500], occurred_at=when
+        )
 
 
 # Feedback and followed authors

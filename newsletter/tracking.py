@@ -7,15 +7,14 @@ import logging
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from newsletter.models import Delivery, Subscriber, SubscriberEvent, email_canonical
-from newsletter.services import subscriber_suppress
+from newsletter.services import subscriber_bounced, subscriber_suppress
 
 log = logging.getLogger(__name__)
 
-SUPPRESSING = {"bounced": "hard bounce", "complained": "spam complaint", "unsubscribed": "unsubscribed at the ESP"}
+SUPPRESSING = {"complained": "spam complaint", "unsubscribed": "unsubscribed at the ESP"}
 
 
 def _is_soft_bounce(event):
@@ -76,6 +75,8 @@ def tracking_event_record(*, event, esp_name):
         if recent.count() >= settings.SOFT_BOUNCE_LIMIT:
             reason = f"{settings.SOFT_BOUNCE_LIMIT} soft bounces"
             subscriber_suppress(subscriber=subscriber, reason=reason, when=occurred_at, record=False)
+    elif event.event_type == "bounced":
+        subscriber_bounced(subscriber=subscriber, when=occurred_at, recorded=True)
     elif event.event_type in SUPPRESSING:
         subscriber_suppress(subscriber=subscriber, reason=SUPPRESSING[event.event_type], when=occurred_at, record=False)
     _delivery_settle(event, subscriber, occurred_at)
@@ -93,8 +94,7 @@ def _delivery_settle(event, subscriber, when):
     named = (event.metadata or {}).get("delivery")
     if event.event_type not in ACCEPTED or not (isinstance(named, str) and named.isascii() and named.isdigit()):
         return
-    in_doubt = Q(state=Delivery.State.SENDING) | Q(state=Delivery.State.FAILED, note__startswith=Delivery.INTERRUPTED)
-    Delivery.objects.filter(in_doubt, pk=int(named), subscriber=subscriber).update(
+    Delivery.objects.in_doubt().filter(pk=int(named), subscriber=subscriber).update(
         state=Delivery.State.SENT, sent_at=when, note=f"sent: the ESP reported it {event.event_type}"
     )
 
@@ -117,6 +117,12 @@ def complaint_rate(*, now=None):
     queued = Delivery.objects.filter(created_at__gte=since - dt.timedelta(days=2))
     sent = queued.filter(state=Delivery.State.SENT, sent_at__gte=since).count()
     return complaints, sent, complaints / sent if sent else 0.0
+
+
+def hard_bounces(*, now=None):
+    """Addresses that bounced for good over the last 24 hours, as the ESP or our mail server said."""
+    since = (now or timezone.now()) - dt.timedelta(days=1)
+    return SubscriberEvent.objects.filter(kind="bounced", occurred_at__gte=since).count()
 
 
 def sending_paused(*, now=None):

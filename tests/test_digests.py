@@ -457,3 +457,29 @@ def test_fan_out_puts_subscribers_who_follow_the_same_topics_next_to_each_other(
     order = [pk for page in keyset_pages(scheduled_on(DAY), "interest_key", "pk") for pk in page]
     positions = sorted(order.index(pk) for pk in robots)
     assert positions == list(range(positions[0], positions[0] + len(robots)))
+
+
+def test_digests_go_out_when_the_archive_cannot_be_recorded(time_machine, monkeypatch, settings):
+    from celery import current_app
+
+    from newsletter import archive
+
+    make_paper("Robot news", listed_on=dt.date(2026, 3, 3), upvotes=3)
+    time_machine.move_to("2026-03-02T12:00Z")
+    make_subscriber("london@example.org", timezone="Europe/London")
+
+    def broken(**kwargs):
+        raise RuntimeError("the archive cannot be recorded")
+
+    monkeypatch.setattr(archive, "editions_record_offered", broken)
+    time_machine.move_to("2026-03-03T07:01Z")
+    failed = []
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():  # each task the beat runs, apart
+        if name == "fetch-papers":
+            continue  # over the network
+        try:
+            current_app.tasks[entry["task"]].delay()
+        except RuntimeError as error:  # a failed task, logged by its worker
+            failed.append(str(error))
+    assert failed == ["the archive cannot be recorded"]
+    assert [m.to[0] for m in sent_mail()] == ["london@example.org"]

@@ -140,9 +140,9 @@ def test_a_sent_editions_archive_does_not_change_when_a_paper_is_unfeatured(edit
     paper_feature(paper=papers["jam"], day=day, note="Read the <b>threat model</b>")
     make_subscriber("reader@example.org")
     send(day)
-    from newsletter.tasks import dispatch_digests_task
+    from newsletter.tasks import record_offered_task
 
-    dispatch_digests_task.delay()  # the dispatcher records what went out
+    record_offered_task.delay()  # the beat records what went out
     assert Edition.objects.get(date=day).offered is not None
     editor.post("/admin/papers/paper/", {"action": "unfeature", "_selected_action": [papers["jam"].pk], "day": ""})
     assert not Feature.objects.exists()

@@ -88,8 +88,8 @@ def test_what_a_killed_process_wrote_is_read_back_whole(monkeypatch):
             progress.sent([(100 + n, pick, f"<m{n}@x>")])
         os.kill(os.getpid(), signal.SIGKILL)
     os.waitpid(child, 0)
-    [(claim, claimed, sent)] = list(abandoned())
-    assert claim == "killed-claim" and claimed == list(range(100, 130))
+    [(claim, claimed, sent, error)] = list(abandoned())
+    assert claim == "killed-claim" and claimed == list(range(100, 130)) and error == ""
     assert sent == {100 + n: ([list(pick[0])], f"<m{n}@x>") for n, pick in enumerate(picks)}
 
 
@@ -122,7 +122,7 @@ def test_a_line_cut_short_in_the_mapped_file_is_not_read_as_sent():
     from newsletter.progress import _read
 
     data = b'C 7,8\nP 0 [[1, "trending: 3 upvotes"]]\nS 7 0 <m7@x>\nS 8 0 <m8\0\0\0>\n\0\0'
-    assert _read(data) == ([7, 8], {7: ([[1, "trending: 3 upvotes"]], "<m7@x>")})
+    assert _read(data) == ([7, 8], {7: ([[1, "trending: 3 upvotes"]], "<m7@x>")}, "")
 
 
 def test_a_worker_that_starts_again_resumes_what_is_waiting(readers, settings):
@@ -161,3 +161,94 @@ def test_recovery_never_resends_a_delivery_that_failed_for_good(readers, setting
     assert reconcile.deliveries_recover(enqueue=enqueue_deliveries) == (0, 0)
     refused.refresh_from_db()
     assert refused.state == "failed" and refused.note.startswith("SMTPRecipientsRefused")
+
+
+def test_an_error_that_repeats_fails_the_rows_after_the_limit_instead_of_looping(readers, settings, monkeypatch):
+    from newsletter import delivery
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.DIGEST_MAX_ATTEMPTS = 3
+
+    def broken(edition, recipients):
+        raise ValueError("a digest that cannot be assembled")
+
+    monkeypatch.setattr(delivery, "digests_for", broken)
+    queued = [deliveries_create(edition_get(DAY), list(Subscriber.objects.values_list("pk", flat=True)))]
+    for _ in range(10):  # a worker takes what recovery hands back, more often than the limit
+        if not queued:
+            break
+        try:
+            delivery.deliveries_send(delivery_ids=queued.pop())
+        except ValueError:
+            pass  # the task fails; its group's progress file stays for recovery
+        reconcile.deliveries_recover(enqueue=lambda ids: ids and queued.append(ids))
+    assert not queued
+    note = "ValueError: a digest that cannot be assembled; failed after 3 attempts"
+    assert set(Delivery.objects.values_list("state", "attempts", "note")) == {("failed", 3, note)}
+    assert mail.outbox == []
+    # The reconciler's passes leave them as they are.
+    assert reconcile.deliveries_reconcile(enqueue=queued.append) == (0, 0)
+    assert set(Delivery.objects.values_list("state", "attempts", "note")) == {("failed", 3, note)}
+
+
+def test_a_row_the_esp_reports_sent_while_recovery_settles_its_group_stays_sent(readers, settings, monkeypatch):
+    # A stale read: recovery read the group's rows, then the ESP's webhook said the mail went.
+    from anymail.signals import AnymailTrackingEvent
+
+    from newsletter.tracking import tracking_event_record
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    ids = deliveries_create(edition_get(DAY), list(Subscriber.objects.values_list("pk", flat=True)))
+    Delivery.objects.filter(pk__in=ids).update(claim="dead-claim", state="sending")
+    recorded, late = Delivery.objects.get(pk=ids[0]), Delivery.objects.select_related("subscriber").get(pk=ids[1])
+    with pytest.raises(SystemExit):
+        with Progress("dead-claim") as progress:
+            progress.claimed(ids)
+            progress.sent([(recorded.pk, ((1, "trending: 3 upvotes"),), "<m0@x>")])
+            raise SystemExit("killed")
+    finish = sql.deliveries_finish
+
+    def webhook_meanwhile(outcomes):
+        finish(outcomes)
+        event = AnymailTrackingEvent(event_type="delivered", recipient=late.subscriber.email, event_id="late-1",
+                                     metadata={"delivery": str(late.pk), "subscriber": str(late.subscriber_id)})
+        tracking_event_record(event=event, esp_name="test")
+
+    monkeypatch.setattr(sql, "deliveries_finish", webhook_meanwhile)
+    queued = []
+    reconcile.deliveries_recover(enqueue=queued.extend)
+    late.refresh_from_db()
+    assert late.state == "sent" and late.note == "sent: the ESP reported it delivered"
+    assert late.pk not in queued
+    assert Delivery.objects.get(pk=recorded.pk).state == "sent"
+    assert Delivery.objects.filter(state="pending").count() == len(ids) - 2
+
+
+def test_the_progress_file_reaches_the_disk_at_most_a_second_after_the_last_flush(monkeypatch):
+    # Power loss loses what the kernel had not written back: the mapping is flushed (msync)
+    # once FLUSH_SECONDS have passed since the last flush, and when a group ends in an error.
+    import mmap
+
+    from newsletter import progress as progress_module
+
+    now, flushes = [100.0], []
+
+    class Mapping(mmap.mmap):
+        def flush(self, *args):
+            flushes.append(now[0])
+            return super().flush(*args)
+
+    monkeypatch.setattr(progress_module, "clock", lambda: now[0])
+    monkeypatch.setattr(progress_module.mmap, "mmap", Mapping)
+    pick = ((1, "trending: 3 upvotes"),)
+    with pytest.raises(SystemExit):
+        with Progress("flushed-claim") as progress:
+            progress.claimed(range(1, 10))
+            for pk, at in enumerate([100.2, 100.9, 101.0, 101.5, 101.99, 102.0, 104.5], start=1):
+                now[0] = at
+                progress.sent([(pk, pick, f"<m{pk}@x>")])
+            now[0] = 104.7
+            raise SystemExit("killed")
+    assert flushes == [101.0, 102.0, 104.5, 104.7]
+    [(_, _, sent, _)] = list(abandoned())
+    assert sorted(sent) == list(range(1, 8))

@@ -1,6 +1,8 @@
 """Digests through Django's SMTP backend to a real SMTP server on 127.0.0.1 (aiosmtpd)."""
 
+import datetime as dt
 import email
+import re
 import socket
 from email import policy
 from io import StringIO
@@ -10,8 +12,8 @@ from aiosmtpd.controller import Controller
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.management import call_command
 
-from newsletter import delivery
-from newsletter.models import Delivery
+from newsletter import delivery, tasks
+from newsletter.models import Delivery, Subscriber, Suppression
 from tests.conftest import DAY, make_paper, make_subscriber
 
 pytestmark = pytest.mark.django_db
@@ -20,6 +22,13 @@ pytestmark = pytest.mark.django_db
 class Inbox:
     def __init__(self):
         self.messages = []
+        self.unknown = set()  # addresses answered "550 5.1.1 user unknown" at RCPT
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.unknown:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.messages.append((envelope.rcpt_tos, envelope.original_content))
@@ -79,3 +88,47 @@ def test_a_server_that_refuses_connections_is_retried_with_backoff(smtp, setting
     assert countdowns == [0]  # one backoff, then the retry went through
     assert [rcpts for rcpts, _ in smtp.messages] == [["alice@example.org"]]
     assert Delivery.objects.get().state == "sent"
+
+
+def recipients(smtp):
+    return sorted(rcpt for rcpts, _ in smtp.messages for rcpt in rcpts)
+
+
+def test_an_address_the_server_refuses_for_good_is_suppressed_as_a_bounce(smtp, admin_client):
+    make_paper("Robot arms that learn", upvotes=3, listed_on=DAY)
+    make_subscriber("alice@example.org")
+    gone = make_subscriber("gone@example.org")
+    smtp.unknown = {"gone@example.org"}
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    assert recipients(smtp) == ["alice@example.org"]
+    gone.refresh_from_db()
+    assert gone.status == Subscriber.Status.SUPPRESSED and Suppression.covers("gone@example.org")
+    (event,) = gone.events.filter(kind="bounced")
+    assert "550" in event.description and "User unknown" in event.description
+    failed = Delivery.objects.get(subscriber=gone)
+    assert failed.state == "failed" and failed.note.startswith(Delivery.BOUNCED)
+    # Counted on the admin index as the ESP's bounces are.
+    page = re.sub(r"\s+", " ", admin_client.get("/admin/").content.decode())
+    assert "Hard bounces (now suppressed)</th><td>1</td>" in page
+    # The next day's digests skip them, even if the server would take the mail now.
+    make_paper("Robot legs that learn", upvotes=3, listed_on=DAY + dt.timedelta(days=1))
+    smtp.messages.clear()
+    smtp.unknown = set()
+    call_command("send_digests", date=DAY + dt.timedelta(days=1), stdout=StringIO())
+    assert recipients(smtp) == ["alice@example.org"]
+
+
+def test_a_mail_server_that_is_down_leaves_the_digests_waiting_and_says_so(settings):
+    make_paper("Robot arms that learn", upvotes=3, listed_on=DAY)
+    make_subscriber("alice@example.org")
+    make_subscriber("bob@example.org")
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    out = StringIO()
+    call_command("send_digests", date=DAY, stdout=out)  # ends normally
+    assert "2 waiting, will retry: the mail server was unreachable: ConnectionRefusedError" in out.getvalue()
+    rows = Delivery.objects.all()
+    assert {(d.state, d.attempts) for d in rows} == {("pending", tasks.EAGER_RETRIES + 1)}

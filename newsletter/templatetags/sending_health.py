@@ -1,6 +1,6 @@
 from django import template
 
-from newsletter.tracking import COMPLAINT_PAUSE, COMPLAINT_WARN, complaint_rate, sending_paused
+from newsletter.tracking import COMPLAINT_PAUSE, COMPLAINT_WARN, complaint_rate, hard_bounces, sending_paused
 
 register = template.Library()
 
@@ -10,6 +10,7 @@ def sending_health():
     complaints, sent, rate = complaint_rate()
     return {
         "complaints": complaints,
+        "bounces": hard_bounces(),
         "sent": sent,
         "rate": rate * 100,
         "warn": rate > COMPLAINT_WARN,

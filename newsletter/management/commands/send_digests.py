@@ -35,3 +35,6 @@ class Command(BaseCommand):
         for edition in Edition.objects.filter(date=date) if date else Edition.objects.all()[:3]:
             totals = edition.deliveries.totals()
             self.stdout.write(f"{edition}: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+            # Put back by a failed try, an attempt charged: sent by the next run (--date) or the reconciler.
+            for why, n in edition.deliveries.waiting().items():
+                self.stdout.write(f"  {n} waiting, {why}")

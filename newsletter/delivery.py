@@ -111,22 +111,20 @@ UNREACHABLE = "the mail server was unreachable"
 
 
 def _unreachable(delivery_ids, error, stats):
-    """The connection could not be opened: the rows still pending are charged an attempt, as
-    a send tried, and fail with the error once it is permanent or they have had their
-    attempts; the others wait. Raises TransientSendError if any wait."""
+    """The connection could not be opened, so nothing was tried. A transient cause (the server
+    down or refusing connections) charges no attempt: an outage says nothing about the
+    messages, and an edition must outlast one of any length (the task retries with backoff,
+    capped at an hour). A permanent one (a wrong certificate, say) fails the rows still
+    pending, with the error, for an operator to requeue once it is fixed. Raises
+    TransientSendError if rows wait."""
     note = f"{UNREACHABLE}: {type(error).__name__}: {error}"
     pending = Delivery.objects.filter(pk__in=delivery_ids, state=Delivery.State.PENDING)
     if is_transient(error):
-        pending = pending.filter(attempts__gte=settings.DIGEST_MAX_ATTEMPTS - 1)
-    failed = pending.update(state=Delivery.State.FAILED, attempts=F("attempts") + 1, note=note[:500])
-    stats.failed += failed
-    if failed:
-        log.warning("%d digest(s) failed: %s", failed, note)
-    waiting = Delivery.objects.filter(pk__in=delivery_ids, state=Delivery.State.PENDING).update(
-        attempts=F("attempts") + 1, note=f"will retry: {note}"[:500]
-    )
-    if waiting:
-        raise TransientSendError(note) from error
+        if pending.update(note=f"will retry: {note}"[:500]):
+            raise TransientSendError(note) from error
+        return stats
+    stats.failed += pending.update(state=Delivery.State.FAILED, attempts=F("attempts") + 1, note=note[:500])
+    log.warning("%d digest(s) failed: %s", stats.failed, note)
     return stats
 
 

@@ -62,29 +62,25 @@ def purge_unconfirmed_task():
 # Signup and "send my link" mail from here, so the form answers at once and alike for every
 # address. A mail server that is down is retried (throw=False: see send_deliveries_task), any
 # other error is raised as it is; a repeated signup changes nothing, so the retry only sends the mail.
-@shared_task(bind=True, max_retries=5)
-def subscriber_signup_task(self, **fields):
+def _mail_retried(task, send, **fields):
     try:
-        services.subscriber_signup(**fields)
+        send(**fields)
     except Exception as error:  # noqa: BLE001 - classified, re-raised unless transient
         if not is_transient(error):
             raise
-        return self.retry(exc=error, countdown=30 * 2**self.request.retries, throw=False)
+        return task.retry(exc=error, countdown=30 * 2**task.request.retries, throw=False)
+
+
+@shared_task(bind=True, max_retries=5)
+def subscriber_signup_task(self, **fields):
+    return _mail_retried(self, services.subscriber_signup, **fields)
 
 
 @shared_task(bind=True, max_retries=5)
 def subscriber_send_link_task(self, email):
-    try:
-        services.subscriber_send_link(email=email)
-    except Exception as error:  # noqa: BLE001 - classified, re-raised unless transient
-        if not is_transient(error):
-            raise
-        return self.retry(exc=error, countdown=30 * 2**self.request.retries, throw=False)
+    return _mail_retried(self, services.subscriber_send_link, email=email)
 
 
 @shared_task(bind=True, max_retries=5)
 def subscriber_send_data_link_task(self, subscriber_id):
-    try:
-        services.subscriber_send_data_link(subscriber_id=subscriber_id)
-    except services.TRANSIENT_MAIL_ERRORS as error:
-        return self.retry(exc=error, countdown=30 * 2**self.request.retries, throw=False)
+    return _mail_retried(self, services.subscriber_send_data_link, subscriber_id=subscriber_id)

@@ -210,6 +210,9 @@ class Edition(models.Model):
     # newsletter/archive.py): the archive shows this, not today's features and upvotes.
     offered = models.JSONField(null=True, blank=True, editable=False)
     offered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The editors' notes any digest of it could carry ({paper id: note}, the widest lookback),
+    # recorded with `offered`: a reader's web copy shows these, as mailed.
+    offered_notes = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-date"]

@@ -357,6 +357,30 @@ def test_view_in_browser_opens_the_readers_own_copy(client, papers, readers):
     assert client.get(f"/preferences/{preferences}/").status_code == 400  # a token for one link opens no other
 
 
+def copy_url(name):
+    text = parsed(to(f"{name}@example.org")[0]).get_body(("plain",)).get_content()
+    return re.search(r"Your copy on the web: https://paperboy\.test(/editions/\S+/)", text).group(1)
+
+
+def test_a_readers_web_copy_stays_as_mailed_when_editors_unfeature_and_edit_notes(editor, papers, readers):
+    from papers.services import paper_feature
+
+    paper_feature(paper=papers["jam"], day=DAY, note="Read the <b>threat model</b>")
+    paper_feature(paper=papers["robot"], day=DAY - dt.timedelta(days=5), note="A week-old pick")  # weekly readers' only
+    weekly = make_subscriber("wes@example.org", frequency="weekly", weekday=DAY.weekday())
+    send()
+    urls = {name: copy_url(name) for name in ("alice", "wes")}
+    before = {name: editor.get(url).content.decode() for name, url in urls.items()}
+    assert "Read the <b>threat model</b>" in before["alice"] and "A week-old pick" not in before["alice"]
+    assert "A week-old pick" in before["wes"] and "Read the <b>threat model</b>" in before["wes"]
+    assert "A week-old pick" in to("wes@example.org")[0].body  # as the mail said
+    editor.post("/admin/newsletter/edition/today/", {"op": "note", "paper": papers["jam"].pk, "note": "Rewritten", "day": DAY})
+    editor.post("/admin/papers/paper/", {"action": "unfeature", "_selected_action": [papers["robot"].pk], "day": ""})
+    assert list(Feature.objects.values_list("note", flat=True)) == ["Rewritten"]
+    assert {name: editor.get(url).content.decode() for name, url in urls.items()} == before
+    assert weekly.deliveries.get().state == "sent"
+
+
 def test_the_admin_shows_progress_per_edition(client, papers, readers):
     from django.contrib.auth.models import User
 

@@ -16,10 +16,13 @@ from newsletter import desk
 from newsletter.archive import editions_record_offered
 from newsletter.reconcile import deliveries_requeue, deliveries_requeue_plan
 from newsletter.forms import TIMEZONES
-from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_canonical
+from newsletter.models import (
+    Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_canonical, email_hash,
+)
 from newsletter.tasks import enqueue_deliveries
 from newsletter.services import (
     subscriber_erase, subscriber_pause, subscriber_resume, subscriber_suppress, subscriber_unsubscribe, subscriber_update,
+    suppression_lift,
 )
 from papers.admin import FeatureAdmin, PaperAdmin
 from papers.models import Feature, Paper, Topic
@@ -336,17 +339,64 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(SubscriberEvent)
 class SubscriberEventAdmin(admin.ModelAdmin):
+    """The audit trail: read only, written by the services alone."""
+
     list_display = ["occurred_at", "kind", "subscriber", "description"]
     list_filter = ["kind"]
     list_select_related = ["subscriber"]
     search_fields = ["subscriber__email", "message_id"]
     raw_id_fields = ["subscriber"]
 
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class LiftForm(forms.Form):
+    why = forms.CharField(
+        max_length=300, label="Why may these addresses be mailed again?",
+        error_messages={"required": "Say why: it is recorded with your name."},
+    )
+
 
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
+    """Never changed or deleted here: a suppression is lifted by the action, which asks why and
+    records it (suppression_lift)."""
+
     list_display = ["email_hash", "reason", "created_at"]
     search_fields = ["email_hash"]
+    search_help_text = "An address, or (the start of) its hash."
+    actions = ["lift"]
+
+    def get_search_results(self, request, queryset, search_term):
+        try:  # an address is found by its hash, all that is kept of it
+            return queryset.filter(email_hash=email_hash(email_canonical(search_term))), False
+        except ValueError:
+            return queryset.filter(email_hash__startswith=search_term.strip().lower()), False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_lift_permission(self, request):
+        return request.user.has_perm("newsletter.delete_suppression")
+
+    @admin.action(description="Lift selected suppressions (asks why)…", permissions=["lift"])
+    def lift(self, request, queryset):
+        form = LiftForm(request.POST if request.POST.get("post") == "yes" else None)
+        if not form.is_valid():
+            return confirmation(request, self, queryset, "lift", "Lift these suppressions?", form=form)
+        by = f"editor {request.user.get_username()}"
+        count = sum(suppression_lift(suppression=s, by=by, why=form.cleaned_data["why"]) for s in queryset)
+        self.message_user(request, f"Lifted {count} suppression(s); who and why are in the subscriber events.", messages.SUCCESS)
 
 
 class PaperReadersAdmin(PaperAdmin):

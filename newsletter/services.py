@@ -391,3 +391,18 @@ def _subscribers_delete(subscriber_ids):
         chunk = subscriber_ids[start : start + 100]
         Delivery.objects.of_subscribers(chunk).delete()
         Subscriber.objects.filter(pk__in=chunk).delete()
+
+
+# The suppression list
+
+
+def suppression_lift(*, suppression, by, why):
+    """Take an address off the suppression list, the only way it leaves it besides its owner
+    confirming again after an erasure. Who and why are recorded in an event of no subscriber,
+    which an erasure does not delete. Returns False if it was lifted already."""
+    if not why.strip():
+        raise ValueError("Say why the suppression is lifted.")
+    if not Suppression.objects.filter(pk=suppression.pk).delete()[0]:
+        return False
+    _record(None, "suppression lifted", f"{suppression.email_hash[:12]}… ({suppression.reason}) lifted by {by}: {why.strip()}")
+    return True

@@ -1,11 +1,9 @@
 import csv
-import datetime as dt
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Count, F, Func, IntegerField, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, OuterRef, Q
 from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -17,7 +15,7 @@ from newsletter.archive import editions_record_offered
 from newsletter.reconcile import deliveries_requeue, deliveries_requeue_plan
 from newsletter.forms import TIMEZONES
 from newsletter.models import (
-    Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_canonical, email_hash,
+    Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, count_of, email_canonical, email_hash,
 )
 from newsletter.tasks import enqueue_deliveries
 from newsletter.services import (
@@ -28,20 +26,9 @@ from papers.admin import FeatureAdmin, PaperAdmin
 from papers.models import Feature, Paper, Topic
 from papers.services import curation_log
 
-# Votes and unsubscribes this soon after a copy was sent count for its edition.
-FEEDBACK_WINDOW = dt.timedelta(days=2)
-
-
 class Echo:
     def write(self, value):
         return value
-
-
-def count_of(queryset, distinct=False):
-    """A correlated COUNT(...) of queryset, 0 when empty: a column of a change list."""
-    template = "COUNT(DISTINCT %(expressions)s)" if distinct else "COUNT(%(expressions)s)"
-    rows = queryset.order_by().annotate(n=Func(F("pk"), function="COUNT", template=template)).values("n")
-    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
 
 
 def spreadsheet_safe(value):
@@ -201,17 +188,6 @@ def confirmation(request, model_admin, queryset, action, question, **ctx):
     })
 
 
-def after_sending(model, moment, **filters):
-    """model rows of an edition's recipients within FEEDBACK_WINDOW after their copy was sent."""
-    return model.objects.filter(
-        subscriber__deliveries__edition=OuterRef("pk"),
-        subscriber__deliveries__state=Delivery.State.SENT,
-        **{f"{moment}__gte": F("subscriber__deliveries__sent_at"),
-           f"{moment}__lt": F("subscriber__deliveries__sent_at") + FEEDBACK_WINDOW},
-        **filters,
-    )
-
-
 @admin.register(Edition)
 class EditionAdmin(admin.ModelAdmin):
     list_display = ["date", "due", "sent", "skipped", "failed", "in_progress", "more", "less", "unsubscribes"]
@@ -222,20 +198,7 @@ class EditionAdmin(admin.ModelAdmin):
         return [path("today/", today, name="newsletter_edition_today"), *super().get_urls()]
 
     def get_queryset(self, request):
-        def count(state):
-            return Count("deliveries", filter=Q(deliveries__state=state))
-
-        return super().get_queryset(request).annotate(
-            due=Count("deliveries"),
-            sent=count(Delivery.State.SENT),
-            skipped=count(Delivery.State.SKIPPED),
-            failed=count(Delivery.State.FAILED),
-            pending=count(Delivery.State.PENDING),
-            sending=count(Delivery.State.SENDING),
-            more=count_of(after_sending(Vote, "updated_at", value=1)),
-            less=count_of(after_sending(Vote, "updated_at", value=-1)),
-            unsubscribes=count_of(after_sending(SubscriberEvent, "occurred_at", kind="unsubscribed")),
-        )
+        return super().get_queryset(request).with_counts()
 
     @admin.display(ordering="due")
     def due(self, edition):
@@ -270,7 +233,7 @@ class EditionAdmin(admin.ModelAdmin):
         return edition.unsubscribes
 
     def totals(self, edition):
-        return ", ".join(f"{k}: {v}" for k, v in edition.deliveries.totals().items())
+        return ", ".join(f"{k}: {v}" for k, v in edition.totals().items())
 
     def has_add_permission(self, request):
         return False

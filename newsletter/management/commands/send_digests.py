@@ -33,5 +33,5 @@ class Command(BaseCommand):
             queued = digests_dispatch(enqueue=enqueue_deliveries)
         self.stdout.write(f"Queued {queued} digest(s).")
         for edition in Edition.objects.filter(date=date) if date else Edition.objects.all()[:3]:
-            totals = edition.deliveries.totals()
+            totals = edition.totals()
             self.stdout.write(f"{edition}: " + ", ".join(f"{k} {v}" for k, v in totals.items()))

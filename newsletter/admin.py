@@ -1,11 +1,9 @@
 import csv
-import datetime as dt
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Count, F, Func, IntegerField, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, OuterRef, Q
 from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -16,29 +14,21 @@ from newsletter import desk
 from newsletter.archive import editions_record_offered
 from newsletter.reconcile import deliveries_requeue, deliveries_requeue_plan
 from newsletter.forms import TIMEZONES
-from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_canonical
+from newsletter.models import (
+    Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, count_of, email_canonical, email_hash,
+)
 from newsletter.tasks import enqueue_deliveries
 from newsletter.services import (
     subscriber_erase, subscriber_pause, subscriber_resume, subscriber_suppress, subscriber_unsubscribe, subscriber_update,
+    suppression_lift,
 )
 from papers.admin import FeatureAdmin, PaperAdmin
 from papers.models import Feature, Paper, Topic
 from papers.services import curation_log
 
-# Votes and unsubscribes this soon after a copy was sent count for its edition.
-FEEDBACK_WINDOW = dt.timedelta(days=2)
-
-
 class Echo:
     def write(self, value):
         return value
-
-
-def count_of(queryset, distinct=False):
-    """A correlated COUNT(...) of queryset, 0 when empty: a column of a change list."""
-    template = "COUNT(DISTINCT %(expressions)s)" if distinct else "COUNT(%(expressions)s)"
-    rows = queryset.order_by().annotate(n=Func(F("pk"), function="COUNT", template=template)).values("n")
-    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
 
 
 def spreadsheet_safe(value):
@@ -198,17 +188,6 @@ def confirmation(request, model_admin, queryset, action, question, **ctx):
     })
 
 
-def after_sending(model, moment, **filters):
-    """model rows of an edition's recipients within FEEDBACK_WINDOW after their copy was sent."""
-    return model.objects.filter(
-        subscriber__deliveries__edition=OuterRef("pk"),
-        subscriber__deliveries__state=Delivery.State.SENT,
-        **{f"{moment}__gte": F("subscriber__deliveries__sent_at"),
-           f"{moment}__lt": F("subscriber__deliveries__sent_at") + FEEDBACK_WINDOW},
-        **filters,
-    )
-
-
 @admin.register(Edition)
 class EditionAdmin(admin.ModelAdmin):
     list_display = ["date", "due", "sent", "skipped", "failed", "in_progress", "more", "less", "unsubscribes"]
@@ -219,20 +198,7 @@ class EditionAdmin(admin.ModelAdmin):
         return [path("today/", today, name="newsletter_edition_today"), *super().get_urls()]
 
     def get_queryset(self, request):
-        def count(state):
-            return Count("deliveries", filter=Q(deliveries__state=state))
-
-        return super().get_queryset(request).annotate(
-            due=Count("deliveries"),
-            sent=count(Delivery.State.SENT),
-            skipped=count(Delivery.State.SKIPPED),
-            failed=count(Delivery.State.FAILED),
-            pending=count(Delivery.State.PENDING),
-            sending=count(Delivery.State.SENDING),
-            more=count_of(after_sending(Vote, "updated_at", value=1)),
-            less=count_of(after_sending(Vote, "updated_at", value=-1)),
-            unsubscribes=count_of(after_sending(SubscriberEvent, "occurred_at", kind="unsubscribed")),
-        )
+        return super().get_queryset(request).with_counts()
 
     @admin.display(ordering="due")
     def due(self, edition):
@@ -267,7 +233,7 @@ class EditionAdmin(admin.ModelAdmin):
         return edition.unsubscribes
 
     def totals(self, edition):
-        return ", ".join(f"{k}: {v}" for k, v in edition.deliveries.totals().items())
+        return ", ".join(f"{k}: {v}" for k, v in edition.totals().items())
 
     def has_add_permission(self, request):
         return False
@@ -336,17 +302,64 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(SubscriberEvent)
 class SubscriberEventAdmin(admin.ModelAdmin):
+    """The audit trail: read only, written by the services alone."""
+
     list_display = ["occurred_at", "kind", "subscriber", "description"]
     list_filter = ["kind"]
     list_select_related = ["subscriber"]
     search_fields = ["subscriber__email", "message_id"]
     raw_id_fields = ["subscriber"]
 
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class LiftForm(forms.Form):
+    why = forms.CharField(
+        max_length=300, label="Why may these addresses be mailed again?",
+        error_messages={"required": "Say why: it is recorded with your name."},
+    )
+
 
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
+    """Never changed or deleted here: a suppression is lifted by the action, which asks why and
+    records it (suppression_lift)."""
+
     list_display = ["email_hash", "reason", "created_at"]
     search_fields = ["email_hash"]
+    search_help_text = "An address, or (the start of) its hash."
+    actions = ["lift"]
+
+    def get_search_results(self, request, queryset, search_term):
+        try:  # an address is found by its hash, all that is kept of it
+            return queryset.filter(email_hash=email_hash(email_canonical(search_term))), False
+        except ValueError:
+            return queryset.filter(email_hash__startswith=search_term.strip().lower()), False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_lift_permission(self, request):
+        return request.user.has_perm("newsletter.delete_suppression")
+
+    @admin.action(description="Lift selected suppressions (asks why)…", permissions=["lift"])
+    def lift(self, request, queryset):
+        form = LiftForm(request.POST if request.POST.get("post") == "yes" else None)
+        if not form.is_valid():
+            return confirmation(request, self, queryset, "lift", "Lift these suppressions?", form=form)
+        by = f"editor {request.user.get_username()}"
+        count = sum(suppression_lift(suppression=s, by=by, why=form.cleaned_data["why"]) for s in queryset)
+        self.message_user(request, f"Lifted {count} suppression(s); who and why are in the subscriber events.", messages.SUCCESS)
 
 
 class PaperReadersAdmin(PaperAdmin):

@@ -12,8 +12,9 @@ import datetime as dt
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from newsletter.offers import edition_general_picks
-from newsletter.models import Delivery, Edition
+from newsletter.offers import edition_general_picks, features_within, lookback_days, notes_of
+from newsletter.models import Delivery, Edition, Subscriber
+from newsletter.ranking import FEATURED
 from papers.models import Paper
 
 RECENT_DAYS = 7  # editions older than this are recorded when first shown (their day is over)
@@ -36,9 +37,14 @@ def edition_record_offered(edition, *, now=None):
     if edition.offered is None and edition.pk and (_day_over_everywhere(edition, now) or _went_out(edition)):
         offer, picks = edition_general_picks(edition)
         offered = [{"paper": pid, "reason": reason, "note": offer.notes.get(pid, "")} for pid, reason in picks]
+        # Readers' copies: the notes of the widest lookback, which holds every narrower one's.
+        widest = max(Subscriber.Frequency, key=lookback_days)
+        notes = {pid: note for pid, note in notes_of(features_within(edition, widest)).items() if note}
         # Conditional: two requests recording at once keep the first.
-        Edition.objects.filter(pk=edition.pk, offered__isnull=True).update(offered=offered, offered_at=now)
-        edition.refresh_from_db(fields=["offered", "offered_at"])
+        Edition.objects.filter(pk=edition.pk, offered__isnull=True).update(
+            offered=offered, offered_at=now, offered_notes=notes
+        )
+        edition.refresh_from_db(fields=["offered", "offered_at", "offered_notes"])
     return edition
 
 
@@ -68,3 +74,13 @@ def edition_items(edition):
     papers = Paper.objects.in_bulk([item["paper"] for item in edition.offered])
     # A paper deleted since is left out: there is nothing left to link to.
     return [{**item, "paper": papers[item["paper"]]} for item in edition.offered if item["paper"] in papers]
+
+
+def copy_items(edition, picks):
+    """[{paper, reason, note}] of a reader's copy of edition, as mailed: their picks (papers and
+    reasons, kept on the delivery), the featured ones with the notes recorded when it went out."""
+    edition = edition_record_offered(edition)
+    recorded = {int(pid): note for pid, note in (edition.offered_notes or {}).items()}
+    # A paper's note went with it only as a featured pick (a daily digest's window is narrower).
+    notes = {pid: recorded[pid] for pid, reason in picks if reason == FEATURED and pid in recorded}
+    return items_of(picks, Paper.objects.in_bulk([pid for pid, _ in picks]), notes)

@@ -54,7 +54,7 @@ def today(request):
         "features": [(f, votes_since(f)) for f in features],
         "leaders": leaders(day, exclude=[f.paper_id for f in features]),
         "edition": edition,
-        "totals": edition.deliveries.totals() if edition else None,
+        "totals": edition.totals() if edition else None,
         "preview_email": request.GET.get("subscriber", "").strip(),
     }
     if ctx["preview_email"]:
@@ -143,7 +143,7 @@ def day_summary():
         "day": day,
         "features": list(Feature.objects.filter(day=day).select_related("paper")),
         "edition": edition,
-        "totals": edition.deliveries.totals() if edition else None,
+        "totals": edition.totals() if edition else None,
         "subscribers": [(value, label, per_status.get(value, 0)) for value, label in Subscriber.Status.choices],
         "failed": Delivery.objects.filter(state=Delivery.State.FAILED, created_at__gte=timezone.now() - dt.timedelta(days=7)).count(),
     }

@@ -1,3 +1,4 @@
+import datetime as dt
 import hashlib
 import unicodedata
 from zoneinfo import ZoneInfo
@@ -6,6 +7,8 @@ import idna
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
 from django.urls import reverse
 
 from newsletter import tokens
@@ -154,7 +157,10 @@ class Vote(models.Model):
     """'More like this' (+1) or 'less like this' (-1) from a digest; the last vote counts."""
 
     # Indexed by the two below, which start with it.
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="votes", db_index=False)
+    # Null once its reader is erased: still counted for its paper and edition, of no one.
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="votes", db_index=False, null=True, blank=True
+    )
     paper = models.ForeignKey("papers.Paper", on_delete=models.CASCADE, related_name="+")
     value = models.SmallIntegerField(choices=VOTE_CHOICES)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -203,6 +209,51 @@ class SubscriberEvent(models.Model):
         return f"{self.kind} at {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
+# Votes and unsubscribes this soon after a copy was sent count for its edition.
+FEEDBACK_WINDOW = dt.timedelta(days=2)
+
+
+def count_of(queryset, distinct=False):
+    """A correlated COUNT(...) of queryset, 0 when empty: a column of a change list."""
+    template = "COUNT(DISTINCT %(expressions)s)" if distinct else "COUNT(%(expressions)s)"
+    rows = queryset.order_by().annotate(n=models.Func(models.F("pk"), function="COUNT", template=template)).values("n")
+    return Coalesce(models.Subquery(rows, output_field=models.IntegerField()), 0)
+
+
+def after_sending(model, moment, **filters):
+    """model rows of an edition's recipients within FEEDBACK_WINDOW after their copy was sent."""
+    return model.objects.filter(
+        subscriber__deliveries__edition=models.OuterRef("pk"),
+        subscriber__deliveries__state=Delivery.State.SENT,
+        **{f"{moment}__gte": models.F("subscriber__deliveries__sent_at"),
+           f"{moment}__lt": models.F("subscriber__deliveries__sent_at") + FEEDBACK_WINDOW},
+        **filters,
+    )
+
+
+def edition_feedback(**of):
+    """{name: count} expressions of what an edition's readers made of it; of: only some
+    readers' (e.g. subscriber_id__in=...)."""
+    return {
+        "more": count_of(after_sending(Vote, "updated_at", value=1, **of)),
+        "less": count_of(after_sending(Vote, "updated_at", value=-1, **of)),
+        "unsubscribes": count_of(after_sending(SubscriberEvent, "occurred_at", kind="unsubscribed", **of)),
+    }
+
+
+class EditionQuerySet(models.QuerySet):
+    def with_counts(self):
+        """Each edition with its deliveries by state, "due" (all of them) and its readers'
+        feedback (edition_feedback), those of readers erased since included."""
+        counts = {
+            "due": models.Count("deliveries"),
+            **{state: models.Count("deliveries", filter=models.Q(deliveries__state=state)) for state in Delivery.State.values},
+            **edition_feedback(),
+        }
+        erased = {name: Coalesce(Cast(KT(f"erased_counts__{name}"), models.IntegerField()), 0) for name in counts}
+        return self.annotate(**{name: count + erased[name] for name, count in counts.items()})
+
+
 class Edition(models.Model):
     date = models.DateField(unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -210,6 +261,14 @@ class Edition(models.Model):
     # newsletter/archive.py): the archive shows this, not today's features and upvotes.
     offered = models.JSONField(null=True, blank=True, editable=False)
     offered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The editors' notes any digest of it could carry ({paper id: note}, the widest lookback),
+    # recorded with `offered`: a reader's web copy shows these, as mailed.
+    offered_notes = models.JSONField(null=True, blank=True, editable=False)
+    # What readers erased since counted for in it ({"sent": 1, "due": 1, "more": 1, ...}),
+    # folded in before they were deleted: its totals and vote counts add these.
+    erased_counts = models.JSONField(default=dict, blank=True, editable=False)
+
+    objects = EditionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-date"]
@@ -219,6 +278,10 @@ class Edition(models.Model):
 
     def get_absolute_url(self):
         return reverse("newsletter:edition", args=[self.date.isoformat()])
+
+    def totals(self):
+        """{state: n, "due": all} of its deliveries, those of readers erased since included."""
+        return {name: n + self.erased_counts.get(name, 0) for name, n in self.deliveries.totals().items()}
 
 
 class DeliveryQuerySet(models.QuerySet):

@@ -164,10 +164,21 @@ def _candidate(paper, topic_ids):
     )
 
 
+def features_within(edition, frequency):
+    """The features a digest of `frequency` from edition offers, in the editor's order: the
+    newest day's first, then as placed on the Today page."""
+    first_day = edition.date - dt.timedelta(days=lookback_days(frequency))
+    return list(Feature.objects.between(first_day, edition.date).order_by("-day", "position", "created_at"))
+
+
+def notes_of(features):
+    """{paper id: note} of features in the editor's order: a paper featured twice, its newest note."""
+    return {f.paper_id: f.note for f in reversed(features)}
+
+
 def edition_offer(edition, frequency):
     first_day = edition.date - dt.timedelta(days=lookback_days(frequency))
-    # In the editor's order: the newest day's first, then as placed on the Today page.
-    features = list(Feature.objects.between(first_day, edition.date).order_by("-day", "position", "created_at"))
+    features = features_within(edition, frequency)
     ids = set(Paper.objects.filter(listed_on__range=(first_day, edition.date)).values_list("id", flat=True))
     ids |= {f.paper_id for f in features}
     papers = Paper.objects.in_bulk(ids)
@@ -181,8 +192,7 @@ def edition_offer(edition, frequency):
         dict(Topic.objects.values_list("id", "name")),
         ranking_weights(),
     )
-    notes = {f.paper_id: f.note for f in reversed(features)}  # a paper featured twice: its newest note
-    return Offer(edition, frequency, pool, papers, notes, recent_editions(edition, papers))
+    return Offer(edition, frequency, pool, papers, notes_of(features), recent_editions(edition, papers))
 
 
 def recent_editions(edition, papers=None):

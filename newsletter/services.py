@@ -2,17 +2,20 @@
 
 import datetime as dt
 import logging
+from collections import Counter, defaultdict
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from newsletter import sql, tokens
 from newsletter.emails import make_message
 from newsletter.links import confirm_url, data_url, preferences_url
 from newsletter.models import (
-    Delivery, Subscriber, SubscriberEvent, Suppression, Vote, comma_list, email_canonical, email_hash,
+    Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, comma_list, edition_feedback, email_canonical,
+    email_hash,
 )
 from papers.models import Topic, author_key
 from newsletter.schedule import next_digest_time
@@ -410,5 +413,38 @@ def _subscribers_delete(subscriber_ids):
     (edition, subscriber) index rather than read the whole table."""
     for start in range(0, len(subscriber_ids), 100):
         chunk = subscriber_ids[start : start + 100]
+        _counts_keep(chunk)
         Delivery.objects.of_subscribers(chunk).delete()
         Subscriber.objects.filter(pk__in=chunk).delete()
+
+
+# The suppression list
+
+
+def suppression_lift(*, suppression, by, why):
+    """Take an address off the suppression list, the only way it leaves it besides its owner
+    confirming again after an erasure. Who and why are recorded in an event of no subscriber,
+    which an erasure does not delete. Returns False if it was lifted already."""
+    if not why.strip():
+        raise ValueError("Say why the suppression is lifted.")
+    if not Suppression.objects.filter(pk=suppression.pk).delete()[0]:
+        return False
+    _record(None, "suppression lifted", f"{suppression.email_hash[:12]}… ({suppression.reason}) lifted by {by}: {why.strip()}")
+    return True
+
+
+def _counts_keep(subscriber_ids):
+    """Before these subscribers are deleted: fold what they count for in each edition (their
+    deliveries by state, their feedback) into its erased_counts, and keep their votes as votes
+    of no one, so that editors' totals and vote counts stay as they were and nothing of them does."""
+    counts = defaultdict(Counter)
+    mine = Delivery.objects.of_subscribers(subscriber_ids).values("edition_id", "state").annotate(n=Count("pk"))
+    for edition_id, state, n in mine.values_list("edition_id", "state", "n").order_by():
+        counts[edition_id].update({state: n, "due": n})
+    feedback = edition_feedback(subscriber_id__in=subscriber_ids)
+    for edition_id, *values in Edition.objects.filter(pk__in=counts).annotate(**feedback).values_list("pk", *feedback):
+        counts[edition_id].update(dict(zip(feedback, values)))
+    # Locked, in one order: two erasures at once both add theirs.
+    for edition in Edition.objects.select_for_update().filter(pk__in=counts).order_by("pk").only("erased_counts"):
+        Edition.objects.filter(pk=edition.pk).update(erased_counts=dict(Counter(edition.erased_counts) + counts[edition.pk]))
+    Vote.objects.filter(subscriber_id__in=subscriber_ids).update(subscriber=None)

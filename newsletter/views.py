@@ -12,12 +12,12 @@ from django_ratelimit.decorators import ratelimit
 from config.client_ip import client_ip
 from newsletter import controls, outline, services, tasks, tokens
 from newsletter.links import preferences_path, unsubscribe_path
-from newsletter.archive import edition_items, items_of
+from newsletter.archive import copy_items, edition_items, items_of
 from newsletter.offers import edition_general_picks
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
 from newsletter.models import Delivery, Edition, Subscriber
 from newsletter.rendering import outlined
-from papers.models import Feature, Paper
+from papers.models import Paper
 
 SIGNUP_RATE = f"{settings.SIGNUPS_PER_IP_PER_HOUR}/h"
 
@@ -364,11 +364,9 @@ def edition_copy(request, day, token):
     delivery = Delivery.objects.filter(edition=edition, subscriber=subscriber, state=Delivery.State.SENT).first()
     if delivery is None:  # e.g. sent, then erased and subscribed anew: the general edition, said so
         return render(request, "newsletter/edition.html", {"edition": edition, "items": [], "missing_copy": True}, status=404)
-    papers = Paper.objects.in_bulk(delivery.paper_ids())
-    notes = dict(Feature.objects.filter(day__lte=edition.date, paper__in=papers).values_list("paper_id", "note"))
     ctx = {
         "edition": edition,
-        "items": _items(delivery.picks, papers, notes),
+        "items": outlined(copy_items(edition, delivery.picks)),
         "summary": _summary(delivery.picks),
         "copy": True,
         "feedback_token": tokens.make(tokens.FEEDBACK, subscriber.pk),

@@ -338,12 +338,14 @@ def test_the_archive_lists_editions_with_a_feed(client, papers, readers):
     assert client.get("/editions/2024-03-15/").status_code == 404
 
 
+def copy_url(name):
+    text = parsed(to(f"{name}@example.org")[0]).get_body(("plain",)).get_content()
+    return re.search(r"Your copy on the web: https://paperboy\.test(/editions/\S+/)", text).group(1)
+
+
 def test_view_in_browser_opens_the_readers_own_copy(client, papers, readers):
     send()
-    copies = {}
-    for name in ("alice", "bob"):
-        text = parsed(to(f"{name}@example.org")[0]).get_body(("plain",)).get_content()
-        copies[name] = re.search(r"Your copy on the web: https://paperboy\.test(/editions/2024-03-14/\S+/)", text).group(1)
+    copies = {name: copy_url(name) for name in ("alice", "bob")}
     alice_page = client.get(copies["alice"]).content.decode()
     assert "Your digest of Thursday 14 March 2024" in alice_page
     assert "Robotics</h2>" in alice_page and "Trending</h2>" in alice_page and "Mentioning" not in alice_page
@@ -355,6 +357,29 @@ def test_view_in_browser_opens_the_readers_own_copy(client, papers, readers):
     assert no_copy.status_code == 404 and "We have no copy of your digest" in no_copy.content.decode()
     preferences = re.search(r"/editions/2024-03-14/([^/]+)/", copies["alice"]).group(1)
     assert client.get(f"/preferences/{preferences}/").status_code == 400  # a token for one link opens no other
+
+
+def test_a_readers_web_copy_stays_as_mailed_when_editors_unfeature_and_edit_notes(editor, papers, readers):
+    from papers.services import paper_feature
+
+    paper_feature(paper=papers["jam"], day=DAY, note="Read the <b>threat model</b>")
+    paper_feature(paper=papers["robot"], day=DAY - dt.timedelta(days=5), note="A week-old pick")  # weekly readers' only
+    weekly = make_subscriber("wes@example.org", frequency="weekly", weekday=DAY.weekday())
+    send()
+    urls = {name: copy_url(name) for name in ("alice", "wes")}
+
+    def page(url):  # the links signed anew on each view (their time differs) aside
+        return re.sub(r"/(preferences|f)/[^/]+/", r"/\1/…/", editor.get(url).content.decode())
+
+    before = {name: page(url) for name, url in urls.items()}
+    assert "Read the <b>threat model</b>" in before["alice"] and "A week-old pick" not in before["alice"]
+    assert "A week-old pick" in before["wes"] and "Read the <b>threat model</b>" in before["wes"]
+    assert "A week-old pick" in to("wes@example.org")[0].body  # as the mail said
+    editor.post("/admin/newsletter/edition/today/", {"op": "note", "paper": papers["jam"].pk, "note": "Rewritten", "day": DAY})
+    editor.post("/admin/papers/paper/", {"action": "unfeature", "_selected_action": [papers["robot"].pk], "day": ""})
+    assert list(Feature.objects.values_list("note", flat=True)) == ["Rewritten"]
+    assert {name: page(url) for name, url in urls.items()} == before
+    assert weekly.deliveries.get().state == "sent"
 
 
 def test_the_admin_shows_progress_per_edition(client, papers, readers):

@@ -33,7 +33,7 @@ class Command(BaseCommand):
             queued = digests_dispatch(enqueue=enqueue_deliveries)
         self.stdout.write(f"Queued {queued} digest(s).")
         for edition in Edition.objects.filter(date=date) if date else Edition.objects.all()[:3]:
-            totals = edition.deliveries.totals()
+            totals = edition.totals()
             self.stdout.write(f"{edition}: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
             # Put back by a failed try, an attempt charged: sent by the next run (--date) or the reconciler.
             for why, n in edition.deliveries.waiting().items():

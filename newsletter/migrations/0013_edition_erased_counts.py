@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('newsletter', '0012_sentcopy_edition_notes'),
+        ('newsletter', '0012_edition_offered_notes'),
     ]
 
     operations = [

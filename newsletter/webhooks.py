@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 
 import anymail.urls
-from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
+from anymail.exceptions import AnymailConfigurationError, AnymailImproperlyInstalled, AnymailWebhookValidationFailure
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.urls import URLPattern
@@ -24,6 +24,10 @@ TEXT_FIELDS = ("recipient", "description", "reject_reason")
 
 class MalformedPayload(Exception):
     pass
+
+
+class NotTracking(MalformedPayload):
+    """A post that is no tracking event (inbound mail, most often): a 400 the ESP does not retry."""
 
 
 def handle_tracking_event(sender, event, esp_name, **kwargs):
@@ -45,17 +49,18 @@ def _check(event):
         raise MalformedPayload("timestamp is not a date and time")
 
 
-# Not the payload's fault: a failed secret or signature check (400 by anymail), or the ESP
-# not being configured here (503 below).
-NOT_MALFORMED = (AnymailWebhookValidationFailure, AnymailConfigurationError)
-
-
 def _parsing(step, request):
-    """Run an anymail step that reads the payload; anything it raises means it is malformed."""
+    """Run an anymail step that reads the payload; anything it raises means it is malformed,
+    except a failed secret or signature check (400 by anymail) or a package this site lacks
+    (503 below)."""
     try:
         return step(request)
-    except NOT_MALFORMED:
+    except (AnymailWebhookValidationFailure, AnymailImproperlyInstalled):
         raise
+    except AnymailConfigurationError as error:
+        # Raised while reading a post, it is anymail recognising another kind of payload, such
+        # as inbound mail routed to the tracking URL; a 5xx would have the ESP retry it forever.
+        raise NotTracking(str(error)) from error
     except Exception as error:  # noqa: BLE001 - parsers raise whatever the bad shape provokes
         raise MalformedPayload(f"cannot be parsed ({type(error).__name__})") from error
 
@@ -75,6 +80,8 @@ def _guarded(view_class):
         def post(self, request, *args, **kwargs):
             try:
                 return super().post(request, *args, **kwargs)
+            except NotTracking as error:
+                return HttpResponseBadRequest(f"Not a {self.esp_name} tracking event: {error}", content_type="text/plain")
             except MalformedPayload as error:
                 return HttpResponseBadRequest(f"Malformed {self.esp_name} webhook payload: {error}.",
                                               content_type="text/plain")
@@ -96,12 +103,13 @@ def _tracking_view(view_class):
             log.error("%s webhook called, but ANYMAIL_WEBHOOK_SECRET is not set", view_class.esp_name)
             return HttpResponse("Webhooks are not configured on this site.", status=503, content_type="text/plain")
         # Anymail checks an ESP's settings (signing keys, packages) as it builds the view for a
-        # request: the ESPs this site does not use answer 503 and log why, not 500.
+        # request: the ESPs this site does not use answer 503 and say why (the setting or the
+        # package missing: Amazon SES needs boto3, see README), not 500.
         try:
             return view(request, *args, **kwargs)
         except AnymailConfigurationError as error:
             log.error("%s webhook is not configured: %s", view_class.esp_name, error)
-            return HttpResponse("This ESP's webhook is not configured on this site.", status=503,
+            return HttpResponse(f"This ESP's webhook is not configured on this site: {error}", status=503,
                                 content_type="text/plain")
 
     return tracking_view

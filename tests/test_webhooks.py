@@ -300,3 +300,21 @@ def test_a_bounce_posted_to_the_running_server_suppresses_its_recipient(server, 
     bouncing.refresh_from_db(), bystander.refresh_from_db()
     assert bouncing.status == "suppressed" and bouncing.suppressed_reason == "hard bounce"
     assert bystander.status == "active"
+
+
+@pytest.mark.parametrize("payload", anymail_payloads("misconfigured_inbound"))
+def test_inbound_mail_posted_to_a_tracking_url_is_a_400_that_says_so(client, anymail_test_keys, payload):
+    make_subscriber("from@example.org")
+    response = replay(client, payload)
+    # A 5xx would have the ESP retry it for days.
+    assert response.status_code == 400 and b"tracking event" in response.content and b"inbound" in response.content
+    assert not SubscriberEvent.objects.exists() and Subscriber.objects.get().status == "active"
+
+
+def test_amazon_ses_without_boto3_says_what_to_install(client, anymail_test_keys, caplog):
+    payload = next(p for p in ANYMAIL_PAYLOADS if "amazon_ses" in p["path"])
+    make_subscriber(payload["recipient"])
+    response = replay(client, payload)
+    assert response.status_code == 503 and b"boto3" in response.content
+    assert "boto3" in caplog.text and "django-anymail[amazon-ses]" in caplog.text
+    assert not SubscriberEvent.objects.exists() and Subscriber.objects.get().status == "active"

@@ -16,7 +16,7 @@ from django.http import HttpResponse, HttpResponseBadRequest
 from django.urls import URLPattern
 from django.views.decorators.csrf import csrf_exempt
 
-from newsletter.tracking import tracking_event_record
+from newsletter.tracking import tracking_events_record
 
 log = logging.getLogger(__name__)
 TEXT_FIELDS = ("recipient", "description", "reject_reason")
@@ -28,11 +28,6 @@ class MalformedPayload(Exception):
 
 class NotTracking(MalformedPayload):
     """A post that is no tracking event (inbound mail, most often): a 400 the ESP does not retry."""
-
-
-def handle_tracking_event(sender, event, esp_name, **kwargs):
-    """Receiver of anymail's tracking signal (any ESP); anymail has checked WEBHOOK_SECRET."""
-    tracking_event_record(event=event, esp_name=esp_name)
 
 
 def _check(event):
@@ -78,13 +73,18 @@ def _guarded(view_class):
             return events
 
         def post(self, request, *args, **kwargs):
+            # Anymail's post() sends its tracking signal once per event; a post's events are
+            # recorded together instead, as a SendGrid post may hold thousands.
             try:
-                return super().post(request, *args, **kwargs)
+                self.run_validators(request)
+                events = self.parse_events(request)
             except NotTracking as error:
                 return HttpResponseBadRequest(f"Not a {self.esp_name} tracking event: {error}", content_type="text/plain")
             except MalformedPayload as error:
                 return HttpResponseBadRequest(f"Malformed {self.esp_name} webhook payload: {error}.",
                                               content_type="text/plain")
+            tracking_events_record(events=events, esp_name=self.esp_name)
+            return HttpResponse()
 
     Guarded.__name__ = Guarded.__qualname__ = view_class.__name__
     return Guarded

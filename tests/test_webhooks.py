@@ -318,3 +318,53 @@ def test_amazon_ses_without_boto3_says_what_to_install(client, anymail_test_keys
     assert response.status_code == 503 and b"boto3" in response.content
     assert "boto3" in caplog.text and "django-anymail[amazon-ses]" in caplog.text
     assert not SubscriberEvent.objects.exists() and Subscriber.objects.get().status == "active"
+
+
+def sendgrid(events):
+    return Client(enforce_csrf_checks=True).post("/anymail/sendgrid/tracking/", json.dumps(events),
+                                                 content_type="application/json", **auth())
+
+
+def test_ten_thousand_events_in_one_post_are_recorded_once_with_a_bounded_number_of_queries(
+    django_assert_max_num_queries,
+):
+    from newsletter.models import Delivery, Edition
+
+    people = [make_subscriber(f"r{n}@example.org") for n in range(200)]
+    edition = Edition.objects.create(date=dt.date(2026, 3, 1))
+    Delivery.objects.bulk_create([Delivery(subscriber=p, edition=edition, state="sending" if n < 10 else "sent")
+                                  for n, p in enumerate(people)])
+    deliveries = dict(Delivery.objects.values_list("subscriber_id", "pk"))
+    events, at = [], 1772445600  # 2026-03-02T10:00Z
+
+    def event(person, kind, **fields):
+        events.append({"email": person.email, "timestamp": at + len(events), "event": kind,
+                       "sg_event_id": f"ev-{len(events)}", "sg_message_id": f"m-{person.pk}",
+                       "delivery": str(deliveries[person.pk]), **fields})
+
+    hard, soft, twice = people[:10], people[10:15], people[15:20]  # the first ten are in doubt, too
+    for person in hard:
+        event(person, "bounce", reason="550 5.1.1 user unknown")
+    for person in soft:
+        for _ in range(3):
+            event(person, "deferred")
+    for person in twice:
+        for _ in range(2):
+            event(person, "deferred")
+    events.append({"email": "ghost@example.org", "timestamp": at, "event": "delivered", "sg_event_id": "ghost"})
+    while len(events) < 10_000:
+        event(people[len(events) % 200], ["delivered", "open", "click"][len(events) % 3])
+    posted = events + events[-100:]  # ESPs repeat themselves, even within a post
+    with django_assert_max_num_queries(300):
+        assert sendgrid(posted).status_code == 200
+    assert SubscriberEvent.objects.count() == 10_000 and SubscriberEvent.objects.filter(subscriber=None).count() == 1
+    suppressed = dict(Subscriber.objects.filter(status="suppressed").values_list("email", "suppressed_reason"))
+    assert suppressed == {p.email: "hard bounce" for p in hard} | {p.email: "3 soft bounces" for p in soft}
+    assert Suppression.objects.count() == 15
+    settled = Delivery.objects.filter(note__startswith="sent: the ESP reported it")
+    assert sorted(settled.values_list("subscriber_id", flat=True)) == [p.pk for p in hard]
+    before = list(Subscriber.objects.order_by("pk").values_list("status", "suppressed_at", "updated_at"))
+    with django_assert_max_num_queries(30):
+        assert sendgrid(posted).status_code == 200
+    assert SubscriberEvent.objects.count() == 10_000 and Suppression.objects.count() == 15
+    assert list(Subscriber.objects.order_by("pk").values_list("status", "suppressed_at", "updated_at")) == before

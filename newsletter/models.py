@@ -45,6 +45,8 @@ def email_fold(text):
     type İdn for Idn) mean i. That pair is read as i whoever typed it (i is soft-dotted: the
     mark takes the place of its dot), so it folds to i (migration 0012 moves stored rows).
     """
+    if text.isascii():  # nearly every address: delivery folds each recipient's (email_hash)
+        return text.lower()
     return unicodedata.normalize("NFC", text.lower().replace("i\u0307", "i"))
 
 

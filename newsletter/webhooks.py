@@ -44,18 +44,17 @@ def _check(event):
         raise MalformedPayload("timestamp is not a date and time")
 
 
+# Not the payload's fault: a failed secret or signature check (400 by anymail), or the ESP
+# not being configured here (503 below).
+NOT_MALFORMED = (AnymailWebhookValidationFailure, AnymailConfigurationError)
+
+
 def _parsing(step, request):
-    """Run an anymail step that reads the payload; anything it raises means it is malformed,
-    except a failed secret or signature check (400 by anymail) or a package this site lacks
-    (503 below)."""
+    """Run an anymail step that reads the payload; anything it raises means it is malformed."""
     try:
         return step(request)
-    except (AnymailWebhookValidationFailure, AnymailImproperlyInstalled):
+    except NOT_MALFORMED:
         raise
-    except AnymailConfigurationError as error:
-        # Raised while reading a post, it is anymail recognising another kind of payload, such
-        # as inbound mail routed to the tracking URL; a 5xx would have the ESP retry it forever.
-        raise NotTracking(str(error)) from error
     except Exception as error:  # noqa: BLE001 - parsers raise whatever the bad shape provokes
         raise MalformedPayload(f"cannot be parsed ({type(error).__name__})") from error
 
@@ -67,7 +66,14 @@ def _guarded(view_class):
             _parsing(super().run_validators, request)
 
         def parse_events(self, request):
-            events = list(_parsing(super().parse_events, request))
+            try:
+                events = list(_parsing(super().parse_events, request))
+            except AnymailImproperlyInstalled:
+                raise
+            except AnymailConfigurationError as error:
+                # Raised by a parser, it is anymail recognising another kind of payload (inbound
+                # mail routed to the tracking URL): a 5xx would have the ESP retry it forever.
+                raise NotTracking(str(error)) from error
             for event in events:
                 _check(event)
             return events

@@ -215,10 +215,11 @@ def test_a_bounce_for_an_idn_address_finds_its_subscriber_in_any_form(client, sp
     assert Subscriber.objects.get().status == "suppressed"
 
 
-@pytest.mark.parametrize("esp", ["amazon_ses", "mailersend", "postal"])
-def test_the_webhook_of_an_esp_this_site_is_not_configured_for_says_so_without_a_500(client, esp):
+@pytest.mark.parametrize("esp, missing", [("amazon_ses", "boto3"), ("mailersend", "MAILERSEND_SIGNING_SECRET"),
+                                          ("postal", "POSTAL_WEBHOOK_KEY"), ("mandrill", "MANDRILL_WEBHOOK_KEY")])
+def test_the_webhook_of_an_esp_this_site_is_not_configured_for_says_what_is_missing_without_a_500(client, esp, missing):
     response = client.post(f"/anymail/{esp}/tracking/", b"{}", content_type="application/json", **auth())
-    assert response.status_code == 503 and b"not configured" in response.content
+    assert response.status_code == 503 and b"not configured" in response.content and missing.encode() in response.content
     assert not SubscriberEvent.objects.exists()
 
 

@@ -32,15 +32,33 @@ def email_canonical(address):
         domain = idna.encode(domain, uts46=True).decode("ascii")
     except idna.IDNAError:
         raise ValueError("Enter a valid email address.") from None
-    # The local part is lower-cased too, as it always was here: mailboxes that differ only
-    # in case are one person in practice, and stored rows already have this form.
-    return f"{local.lower()}@{domain}"
+    # The local part is case-folded too, as it always was here: mailboxes that differ only
+    # in case are one person in practice.
+    return f"{email_fold(local)}@{domain}"
+
+
+def email_fold(text):
+    """Case-fold (part of) an address, the one way every comparison of addresses here does:
+    lower case, with the dotted capital I as the capital of i.
+
+    Not str.casefold(), which also rewrites ß as ss, ﬁ as fi and ς as σ: the folded form is
+    what is stored and mailed, and straße@ is not strasse@ to a server that compares local
+    parts as sent; stored rows also hold lower(). Lower() has one surprise: the dotted
+    capital İ becomes i + U+0307 COMBINING DOT ABOVE, where Turkish and Azeri (whose keyboards
+    type İdn for Idn) mean i. That pair is read as i whoever typed it (i is soft-dotted: the
+    mark takes the place of its dot), so it folds to i (migration 0012 moves stored rows).
+    """
+    if text.isascii():  # nearly every address: delivery folds each recipient's (email_hash)
+        return text.lower()
+    return unicodedata.normalize("NFC", text.lower().replace("i\u0307", "i"))
 
 
 def email_hash(email):
-    """Salted hash of an address: what is kept of an erased or suppressed address."""
+    """Salted hash of an address: what is kept of an erased or suppressed address. Folded but
+    not canonicalised again: callers hold canonical addresses, and delivery hashes each
+    recipient (IDNA would cost ten times the hash)."""
     pads = tokens.hmac_pads(settings.SUPPRESSION_SALT.encode())
-    return tokens.hmac_digest(pads, email.strip().lower().encode()).hex()
+    return tokens.hmac_digest(pads, email_fold(email.strip()).encode()).hex()
 
 
 def comma_list(value):

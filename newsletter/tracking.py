@@ -4,9 +4,10 @@ the complaint rate that pauses sending (Gmail and Yahoo bulk-sender rules).
 
 import datetime as dt
 import logging
+from collections import defaultdict
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from newsletter.models import Delivery, Subscriber, SubscriberEvent, email_canonical
@@ -25,76 +26,137 @@ def _is_soft_bounce(event):
     return event.event_type == "bounced" and (raw.get("Type") == "SoftBounce" or raw.get("severity") == "temporary")
 
 
-def _event_subscriber(event):
-    """The subscriber with the event's recipient address: what bounced or complained is that
-    address. Metadata naming someone else (or not in ASCII digits: "١٢".isdigit()) is only
-    logged: an event never acts on someone it was not sent to."""
-    try:
-        subscriber = Subscriber.objects.filter(email=email_canonical(event.recipient or "")).first()
-    except ValueError:
-        return None
-    named = (event.metadata or {}).get("subscriber")
-    if named is not None and not (isinstance(named, str) and named.isascii() and named.isdigit()
-                                  and subscriber and int(named) == subscriber.pk):
-        log.warning("tracking event for %s names subscriber %r: ignored", event.recipient, named)
-    return subscriber
+def _named(event, key):
+    """The id an event's metadata names under key, if it is one: ASCII digits ("١٢".isdigit() too)."""
+    named = (event.metadata or {}).get(key)
+    return int(named) if isinstance(named, str) and named.isascii() and named.isdigit() else None
 
 
-def tracking_event_record(*, event, esp_name):
-    """Record an anymail tracking event once and apply what it means for the subscriber.
+def _chunks(values, size=900):
+    """A long list of values in pieces that fit one IN (...) (SQLite's 999 parameters)."""
+    values = list(values)
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
+def _event_subscribers(events):
+    """{event: subscriber or None}: the subscriber with the event's recipient address, one
+    query per 900 addresses. What bounced or complained is that address: metadata naming
+    someone else is only logged, an event never acts on someone it was not sent to."""
+    events = list(events)
+    addresses = {}
+    for recipient in {event.recipient for event in events}:
+        try:
+            addresses[recipient] = email_canonical(recipient or "")
+        except ValueError:
+            addresses[recipient] = None
+    found = {}
+    for chunk in _chunks({a for a in addresses.values() if a}):
+        found.update((s.email, s) for s in Subscriber.objects.filter(email__in=chunk).only("pk", "email", "status"))
+    subscribers = {event: found.get(addresses[event.recipient]) for event in events}
+    for event, subscriber in subscribers.items():
+        named = (event.metadata or {}).get("subscriber")
+        if named is not None and not (subscriber and _named(event, "subscriber") == subscriber.pk):
+            log.warning("tracking event for %s names subscriber %r: ignored", event.recipient, named)
+    return subscribers
+
+
+def tracking_events_record(*, events, esp_name):
+    """Record a post's anymail tracking events, each once, and apply what they mean for their
+    subscribers.
 
     Events arrive duplicated and out of order; only ever-tightening transitions are applied
-    (suppression), so a late 'delivered' cannot undo a bounce.
+    (suppression), so a late 'delivered' cannot undo a bounce. A post may hold thousands of
+    events (SendGrid's do): they are inserted in bulk, and the subscribers and deliveries they
+    concern are read a few hundred at a time, each changed at most once.
     """
-    occurred_at = event.timestamp or timezone.now()
-    key = f"{esp_name}:{event.event_id}" if event.event_id else (
-        f"{esp_name}:{event.message_id}:{event.event_type}:{event.recipient}:{occurred_at.isoformat()}"
-    )
-    subscriber = _event_subscriber(event)
-    soft = _is_soft_bounce(event)
-    kind = "soft_bounce" if soft else event.event_type
-    try:
-        with transaction.atomic():
-            SubscriberEvent.objects.create(
-                subscriber=subscriber,
-                kind=kind,
-                event_key=key[:200],
+    new = {}  # event key -> (event, when), the first of its duplicates in this post
+    for event in events:
+        occurred_at = event.timestamp or timezone.now()
+        key = f"{esp_name}:{event.event_id}" if event.event_id else (
+            f"{esp_name}:{event.message_id}:{event.event_type}:{event.recipient}:{occurred_at.isoformat()}"
+        )
+        new.setdefault(key[:200], (event, occurred_at))
+    for chunk in _chunks(new):
+        for seen in SubscriberEvent.objects.filter(event_key__in=chunk).values_list("event_key", flat=True):
+            del new[seen]
+    subscribers = _event_subscribers(event for event, _ in new.values())
+    with transaction.atomic():
+        # ignore_conflicts: a concurrent post of the same events inserts each once; both then
+        # apply the same transitions, which change nothing the second time.
+        SubscriberEvent.objects.bulk_create([
+            SubscriberEvent(
+                subscriber=subscribers[event],
+                kind="soft_bounce" if _is_soft_bounce(event) else event.event_type,
+                event_key=key,
                 message_id=str(event.message_id or "")[:200],
                 description=(event.description or event.reject_reason or "")[:500],
                 occurred_at=occurred_at,
             )
-    except IntegrityError:
-        return False  # seen before
-    if subscriber is None:
-        return True
+            for key, (event, occurred_at) in new.items()
+        ], ignore_conflicts=True, batch_size=1000)
+        happened = [(event, subscribers[event], when) for event, when in new.values() if subscribers[event]]
+        _subscribers_suppress(happened)
+        _deliveries_settle(happened)
+
+
+def _subscribers_suppress(happened):
+    """Suppress each subscriber whom one of their new events, (event, subscriber, when) in the
+    order posted, suppresses: the first such event says why and when."""
+    window = dt.timedelta(days=settings.SOFT_BOUNCE_WINDOW_DAYS)
+    pending = [(e, s, when) for e, s, when in happened if s.status != Subscriber.Status.SUPPRESSED]
+    soft = [(s, when) for e, s, when in pending if _is_soft_bounce(e)]
+    bounced = defaultdict(list)  # subscriber id -> times of their soft bounces near the new ones
     if soft:
-        window = dt.timedelta(days=settings.SOFT_BOUNCE_WINDOW_DAYS)
-        recent = subscriber.events.filter(
-            kind="soft_bounce", occurred_at__gt=occurred_at - window, occurred_at__lte=occurred_at + window
-        )
-        if recent.count() >= settings.SOFT_BOUNCE_LIMIT:
-            reason = f"{settings.SOFT_BOUNCE_LIMIT} soft bounces"
-            subscriber_suppress(subscriber=subscriber, reason=reason, when=occurred_at, record=False)
-    elif event.event_type == "bounced":
-        subscriber_bounced(subscriber=subscriber, when=occurred_at, recorded=True)
-    elif event.event_type in SUPPRESSING:
-        subscriber_suppress(subscriber=subscriber, reason=SUPPRESSING[event.event_type], when=occurred_at, record=False)
-    _delivery_settle(event, subscriber, occurred_at)
-    return True
+        since, until = min(when for _, when in soft) - window, max(when for _, when in soft) + window
+        for chunk in _chunks({s.pk for s, _ in soft}):
+            rows = SubscriberEvent.objects.filter(
+                subscriber__in=chunk, kind="soft_bounce", occurred_at__gt=since, occurred_at__lte=until
+            )
+            for subscriber_id, occurred_at in rows.values_list("subscriber_id", "occurred_at"):
+                bounced[subscriber_id].append(occurred_at)
+    done = set()
+    for event, subscriber, occurred_at in pending:
+        if subscriber.pk in done:
+            continue
+        if _is_soft_bounce(event):
+            recent = [t for t in bounced[subscriber.pk] if occurred_at - window < t <= occurred_at + window]
+            if len(recent) >= settings.SOFT_BOUNCE_LIMIT:
+                reason = f"{settings.SOFT_BOUNCE_LIMIT} soft bounces"
+                subscriber_suppress(subscriber=subscriber, reason=reason, when=occurred_at, record=False)
+                done.add(subscriber.pk)
+        elif event.event_type == "bounced":
+            subscriber_bounced(subscriber=subscriber, when=occurred_at, recorded=True)
+            done.add(subscriber.pk)
+        elif event.event_type in SUPPRESSING:
+            subscriber_suppress(subscriber=subscriber, reason=SUPPRESSING[event.event_type], when=occurred_at, record=False)
+            done.add(subscriber.pk)
 
 
 # What the ESP says when it took a message: it was sent, whatever became of it after.
 ACCEPTED = {"sent", "delivered", "deferred", "bounced", "opened", "clicked", "complained", "unsubscribed", "autoresponded"}
 
 
+def _deliveries_settle(happened):
+    """Settle the deliveries in doubt that new events, (event, subscriber, when), name: one
+    query finds them among all those named (almost always none), each is settled once."""
+    named = {}  # (delivery id, subscriber id) -> the first event of theirs naming it
+    for event, subscriber, when in happened:
+        if event.event_type in ACCEPTED and _named(event, "delivery") is not None:
+            named.setdefault((_named(event, "delivery"), subscriber.pk), (event, subscriber, when))
+    for chunk in _chunks({pk for pk, _ in named}):
+        for found in Delivery.objects.in_doubt().filter(pk__in=chunk).values_list("pk", "subscriber_id"):
+            if found in named:
+                _delivery_settle(*named[found])
+
+
 def _delivery_settle(event, subscriber, when):
     """A delivery left in doubt by a worker that died mid-send (still 'sending', or failed as
     interrupted) is sent if the ESP reports it took the message. Only the delivery the
     event's metadata names, and only if it is this subscriber's."""
-    named = (event.metadata or {}).get("delivery")
-    if event.event_type not in ACCEPTED or not (isinstance(named, str) and named.isascii() and named.isdigit()):
+    named = _named(event, "delivery")
+    if event.event_type not in ACCEPTED or named is None:
         return
-    Delivery.objects.in_doubt().filter(pk=int(named), subscriber=subscriber).update(
+    Delivery.objects.in_doubt().filter(pk=named, subscriber=subscriber).update(
         state=Delivery.State.SENT, sent_at=when, note=f"sent: the ESP reported it {event.event_type}"
     )
 

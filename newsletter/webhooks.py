@@ -10,12 +10,13 @@ import datetime as dt
 import logging
 
 import anymail.urls
-from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
+from anymail.exceptions import AnymailConfigurationError, AnymailImproperlyInstalled, AnymailWebhookValidationFailure
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.urls import URLPattern
+from django.views.decorators.csrf import csrf_exempt
 
-from newsletter.tracking import tracking_event_record
+from newsletter.tracking import tracking_events_record
 
 log = logging.getLogger(__name__)
 TEXT_FIELDS = ("recipient", "description", "reject_reason")
@@ -25,9 +26,8 @@ class MalformedPayload(Exception):
     pass
 
 
-def handle_tracking_event(sender, event, esp_name, **kwargs):
-    """Receiver of anymail's tracking signal (any ESP); anymail has checked WEBHOOK_SECRET."""
-    tracking_event_record(event=event, esp_name=esp_name)
+class NotTracking(MalformedPayload):
+    """A post that is no tracking event (inbound mail, most often): a 400 the ESP does not retry."""
 
 
 def _check(event):
@@ -66,17 +66,31 @@ def _guarded(view_class):
             _parsing(super().run_validators, request)
 
         def parse_events(self, request):
-            events = list(_parsing(super().parse_events, request))
+            try:
+                events = list(_parsing(super().parse_events, request))
+            except AnymailImproperlyInstalled:
+                raise
+            except AnymailConfigurationError as error:
+                # Raised by a parser, it is anymail recognising another kind of payload (inbound
+                # mail routed to the tracking URL): a 5xx would have the ESP retry it forever.
+                raise NotTracking(str(error)) from error
             for event in events:
                 _check(event)
             return events
 
         def post(self, request, *args, **kwargs):
+            # Anymail's post() sends its tracking signal once per event; a post's events are
+            # recorded together instead, as a SendGrid post may hold thousands.
             try:
-                return super().post(request, *args, **kwargs)
+                self.run_validators(request)
+                events = self.parse_events(request)
+            except NotTracking as error:
+                return HttpResponseBadRequest(f"Not a {self.esp_name} tracking event: {error}", content_type="text/plain")
             except MalformedPayload as error:
                 return HttpResponseBadRequest(f"Malformed {self.esp_name} webhook payload: {error}.",
                                               content_type="text/plain")
+            tracking_events_record(events=events, esp_name=self.esp_name)
+            return HttpResponse()
 
     Guarded.__name__ = Guarded.__qualname__ = view_class.__name__
     return Guarded
@@ -85,6 +99,9 @@ def _guarded(view_class):
 def _tracking_view(view_class):
     view = _guarded(view_class).as_view()
 
+    # ESPs post without a CSRF token; anymail's view is exempt, and so must be this wrapper,
+    # which CsrfViewMiddleware checks in its place (the secret or signature authenticates).
+    @csrf_exempt
     def tracking_view(request, *args, **kwargs):
         if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
             # Without a secret anymail would take anyone's posts, and a forged bounce suppresses
@@ -92,12 +109,13 @@ def _tracking_view(view_class):
             log.error("%s webhook called, but ANYMAIL_WEBHOOK_SECRET is not set", view_class.esp_name)
             return HttpResponse("Webhooks are not configured on this site.", status=503, content_type="text/plain")
         # Anymail checks an ESP's settings (signing keys, packages) as it builds the view for a
-        # request: the ESPs this site does not use answer 503 and log why, not 500.
+        # request: the ESPs this site does not use answer 503 and say why (the setting or the
+        # package missing: Amazon SES needs boto3, see README), not 500.
         try:
             return view(request, *args, **kwargs)
         except AnymailConfigurationError as error:
             log.error("%s webhook is not configured: %s", view_class.esp_name, error)
-            return HttpResponse("This ESP's webhook is not configured on this site.", status=503,
+            return HttpResponse(f"This ESP's webhook is not configured on this site: {error}", status=503,
                                 content_type="text/plain")
 
     return tracking_view

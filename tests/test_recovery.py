@@ -195,7 +195,7 @@ def test_a_row_the_esp_reports_sent_while_recovery_settles_its_group_stays_sent(
     # A stale read: recovery read the group's rows, then the ESP's webhook said the mail went.
     from anymail.signals import AnymailTrackingEvent
 
-    from newsletter.tracking import tracking_event_record
+    from newsletter.tracking import tracking_events_record
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     ids = deliveries_create(edition_get(DAY), list(Subscriber.objects.values_list("pk", flat=True)))
@@ -212,7 +212,7 @@ def test_a_row_the_esp_reports_sent_while_recovery_settles_its_group_stays_sent(
         finish(outcomes)
         event = AnymailTrackingEvent(event_type="delivered", recipient=late.subscriber.email, event_id="late-1",
                                      metadata={"delivery": str(late.pk), "subscriber": str(late.subscriber_id)})
-        tracking_event_record(event=event, esp_name="test")
+        tracking_events_record(events=[event], esp_name="test")
 
     monkeypatch.setattr(sql, "deliveries_finish", webhook_meanwhile)
     queued = []

@@ -155,7 +155,9 @@ def preferences(request, token):
         elif action not in ("save", "pause", "resume", "weekly"):
             return HttpResponse("Unknown action.", status=400, content_type="text/plain")
         if saved:
-            subscriber.refresh_from_db()
+            subscriber = Subscriber.objects.filter(pk=subscriber.pk).first()
+            if subscriber is None:  # erased meanwhile: nothing was saved
+                return _bad_link(request, "invalid")
             form = PreferencesForm.for_subscriber(subscriber)
     ctx = {
         "subscriber": subscriber,

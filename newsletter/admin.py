@@ -16,7 +16,9 @@ from newsletter import desk
 from newsletter.archive import editions_record_offered
 from newsletter.reconcile import deliveries_requeue, deliveries_requeue_plan
 from newsletter.forms import TIMEZONES
-from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_canonical
+from newsletter.models import (
+    Delivery, Edition, Picked, Subscriber, SubscriberEvent, Suppression, Vote, email_canonical,
+)
 from newsletter.tasks import enqueue_deliveries
 from newsletter.services import (
     subscriber_erase, subscriber_pause, subscriber_resume, subscriber_suppress, subscriber_unsubscribe, subscriber_update,
@@ -25,8 +27,9 @@ from papers.admin import FeatureAdmin, PaperAdmin
 from papers.models import Feature, Paper, Topic
 from papers.services import curation_log
 
-# Votes and unsubscribes this soon after a copy was sent count for its edition.
+# Votes and unsubscribes this soon after a copy was sent count for its edition (votes, only on its papers).
 FEEDBACK_WINDOW = dt.timedelta(days=2)
+PICKED = Picked("subscriber__deliveries__picks", "paper")
 
 
 class Echo:
@@ -198,9 +201,10 @@ def confirmation(request, model_admin, queryset, action, question, **ctx):
     })
 
 
-def after_sending(model, moment, **filters):
+def after_sending(model, moment, *conditions, **filters):
     """model rows of an edition's recipients within FEEDBACK_WINDOW after their copy was sent."""
     return model.objects.filter(
+        *conditions,
         subscriber__deliveries__edition=OuterRef("pk"),
         subscriber__deliveries__state=Delivery.State.SENT,
         **{f"{moment}__gte": F("subscriber__deliveries__sent_at"),
@@ -229,8 +233,8 @@ class EditionAdmin(admin.ModelAdmin):
             failed=count(Delivery.State.FAILED),
             pending=count(Delivery.State.PENDING),
             sending=count(Delivery.State.SENDING),
-            more=count_of(after_sending(Vote, "updated_at", value=1)),
-            less=count_of(after_sending(Vote, "updated_at", value=-1)),
+            more=count_of(after_sending(Vote, "updated_at", PICKED, value=1)),
+            less=count_of(after_sending(Vote, "updated_at", PICKED, value=-1)),
             unsubscribes=count_of(after_sending(SubscriberEvent, "occurred_at", kind="unsubscribed")),
         )
 

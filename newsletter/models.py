@@ -66,7 +66,7 @@ class SubscriberQuerySet(models.QuerySet):
         return self.active().filter(next_digest_at__lte=now)
 
     def confirmed(self):
-        return self.filter(status__in=[Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED])
+        return self.filter(status__in=Subscriber.SUBSCRIBED)
 
 
 class Subscriber(models.Model):
@@ -76,6 +76,9 @@ class Subscriber(models.Model):
         PAUSED = "paused", "Paused"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
         SUPPRESSED = "suppressed", "Suppressed"
+
+    # Whose consent holds: they are mailed (paused ones once they resume) and their votes count.
+    SUBSCRIBED = (Status.ACTIVE, Status.PAUSED)
 
     class Frequency(models.TextChoices):
         DAILY = "daily", "Daily"
@@ -148,6 +151,28 @@ class Subscriber(models.Model):
 
     def author_list(self):
         return comma_list(self.authors)
+
+
+class Picked(models.Func):
+    """Whether a delivery's picks ([[paper id, reason], ...]) hold a paper: a vote on it counts
+    for the edition that mailed it to the voter, not for every edition they had."""
+
+    output_field = models.BooleanField()
+
+    def __init__(self, picks, paper):
+        super().__init__(models.F(picks), models.F(paper))
+
+    def _compiled(self, compiler):
+        (picks, picks_params), (paper, paper_params) = (compiler.compile(e) for e in self.source_expressions)
+        return picks, paper, [*picks_params, *paper_params]
+
+    def as_sql(self, compiler, connection, **extra):
+        picks, paper, params = self._compiled(compiler)
+        return f"EXISTS (SELECT 1 FROM json_each({picks}) WHERE json_extract(value, '$[0]') = {paper})", params
+
+    def as_postgresql(self, compiler, connection, **extra):
+        picks, paper, params = self._compiled(compiler)  # [[7, "..."]] @> [[7]]
+        return f"{picks} @> jsonb_build_array(jsonb_build_array({paper}))", params
 
 
 class Vote(models.Model):

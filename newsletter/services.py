@@ -262,9 +262,14 @@ def subscriber_suppress(*, subscriber, reason, when=None, record=True):
 
 
 def vote_record(*, subscriber, paper, value):
-    """The subscriber's last word on a paper: +1 more like this, -1 less like this."""
-    vote, _ = Vote.objects.update_or_create(subscriber=subscriber, paper=paper, defaults={"value": value})
-    _record(subscriber, "voted", f"{'more' if value > 0 else 'less'}: {paper.title}")
+    """The subscriber's last word on a paper: +1 more like this, -1 less like this. Counted
+    only while subscribed (paused too: their digests resume): None for anyone else."""
+    with transaction.atomic():
+        # The row's status, locked against an unsubscribe landing meanwhile, not the copy's.
+        if not Subscriber.objects.confirmed().select_for_update().filter(pk=subscriber.pk).exists():
+            return None
+        vote, _ = Vote.objects.update_or_create(subscriber=subscriber, paper=paper, defaults={"value": value})
+        _record(subscriber, "voted", f"{'more' if value > 0 else 'less'}: {paper.title}")
     return vote
 
 

@@ -137,7 +137,7 @@ def subscriber_signup(*, email, topic_ids=(), keywords="", frequency=Subscriber.
         return
     with transaction.atomic():
         subscriber, _ = Subscriber.objects.select_for_update().get_or_create(email=email)
-        if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+        if subscriber.status in Subscriber.SUBSCRIBED:
             # Never changes a confirmed subscription: remind them where their settings are.
             kind = "manage"
         elif subscriber.status == Subscriber.Status.SUPPRESSED:
@@ -151,7 +151,7 @@ def subscriber_signup(*, email, topic_ids=(), keywords="", frequency=Subscriber.
             signed_up = _transition(
                 subscriber, SIGNUP, f"topics: {', '.join(t.slug for t in topics) or 'none'}", unless=awaiting,
                 keywords=keywords, frequency=frequency, consent_at=now, consent_ip=ip,
-                consent_user_agent=(user_agent or "")[:300], consent_version=CONSENT_VERSION, next_digest_at=None,
+                consent_user_agent=(user_agent or "")[:300], consent_version=CONSENT_VERSION,
             )
             if signed_up:
                 subscriber.topics.set(topics)
@@ -197,7 +197,8 @@ def subscribers_purge_unconfirmed(*, now=None):
         # By the latest sign-up: a returning reader keeps their old row, and its created_at.
         signed_up_before = Q(consent_at__lt=cutoff) | Q(consent_at__isnull=True, created_at__lt=cutoff)
         pending = Subscriber.objects.filter(signed_up_before, status=Subscriber.Status.PENDING)
-        stale = list(pending.values_list("pk", flat=True))
+        # Locked: a sign-up again meanwhile (which locks the row) keeps it.
+        stale = list(pending.select_for_update().values_list("pk", flat=True))
         _subscribers_delete(stale)
     return len(stale)
 

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from newsletter import services, tokens, views
 from newsletter.models import Subscriber, SubscriberEvent
-from tests.conftest import make_subscriber, topic
+from tests.conftest import make_subscriber
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +78,7 @@ def test_a_page_saved_after_the_reader_was_erased_does_not_bring_them_back(alice
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("stale", ["update", "resume"])
 def test_an_unsubscribe_wins_over_a_stale_save_on_another_connection(stale):
     """Two connections: one holds a copy read while the reader was active (paused, for a resume)

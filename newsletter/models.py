@@ -87,7 +87,7 @@ class SubscriberQuerySet(models.QuerySet):
         return self.active().filter(next_digest_at__lte=now)
 
     def confirmed(self):
-        return self.filter(status__in=[Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED])
+        return self.filter(status__in=Subscriber.SUBSCRIBED)
 
 
 class Subscriber(models.Model):
@@ -97,6 +97,9 @@ class Subscriber(models.Model):
         PAUSED = "paused", "Paused"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
         SUPPRESSED = "suppressed", "Suppressed"
+
+    # Whose consent holds: they are mailed (paused ones once they resume) and their votes count.
+    SUBSCRIBED = (Status.ACTIVE, Status.PAUSED)
 
     class Frequency(models.TextChoices):
         DAILY = "daily", "Daily"
@@ -171,6 +174,28 @@ class Subscriber(models.Model):
         return comma_list(self.authors)
 
 
+class Picked(models.Func):
+    """Whether a delivery's picks ([[paper id, reason], ...]) hold a paper: a vote on it counts
+    for the edition that mailed it to the voter, not for every edition they had."""
+
+    output_field = models.BooleanField()
+
+    def __init__(self, picks, paper):
+        super().__init__(models.F(picks), models.F(paper))
+
+    def _compiled(self, compiler):
+        (picks, picks_params), (paper, paper_params) = (compiler.compile(e) for e in self.source_expressions)
+        return picks, paper, [*picks_params, *paper_params]
+
+    def as_sql(self, compiler, connection, **extra):
+        picks, paper, params = self._compiled(compiler)
+        return f"EXISTS (SELECT 1 FROM json_each({picks}) WHERE json_extract(value, '$[0]') = {paper})", params
+
+    def as_postgresql(self, compiler, connection, **extra):
+        picks, paper, params = self._compiled(compiler)  # [[7, "..."]] @> [[7]]
+        return f"{picks} @> jsonb_build_array(jsonb_build_array({paper}))", params
+
+
 class Vote(models.Model):
     """'More like this' (+1) or 'less like this' (-1) from a digest; the last vote counts."""
 
@@ -227,7 +252,7 @@ class SubscriberEvent(models.Model):
         return f"{self.kind} at {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
-# Votes and unsubscribes this soon after a copy was sent count for its edition.
+# Votes and unsubscribes this soon after a copy was sent count for its edition (votes, only on its papers).
 FEEDBACK_WINDOW = dt.timedelta(days=2)
 
 
@@ -238,9 +263,10 @@ def count_of(queryset, distinct=False):
     return Coalesce(models.Subquery(rows, output_field=models.IntegerField()), 0)
 
 
-def after_sending(model, moment, **filters):
+def after_sending(model, moment, *conditions, **filters):
     """model rows of an edition's recipients within FEEDBACK_WINDOW after their copy was sent."""
     return model.objects.filter(
+        *conditions,
         subscriber__deliveries__edition=models.OuterRef("pk"),
         subscriber__deliveries__state=Delivery.State.SENT,
         **{f"{moment}__gte": models.F("subscriber__deliveries__sent_at"),
@@ -252,9 +278,10 @@ def after_sending(model, moment, **filters):
 def edition_feedback(**of):
     """{name: count} expressions of what an edition's readers made of it; of: only some
     readers' (e.g. subscriber_id__in=...)."""
+    picked = Picked("subscriber__deliveries__picks", "paper")
     return {
-        "more": count_of(after_sending(Vote, "updated_at", value=1, **of)),
-        "less": count_of(after_sending(Vote, "updated_at", value=-1, **of)),
+        "more": count_of(after_sending(Vote, "updated_at", picked, value=1, **of)),
+        "less": count_of(after_sending(Vote, "updated_at", picked, value=-1, **of)),
         "unsubscribes": count_of(after_sending(SubscriberEvent, "occurred_at", kind="unsubscribed", **of)),
     }
 

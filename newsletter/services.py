@@ -3,11 +3,12 @@
 import datetime as dt
 import logging
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from newsletter import sql, tokens
@@ -62,25 +63,63 @@ def _send(kind, subscriber, ctx=None):
     make_message(kind, subscriber.email, ctx, metadata={"subscriber": str(subscriber.pk)}).send()
 
 
-def schedule_next(subscriber, now=None):
-    """Set when the subscriber's next digest goes, from their frequency, hour and time zone."""
+def next_digest_at(subscriber, now=None):
+    """When the subscriber's next digest goes, from their frequency, hour and time zone."""
     weekday = subscriber.weekday if subscriber.frequency == Subscriber.Frequency.WEEKLY else None
-    subscriber.next_digest_at = next_digest_time(
-        now or timezone.now(), tz=subscriber.timezone, hour=subscriber.hour, weekday=weekday
-    )
+    return next_digest_time(now or timezone.now(), tz=subscriber.timezone, hour=subscriber.hour, weekday=weekday)
+
+
+def schedule_next(subscriber, now=None):
+    subscriber.next_digest_at = next_digest_at(subscriber, now)
+
+
+# Status changes
+
+Status = Subscriber.Status
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A status change: from any of `sources` to `target`, recorded as an event of `kind`."""
+
+    kind: str
+    sources: tuple
+    target: str
+
+
+# Every status change there is, each made only by _transition(). Nothing leaves SUPPRESSED, and
+# only a confirmation leads to ACTIVE from anything but PAUSED: no stale copy, retry or race can
+# make someone mailable who left, bounced or never confirmed.
+SIGNUP = Transition("signup", (Status.PENDING, Status.UNSUBSCRIBED), Status.PENDING)
+CONFIRM = Transition("confirmed", (Status.PENDING,), Status.ACTIVE)
+PAUSE = Transition("paused", (Status.ACTIVE,), Status.PAUSED)
+RESUME = Transition("resumed", (Status.PAUSED,), Status.ACTIVE)
+UNSUBSCRIBE = Transition("unsubscribed", (Status.PENDING, Status.ACTIVE, Status.PAUSED), Status.UNSUBSCRIBED)
+SUPPRESS = Transition(
+    "suppressed", (Status.PENDING, Status.ACTIVE, Status.PAUSED, Status.UNSUBSCRIBED), Status.SUPPRESSED
+)
+
+
+def _transition(subscriber, transition, description="", *, when=None, record=True, unless=Q(), **fields):
+    """Make `transition` if the row's status allows it (and `unless` does not match), deciding
+    in the UPDATE, never from the copy in hand, which may be stale; set `fields` with it and
+    record the event, both only if the row changed. Returns True if it did."""
+    with transaction.atomic():
+        changed = (
+            Subscriber.objects.filter(pk=subscriber.pk, status__in=transition.sources)
+            .exclude(unless)
+            .update(status=transition.target, updated_at=timezone.now(), **fields)
+        )
+        if changed and record:
+            _record(subscriber, transition.kind, description, when)
+    if changed:
+        subscriber.status = transition.target
+        for name, value in fields.items():
+            setattr(subscriber, name, value)
+    return bool(changed)
 
 
 # Signup and confirmation
-
-
-def _awaiting_confirmation(subscriber):
-    """Pending, and the confirmation link of the signup still works."""
-    window = dt.timedelta(hours=settings.CONFIRM_MAX_AGE_HOURS)
-    return (
-        subscriber.status == Subscriber.Status.PENDING
-        and subscriber.consent_at is not None
-        and subscriber.consent_at > timezone.now() - window
-    )
 
 
 def subscriber_signup(*, email, topic_ids=(), keywords="", frequency=Subscriber.Frequency.DAILY, ip=None, user_agent=""):
@@ -95,27 +134,26 @@ def subscriber_signup(*, email, topic_ids=(), keywords="", frequency=Subscriber.
         log.info("signup for a suppressed address ignored")
         return
     with transaction.atomic():
-        subscriber, created = Subscriber.objects.select_for_update().get_or_create(email=email)
-        if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+        subscriber, _ = Subscriber.objects.select_for_update().get_or_create(email=email)
+        if subscriber.status in Subscriber.SUBSCRIBED:
             # Never changes a confirmed subscription: remind them where their settings are.
             kind = "manage"
         elif subscriber.status == Subscriber.Status.SUPPRESSED:
             return
         else:
             kind = "confirm"
-            if created or not _awaiting_confirmation(subscriber):
-                topics = list(Topic.objects.filter(pk__in=topic_ids))
-                subscriber.status = Subscriber.Status.PENDING
-                subscriber.keywords = keywords
-                subscriber.frequency = frequency
-                subscriber.consent_at = timezone.now()
-                subscriber.consent_ip = ip
-                subscriber.consent_user_agent = (user_agent or "")[:300]
-                subscriber.consent_version = CONSENT_VERSION
-                subscriber.save()
+            now = timezone.now()
+            topics = list(Topic.objects.filter(pk__in=topic_ids))
+            # Pending, and the confirmation link of the signup still works: left as it is.
+            awaiting = Q(status=Subscriber.Status.PENDING, consent_at__gt=now - dt.timedelta(hours=settings.CONFIRM_MAX_AGE_HOURS))
+            signed_up = _transition(
+                subscriber, SIGNUP, f"topics: {', '.join(t.slug for t in topics) or 'none'}", unless=awaiting,
+                keywords=keywords, frequency=frequency, consent_at=now, consent_ip=ip,
+                consent_user_agent=(user_agent or "")[:300], consent_version=CONSENT_VERSION,
+            )
+            if signed_up:
                 subscriber.topics.set(topics)
                 subscriber.refresh_interest_key()
-                _record(subscriber, "signup", f"topics: {', '.join(t.slug for t in topics) or 'none'}")
     if _may_mail(email):
         ctx = {"confirm_url": confirm_url(subscriber), "max_age_hours": settings.CONFIRM_MAX_AGE_HOURS}
         _send(kind, subscriber, ctx)
@@ -124,19 +162,18 @@ def subscriber_signup(*, email, topic_ids=(), keywords="", frequency=Subscriber.
 def subscriber_confirm(*, subscriber, ip=None, user_agent=""):
     """Confirm a pending subscription; confirming twice is harmless. Returns True if it was pending."""
     with transaction.atomic():
-        subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-        if subscriber.status != Subscriber.Status.PENDING:
+        # The schedule is computed from the row as it is now (its hour, time zone).
+        subscriber = Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
+        if subscriber is None:
             return False
-        subscriber.status = Subscriber.Status.ACTIVE
-        subscriber.confirmed_at = timezone.now()
-        subscriber.confirm_ip = ip
-        subscriber.confirm_user_agent = (user_agent or "")[:300]
-        schedule_next(subscriber)
-        subscriber.save()
-        # An address erased earlier and now confirmed again by its owner may be mailed again.
-        Suppression.objects.filter(email_hash=email_hash(subscriber.email), reason=ERASED).delete()
-        _record(subscriber, "confirmed")
-    return True
+        confirmed = _transition(
+            subscriber, CONFIRM, confirmed_at=timezone.now(), confirm_ip=ip,
+            confirm_user_agent=(user_agent or "")[:300], next_digest_at=next_digest_at(subscriber),
+        )
+        if confirmed:
+            # An address erased earlier and now confirmed again by its owner may be mailed again.
+            Suppression.objects.filter(email_hash=email_hash(subscriber.email), reason=ERASED).delete()
+    return confirmed
 
 
 def subscriber_resend_confirmation(*, subscriber):
@@ -165,7 +202,11 @@ def subscriber_send_data_link(*, subscriber_id):
 def subscribers_purge_unconfirmed(*, now=None):
     cutoff = (now or timezone.now()) - dt.timedelta(days=settings.PURGE_UNCONFIRMED_DAYS)
     with transaction.atomic():
-        stale = list(Subscriber.objects.filter(status=Subscriber.Status.PENDING, created_at__lt=cutoff).values_list("pk", flat=True))
+        # By the latest sign-up: a returning reader keeps their old row, and its created_at.
+        signed_up_before = Q(consent_at__lt=cutoff) | Q(consent_at__isnull=True, created_at__lt=cutoff)
+        pending = Subscriber.objects.filter(signed_up_before, status=Subscriber.Status.PENDING)
+        # Locked: a sign-up again meanwhile (which locks the row) keeps it.
+        stale = list(pending.select_for_update().values_list("pk", flat=True))
         _subscribers_delete(stale)
     return len(stale)
 
@@ -174,74 +215,56 @@ def subscribers_purge_unconfirmed(*, now=None):
 
 
 def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour, timezone_name, authors=None, by=""):
-    """Change what and when a subscriber receives; the schedule follows. `by`: who, if not the
-    subscriber (recorded as an event)."""
-    subscriber.keywords = keywords
+    """Change what and when a subscriber receives, never their status; the schedule follows
+    if they are active when it is written. `by`: who, if not the subscriber (recorded as an
+    event). Returns False if the subscriber is gone (erased meanwhile)."""
+    fields = {"keywords": keywords, "frequency": frequency, "weekday": weekday, "hour": hour, "timezone": timezone_name}
     if authors is not None:
-        subscriber.authors = authors
-    subscriber.frequency = frequency
-    subscriber.weekday = weekday
-    subscriber.hour = hour
-    subscriber.timezone = timezone_name
-    if subscriber.status == Subscriber.Status.ACTIVE:
-        schedule_next(subscriber)
-    subscriber.save()
-    subscriber.topics.set(topics)
-    subscriber.refresh_interest_key()
-    if by:
-        _record(subscriber, "preferences", f"changed by {by}")
+        fields["authors"] = authors
+    for name, value in fields.items():
+        setattr(subscriber, name, value)
+    with transaction.atomic():
+        # Whether the row is active is decided in the UPDATE: the copy may be stale.
+        rescheduled = Case(When(status=Subscriber.Status.ACTIVE, then=Value(next_digest_at(subscriber))), default=F("next_digest_at"))
+        if not Subscriber.objects.filter(pk=subscriber.pk).update(**fields, next_digest_at=rescheduled, updated_at=timezone.now()):
+            return False
+        subscriber.topics.set(topics)
+        subscriber.refresh_interest_key()
+        if by:
+            _record(subscriber, "preferences", f"changed by {by}")
+    return True
 
 
 def subscriber_pause(*, subscriber, how=""):
     """Returns True if the subscriber was active (and is now paused)."""
-    if subscriber.status == Subscriber.Status.ACTIVE:
-        subscriber.status = Subscriber.Status.PAUSED
-        subscriber.save(update_fields=["status", "updated_at"])
-        _record(subscriber, "paused", how)
-        return True
-    return False
+    return _transition(subscriber, PAUSE, how)
 
 
 def subscriber_resume(*, subscriber, how=""):
     """Only a paused subscriber resumes: never one who unsubscribed, was suppressed or has not
     confirmed. Returns True if resumed."""
-    if subscriber.status == Subscriber.Status.PAUSED:
-        subscriber.status = Subscriber.Status.ACTIVE
-        schedule_next(subscriber)
-        subscriber.save(update_fields=["status", "next_digest_at", "updated_at"])
-        _record(subscriber, "resumed", how)
-        return True
-    return False
+    fresh = Subscriber.objects.filter(pk=subscriber.pk).first() or subscriber  # the schedule from today's hour
+    return _transition(subscriber, RESUME, how, next_digest_at=next_digest_at(fresh))
 
 
 def subscriber_unsubscribe(*, subscriber, how="link"):
     """Stop all digests at once. Idempotent: returns False if there was nothing to stop."""
-    changed = Subscriber.objects.filter(
-        pk=subscriber.pk,
-        status__in=[Subscriber.Status.PENDING, Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED],
-    ).update(status=Subscriber.Status.UNSUBSCRIBED, unsubscribed_at=timezone.now(), next_digest_at=None)
-    if changed:
-        _record(subscriber, "unsubscribed", how)
-    return bool(changed)
+    return _transition(subscriber, UNSUBSCRIBE, how, unsubscribed_at=timezone.now(), next_digest_at=None)
 
 
 def subscriber_suppress(*, subscriber, reason, when=None, record=True):
     """Never mail the address again. record=False: the caller's event (an ESP's bounce) says why."""
-    changed = (
-        Subscriber.objects.filter(pk=subscriber.pk)
-        .exclude(status=Subscriber.Status.SUPPRESSED)
-        .update(
-            status=Subscriber.Status.SUPPRESSED,
-            suppressed_at=when or timezone.now(),
-            suppressed_reason=reason[:200],
-            next_digest_at=None,
+    with transaction.atomic():
+        changed = _transition(
+            subscriber, SUPPRESS, reason, when=when, record=record,
+            suppressed_at=when or timezone.now(), suppressed_reason=reason[:200], next_digest_at=None,
         )
-    )
-    if changed:
-        Suppression.objects.get_or_create(email_hash=email_hash(subscriber.email), defaults={"reason": reason[:200]})
-        if record:
-            _record(subscriber, "suppressed", reason, when)
-    return bool(changed)
+        if changed:
+            # An erasure's hash, kept from before this sign-up, would let the address sign up again.
+            hashed = email_hash(subscriber.email)
+            Suppression.objects.filter(email_hash=hashed, reason=ERASED).delete()
+            Suppression.objects.get_or_create(email_hash=hashed, defaults={"reason": reason[:200]})
+    return changed
 
 
 HARD_BOUNCE = "hard bounce"
@@ -263,9 +286,14 @@ def subscriber_bounced(*, subscriber, description="", when=None, recorded=False)
 
 
 def vote_record(*, subscriber, paper, value):
-    """The subscriber's last word on a paper: +1 more like this, -1 less like this."""
-    vote, _ = Vote.objects.update_or_create(subscriber=subscriber, paper=paper, defaults={"value": value})
-    _record(subscriber, "voted", f"{'more' if value > 0 else 'less'}: {paper.title}")
+    """The subscriber's last word on a paper: +1 more like this, -1 less like this. Counted
+    only while subscribed (paused too: their digests resume): None for anyone else."""
+    with transaction.atomic():
+        # The row's status, locked against an unsubscribe landing meanwhile, not the copy's.
+        if not Subscriber.objects.confirmed().select_for_update().filter(pk=subscriber.pk).exists():
+            return None
+        vote, _ = Vote.objects.update_or_create(subscriber=subscriber, paper=paper, defaults={"value": value})
+        _record(subscriber, "voted", f"{'more' if value > 0 else 'less'}: {paper.title}")
     return vote
 
 
@@ -278,8 +306,8 @@ def vote_remove(*, subscriber, paper_id):
 
 
 def _following_changed(subscriber, kind, what, field=None):
-    if field:
-        subscriber.save(update_fields=[field, "updated_at"])
+    if field:  # only that field: never a whole row from a copy that may be stale
+        Subscriber.objects.filter(pk=subscriber.pk).update(**{field: getattr(subscriber, field)}, updated_at=timezone.now())
     subscriber.refresh_interest_key()
     _record(subscriber, kind, what)
 
@@ -400,10 +428,13 @@ def subscriber_erase(*, subscriber):
     """Delete everything about a subscriber; keep only a salted hash so the address is not mailed again."""
     with transaction.atomic():
         # Wait for a fan-out that holds this subscriber (digests_dispatch locks the rows it
-        # fans out) so that the deletion below sees all their deliveries.
-        list(Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list("pk"))
-        reason = subscriber.suppressed_reason if subscriber.status == Subscriber.Status.SUPPRESSED else ERASED
-        Suppression.objects.update_or_create(email_hash=email_hash(subscriber.email), defaults={"reason": reason})
+        # fans out) so that the deletion below sees all their deliveries. The status is read
+        # from the locked row, not the copy: a bounce or complaint may have come since, and an
+        # existing suppression stays as it is.
+        row = Subscriber.objects.select_for_update().filter(pk=subscriber.pk).values_list("status", "suppressed_reason").first()
+        if row:
+            reason = row[1] if row[0] == Subscriber.Status.SUPPRESSED else ERASED
+            Suppression.objects.get_or_create(email_hash=email_hash(subscriber.email), defaults={"reason": reason})
         _subscribers_delete([subscriber.pk])
 
 

@@ -155,7 +155,9 @@ def preferences(request, token):
         elif action not in ("save", "pause", "resume", "weekly"):
             return HttpResponse("Unknown action.", status=400, content_type="text/plain")
         if saved:
-            subscriber.refresh_from_db()
+            subscriber = Subscriber.objects.filter(pk=subscriber.pk).first()
+            if subscriber is None:  # erased meanwhile: nothing was saved
+                return _bad_link(request, "invalid")
             form = PreferencesForm.for_subscriber(subscriber)
     ctx = {
         "subscriber": subscriber,
@@ -208,11 +210,12 @@ def feedback(request, token, paper_id, vote):
     initial = {"more": 1, "less": -1}.get(vote)
     form = VoteForm(request.POST or None, initial={"vote": initial})
     ctx = {"paper": paper, "form": form, "current": subscriber.votes.filter(paper=paper).first(),
-           "why": controls.why_picked(subscriber, paper)}
+           "why": controls.why_picked(subscriber, paper), "not_subscribed": subscriber.status not in Subscriber.SUBSCRIBED}
     if request.method == "POST":
         if not form.is_valid():
             return render(request, "newsletter/feedback.html", ctx, status=400)
-        services.vote_record(subscriber=subscriber, paper=paper, value=form.cleaned_data["vote"])
+        if services.vote_record(subscriber=subscriber, paper=paper, value=form.cleaned_data["vote"]) is None:
+            return render(request, "newsletter/feedback.html", {"paper": paper, "not_subscribed": True}, status=403)
         ctx = {"paper": paper, "recorded": form.cleaned_data["vote"], "preferences_url": preferences_path(subscriber)}
     return render(request, "newsletter/feedback.html", ctx)
 

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from newsletter import tokens
-from newsletter.models import Vote
+from newsletter.models import Subscriber, Vote
 from tests.conftest import DAY, make_paper, make_subscriber
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +100,43 @@ def test_the_page_asks_first_shows_the_current_vote_and_says_nothing_is_saved_ye
     assert "Nothing is saved until you tap" in page and "Your current choice" not in page
     Vote.objects.create(subscriber=alice, paper=paper, value=-1)
     assert "Your current choice: <strong>Less like this</strong>" in client.get(url(alice, paper)).content.decode()
+
+
+def vote(browser, link, value):
+    """As from the page a browser opened before (with the CSRF token it gave)."""
+    return browser.post(link, {"vote": value, "csrfmiddlewaretoken": browser.cookies["csrftoken"].value})
+
+
+@pytest.mark.parametrize("status", ["unsubscribed", "suppressed", "pending"])
+def test_a_vote_from_someone_not_subscribed_is_not_counted_and_the_page_says_so(paper, status):
+    bob, carol = make_subscriber("bob@example.org"), make_subscriber("carol@example.org", status="paused")
+    browser = Client(enforce_csrf_checks=True)
+    browser.get(url(bob, paper))  # the page opened while subscribed
+    Subscriber.objects.filter(pk=bob.pk).update(status=status)
+    page = browser.get(url(bob, paper)).content.decode()
+    assert "You are not subscribed" in page and "Save my choice" not in page
+    answer = vote(browser, url(bob, paper), "1")
+    assert answer.status_code == 403
+    assert "not counted" in answer.content.decode() and "Your next digests" not in answer.content.decode()
+    assert not Vote.objects.exists()
+    # A paused reader's digests resume: their vote counts.
+    answer = vote(browser, url(carol, paper), "1")
+    assert "Your next digests will have more papers like this one" in answer.content.decode()
+    assert list(Vote.objects.values_list("subscriber__email", flat=True)) == ["carol@example.org"]
+
+
+def test_an_editions_more_and_less_count_votes_on_its_own_papers(editor, alice, time_machine):
+    from newsletter.models import Delivery, Edition
+
+    robots, fluids = make_paper("Robots"), make_paper("Fluids")
+    time_machine.move_to("2026-03-02 07:00Z")
+    monday, tuesday = Edition.objects.create(date="2026-03-02"), Edition.objects.create(date="2026-03-03")
+    for edition, paper, sent in ((monday, robots, "2026-03-02 07:00Z"), (tuesday, fluids, "2026-03-03 07:00Z")):
+        Delivery.objects.create(subscriber=alice, edition=edition, state="sent", sent_at=sent, picks=[[paper.pk, "topic"]])
+    time_machine.move_to("2026-03-03 09:00Z")  # within two days of both: a vote on Monday's paper
+    browser = Client(enforce_csrf_checks=True)
+    browser.get(url(alice, robots))
+    assert vote(browser, url(alice, robots), "1").status_code == 200
+    page = editor.get(reverse("admin:newsletter_edition_changelist")).content.decode()
+    rows = re.findall(r'field-date.*?>([^<]*)</.*?field-more">(\d+)<.*?field-less">(\d+)<', page, re.S)
+    assert [(more, less) for _, more, less in rows] == [("0", "0"), ("1", "0")]  # Tuesday, then Monday

@@ -144,3 +144,17 @@ def test_unconfirmed_signups_are_purged_after_a_week(time_machine):
     assert purge_unconfirmed_task.delay().get() == 1
     assert set(Subscriber.objects.values_list("email", flat=True)) == {"kept@example.org", "new@example.org"}
     assert [d.subscriber_id for d in Delivery.objects.all()] == [kept.pk]
+
+
+def test_a_returning_reader_is_not_purged_before_they_can_confirm(client, mailoutbox, time_machine):
+    from newsletter.tasks import purge_unconfirmed_task
+
+    time_machine.move_to("2026-01-01 12:00Z")
+    make_subscriber(status="unsubscribed")  # subscribed long ago, then left
+    time_machine.move_to("2026-03-02 12:00Z")
+    signup(client)
+    time_machine.move_to("2026-03-03 03:00Z")  # the nightly purge, the link still valid
+    assert purge_unconfirmed_task.delay().get() == 0
+    confirm = next(link for link in links(mailoutbox[-1]) if "/confirm/" in link)
+    assert "subscribed" in client.post(confirm.removeprefix("https://paperboy.test")).content.decode()
+    assert Subscriber.objects.get().status == "active"

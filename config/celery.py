@@ -41,11 +41,14 @@ def _keep_heap():
 @worker_ready.connect
 def worker_started(sender, **kwargs):
     """Deliveries a dead worker left behind are settled as soon as one starts again, here, in
-    the starting worker itself: progress files are local to the machine they were written on."""
+    the starting worker itself: progress files are local to the machine they were written on.
+    A worker for transactional mail alone (Procfile: mail) leaves digests to the digest workers."""
     from django.db import connections
 
     from newsletter import reconcile, tasks  # loaded with the apps, after this module
 
+    if "digest" not in {queue.name for queue in sender.task_consumer.queues}:
+        return
     reconcile.deliveries_recover(enqueue=tasks.enqueue_deliveries)
     reconcile.deliveries_resume(enqueue=tasks.enqueue_deliveries)
     connections.close_all()  # the pool's processes have their own

@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from config.env import env_bool, env_floats, env_hour, env_int, env_list, env_str, env_url
 
@@ -146,6 +147,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than any task, countdown or retry backoff, or Redis re-delivers tasks still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)}
 CELERY_TIMEZONE = "UTC"
+# Two queues, each with workers of its own (Procfile: worker, mail): a confirmation or "send my
+# link" mail never waits behind a morning's digests. Everything else goes on the digest queue.
+CELERY_TASK_QUEUES = (Queue("digest"), Queue("mail"))
+CELERY_TASK_DEFAULT_QUEUE = "digest"
+CELERY_TASK_ROUTES = {
+    "newsletter.tasks.subscriber_signup_task": {"queue": "mail"},
+    "newsletter.tasks.subscriber_send_link_task": {"queue": "mail"},
+}
 FETCH_HOUR = env_hour("FETCH_HOUR", 5)  # UTC, for the paper sources: before the earliest digest hour
 CELERY_BEAT_SCHEDULE = {
     "dispatch-digests": {

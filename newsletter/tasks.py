@@ -31,7 +31,9 @@ def send_deliveries_task(self, delivery_ids):
         # Rows not yet sent are pending again; the retry claims only those. throw=False: the
         # retry is scheduled and this run ends cleanly (and in embedded, eager mode Celery
         # runs the retry at once, which a raised Retry would prevent).
-        return self.retry(exc=error, countdown=delivery.retry_countdown(self.request.retries), throw=False)
+        countdown = delivery.retry_countdown(self.request.retries)
+        delivery.deliveries_await_retry(delivery_ids=delivery_ids, countdown=countdown)
+        return self.retry(exc=error, countdown=countdown, throw=False)
     return {"sent": stats.sent, "skipped": stats.skipped, "failed": stats.failed}
 
 

@@ -6,6 +6,7 @@ The only module that knows Celery tasks: fan-out and delivery are handed enqueue
 from celery import shared_task
 from django.conf import settings
 
+from config.beat import once_per_tick
 from newsletter import archive, delivery, fanout, reconcile, services
 
 
@@ -18,6 +19,7 @@ def enqueue_deliveries(delivery_ids):
 
 
 @shared_task
+@once_per_tick
 def dispatch_digests_task():
     archive.editions_record_offered()  # editions that went out since the last run: their archive is fixed
     return fanout.digests_dispatch(enqueue=enqueue_deliveries)
@@ -38,11 +40,13 @@ def send_deliveries_task(self, delivery_ids):
 
 
 @shared_task
+@once_per_tick
 def reconcile_deliveries_task():
     return reconcile.deliveries_reconcile(enqueue=enqueue_deliveries)
 
 
 @shared_task
+@once_per_tick
 def purge_unconfirmed_task():
     return services.subscribers_purge_unconfirmed()
 

@@ -1,5 +1,5 @@
 """Periodic tasks run once per tick of their beat schedule, however many beat processes send
-them (a deploy that overlaps runs two for a while), and the time of each one's last run, which
+them (a deploy that overlaps runs two for a while); and when the beat last sent each one, which
 the health check reads.
 
 The first run for a tick takes a short-lived key in the shared cache with cache.add(), which
@@ -35,8 +35,14 @@ def tick_of(schedule, now):
     return following - (tick_after(schedule, following) - following)
 
 
-def last_run(task_name):
-    return cache.get(f"beat:{task_name}:last")
+def record_sent(task_name):
+    """In the beat process, as it sends a periodic task: its heartbeat. When the task runs is
+    no measure of the beat, as it waits its turn behind a morning's digests."""
+    cache.set(f"beat:{task_name}:sent", timezone.now(), timeout=None)
+
+
+def last_sent(task_name):
+    return cache.get(f"beat:{task_name}:sent")
 
 
 def once_per_tick(task):
@@ -52,7 +58,6 @@ def once_per_tick(task):
         if not cache.add(f"beat:{name}:{tick.isoformat()}", 1, timeout=period.total_seconds() * 2):
             log.info("%s has already run for %s", name, tick)
             return None
-        cache.set(f"beat:{name}:last", now, timeout=None)
         return task(*args, **kwargs)
 
     return run

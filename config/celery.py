@@ -3,7 +3,7 @@ import gc
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import before_task_publish, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -52,3 +52,12 @@ def worker_started(sender, **kwargs):
     reconcile.deliveries_recover(enqueue=tasks.enqueue_deliveries)
     reconcile.deliveries_resume(enqueue=tasks.enqueue_deliveries)
     connections.close_all()  # the pool's processes have their own
+
+
+@before_task_publish.connect
+def beat_sent(sender=None, headers=None, **kwargs):
+    """The beat's heartbeat for /healthz: Celery marks what the beat sends with this header."""
+    if (headers or {}).get("celery_beat_task"):
+        from config import beat
+
+        beat.record_sent(sender)

@@ -13,7 +13,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from config.env import env_bool, env_floats, env_hour, env_int, env_list, env_str, env_url
+from config.env import env_bool, env_floats, env_hour, env_int, env_list, env_networks, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "anymail",
+    "health_check",
     "papers",
     "newsletter",
 ]
@@ -266,6 +267,11 @@ HTTP_CONNECT_TIMEOUT = env_int("HTTP_CONNECT_TIMEOUT_MS", 5000, minimum=1) / 100
 HTTP_READ_TIMEOUT = env_int("HTTP_READ_TIMEOUT_MS", 30000, minimum=1) / 1000
 HTTP_RETRIES = env_int("HTTP_RETRIES", 4, minimum=0)
 HTTP_BACKOFF = env_int("HTTP_BACKOFF_MS", 2000, minimum=0) / 1000
+
+# Operations (README, Production): /metrics answers a bearer token or these addresses (and
+# networks); with neither set it is not served at all.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS")
 
 LOGGING = {
     "version": 1,

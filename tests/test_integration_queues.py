@@ -9,6 +9,7 @@ import redis
 
 from newsletter.models import Delivery, Subscriber
 from tests.conftest import DAY, make_paper, make_subscriber
+from tests.test_integration_health import celery
 from tests.test_integration_worker import ROOT, mails, production_env, stop, wait_until  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -16,11 +17,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(tra
 
 def worker(env, queue):
     """A worker of the Procfile's: `worker` (the digest queue) or `mail`."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--hostname", f"{queue}@%h",
-         "--pool", "solo", "--loglevel", "warning", "--without-heartbeat", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    return celery(env, "worker", "-Q", queue, "--hostname", f"{queue}@%h",
+                  "--pool", "solo", "--without-heartbeat", "--without-mingle", "--without-gossip")
 
 
 def manage(env, *args):

@@ -5,6 +5,7 @@ handed to an in-memory backend (bench/sink.py), by worker processes as Celery wo
     .venv/bin/python bench/digests.py                      # 100,000 subscribers, SQLite and PostgreSQL
     .venv/bin/python bench/digests.py --subscribers 10000 --database sqlite
     .venv/bin/python bench/digests.py --votes 5 --database sqlite   # with profiles, compared to without
+    .venv/bin/python bench/digests.py --signups 4          # and sign-ups meanwhile: confirmation latency
 
 Prints per-stage times, distinct renders, the naive path's rate on a sample (render + premailer +
 Django MIME per subscriber) and the speed-up over it, peak RSS, and last `N digests/s`.
@@ -40,6 +41,9 @@ def parse():
     parser.add_argument("--batch", type=int, help="recipients per task (default: the DIGEST_BATCH_SIZE setting)")
     parser.add_argument("--naive-sample", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--signups", type=float, default=0,
+                        help="sign-ups per second during the timed run, by a process of their own as the mail "
+                             "queue's worker: prints the confirmations' latency (p50/p95)")
     parser.add_argument("--history", type=int, default=1, help="days of editions already sent to everyone")
     parser.add_argument("--votes", type=int, default=0, help="votes per subscriber on yesterday's papers (profiles)")
     parser.add_argument("--mode", choices=["message", "batch"], default="message",
@@ -299,6 +303,23 @@ def _send(ids):
     return stats, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _signups(stop, every, results):
+    """The mail queue's own worker, while the digests go out: a sign-up every `every` seconds,
+    each timed from its start to its confirmation handed to the mail backend."""
+    from django.db import connections
+
+    from newsletter.services import subscriber_signup
+
+    connections.close_all()  # inherited from the parent: this process needs its own
+    latencies = []
+    while not stop.is_set():
+        start = time.perf_counter()
+        subscriber_signup(email=f"signup{len(latencies)}@bench.example.org")
+        latencies.append(time.perf_counter() - start)
+        stop.wait(every)
+    results.send(latencies)
+
+
 @dataclass
 class Run:
     """What one fast() run measured: wall and idle time, CPU seconds over the run only of the
@@ -311,6 +332,7 @@ class Run:
     coordinator: float
     workers: float
     worker_rss: float
+    signups: list
 
 
 def cpu_seconds(who):
@@ -318,8 +340,9 @@ def cpu_seconds(who):
     return usage.ru_utime + usage.ru_stime
 
 
-def fast(day, workers):
-    """Fan-out and sending as production runs them, with a process pool in Celery's place."""
+def fast(day, workers, signups=0):
+    """Fan-out and sending as production runs them, with a process pool in Celery's place
+    (and, with `signups` per second, the mail queue's worker signing readers up meanwhile)."""
     import multiprocessing
 
     from django.db import connections
@@ -335,9 +358,14 @@ def fast(day, workers):
         stats.add(done)
         peaks.append(peak)
 
+    context = multiprocessing.get_context("fork")
+    if signups:
+        stop, (results, sender) = context.Event(), context.Pipe(duplex=False)
+        signer = context.Process(target=_signups, args=(stop, 1 / signups, sender))
+        signer.start()
     before = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)
     start, idle = time.perf_counter(), idle_seconds()
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
+    with context.Pool(workers, initializer=_worker_init) as pool:
         pending = []
         for ids in keyset_pages(scheduled_on(day), "interest_key", "pk"):  # as digests_dispatch orders them
             pending.append(pool.apply_async(_send, (deliveries_create(edition, ids),)))
@@ -348,7 +376,12 @@ def fast(day, workers):
         elapsed, idle = time.perf_counter() - start, idle_seconds() - idle
     # The workers' CPU is counted once the pool has ended them.
     coordinator, workers = cpu_seconds(resource.RUSAGE_SELF) - before[0], cpu_seconds(resource.RUSAGE_CHILDREN) - before[1]
-    return Run(edition, stats, elapsed, idle, coordinator, workers, max(peaks) / 1024)
+    latencies = []
+    if signups:  # stopped after the workers' CPU is counted, which it is not part of
+        stop.set()
+        latencies = results.recv()
+        signer.join()
+    return Run(edition, stats, elapsed, idle, coordinator, workers, max(peaks) / 1024, latencies)
 
 
 def settle(connection):
@@ -396,7 +429,7 @@ def run(args):
     # by several per cent over a minute, and the ratio is of two rates measured apart.
     naive_rates = [naive(day, args.naive_sample)]
     esp_before = esp.cpu_seconds() if esp else 0.0
-    measured = fast(day, args.workers)
+    measured = fast(day, args.workers, args.signups)
     esp_cpu = esp.cpu_seconds() - esp_before if esp else 0.0
     naive_rates.append(naive(day, args.naive_sample))
     naive_rate = sum(naive_rates) / 2
@@ -437,6 +470,10 @@ def run(args):
         print(f"batch mode: {c['calls']:,} API calls to the local ESP server, {c['recipients']:,} recipients, "
               f"{c['bytes'] / 1e6:.0f} MB; {c['recipients'] / elapsed:,.0f} recipients/s handed over; "
               f"the server's CPU {esp_cpu:.1f} s (of the other processes' above)")
+    if measured.signups:
+        ms = sorted(seconds * 1000 for seconds in measured.signups)
+        print(f"confirmations during the run (the mail queue's own worker): {len(ms)} sign-ups, "
+              f"p50 {ms[len(ms) // 2]:.0f} ms, p95 {ms[int(len(ms) * 0.95)]:.0f} ms")
     print(f"{rate:,.0f} digests/s")
 
 

@@ -3,7 +3,7 @@ import gc
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import before_task_publish, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -41,11 +41,23 @@ def _keep_heap():
 @worker_ready.connect
 def worker_started(sender, **kwargs):
     """Deliveries a dead worker left behind are settled as soon as one starts again, here, in
-    the starting worker itself: progress files are local to the machine they were written on."""
+    the starting worker itself: progress files are local to the machine they were written on.
+    A worker for transactional mail alone (Procfile: mail) leaves digests to the digest workers."""
     from django.db import connections
 
     from newsletter import reconcile, tasks  # loaded with the apps, after this module
 
+    if "digest" not in {queue.name for queue in sender.task_consumer.queues}:
+        return
     reconcile.deliveries_recover(enqueue=tasks.enqueue_deliveries)
     reconcile.deliveries_resume(enqueue=tasks.enqueue_deliveries)
     connections.close_all()  # the pool's processes have their own
+
+
+@before_task_publish.connect
+def beat_sent(sender=None, headers=None, **kwargs):
+    """The beat's heartbeat for /healthz: Celery marks what the beat sends with this header."""
+    if (headers or {}).get("celery_beat_task"):
+        from config import beat
+
+        beat.record_sent(sender)

@@ -3,6 +3,7 @@
 A value that is set but malformed is a configuration error, never a silent default.
 """
 
+import ipaddress
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -73,3 +74,11 @@ def env_floats(name, allowed):
         except ValueError:
             raise ImproperlyConfigured(f"{name}: {key} must be a number, got {value!r}") from None
     return result
+
+
+def env_networks(name):
+    """NAME=10.0.0.5,192.168.0.0/24,::1 as IP networks (an address is a network of one)."""
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in env_list(name)]
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None

@@ -11,8 +11,9 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
-from config.env import env_bool, env_floats, env_hour, env_int, env_list, env_str, env_url
+from config.env import env_bool, env_floats, env_hour, env_int, env_list, env_networks, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "anymail",
+    "health_check",
     "papers",
     "newsletter",
 ]
@@ -146,6 +148,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than any task, countdown or retry backoff, or Redis re-delivers tasks still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)}
 CELERY_TIMEZONE = "UTC"
+# Two queues, each with workers of its own (Procfile: worker, mail): a confirmation or "send my
+# link" mail never waits behind a morning's digests. Everything else goes on the digest queue.
+CELERY_TASK_QUEUES = (Queue("digest"), Queue("mail"))
+CELERY_TASK_DEFAULT_QUEUE = "digest"
+CELERY_TASK_ROUTES = {
+    "newsletter.tasks.subscriber_signup_task": {"queue": "mail"},
+    "newsletter.tasks.subscriber_send_link_task": {"queue": "mail"},
+}
 FETCH_HOUR = env_hour("FETCH_HOUR", 5)  # UTC, for the paper sources: before the earliest digest hour
 CELERY_BEAT_SCHEDULE = {
     "dispatch-digests": {
@@ -261,6 +271,11 @@ HTTP_CONNECT_TIMEOUT = env_int("HTTP_CONNECT_TIMEOUT_MS", 5000, minimum=1) / 100
 HTTP_READ_TIMEOUT = env_int("HTTP_READ_TIMEOUT_MS", 30000, minimum=1) / 1000
 HTTP_RETRIES = env_int("HTTP_RETRIES", 4, minimum=0)
 HTTP_BACKOFF = env_int("HTTP_BACKOFF_MS", 2000, minimum=0) / 1000
+
+# Operations (README, Production): /metrics answers a bearer token or these addresses (and
+# networks); with neither set it is not served at all.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS")
 
 LOGGING = {
     "version": 1,

@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, register_converter
 
 from config.converters import IsoDateConverter
-from newsletter import webhooks
+from config.health import HealthView
+from newsletter import metrics, webhooks
 
 register_converter(IsoDateConverter, "date")
 
@@ -11,6 +12,8 @@ admin.site.site_title = "Paperboy"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", HealthView.as_view(), name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("anymail/", include((webhooks.urlpatterns, "anymail"))),
     path("", include("newsletter.urls")),
     path("", include("papers.urls")),

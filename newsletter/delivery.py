@@ -330,6 +330,13 @@ def _send_batches(ready, connection, stats, now, progress):
     return None
 
 
+def deliveries_await_retry(*, delivery_ids, countdown):
+    """Record when the retry of these rows (those pending again) is due, so that a worker
+    starting meanwhile leaves them to it (reconcile.deliveries_resume)."""
+    retry_at = timezone.now() + dt.timedelta(seconds=countdown)
+    Delivery.objects.filter(pk__in=delivery_ids, state=Delivery.State.PENDING).update(retry_at=retry_at)
+
+
 def retry_countdown(retries):
     """Exponential backoff with full jitter, capped at an hour."""
     return random.uniform(0, min(3600, 30 * 2**retries))

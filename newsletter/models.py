@@ -348,6 +348,11 @@ class DeliveryQuerySet(models.QuerySet):
         pending = self.filter(state=Delivery.State.PENDING).exclude(note="")
         return dict(pending.values_list("note").annotate(n=models.Count("id")).values_list("note", "n"))
 
+    def resumable(self, now):
+        """Pending rows that no retry is scheduled for: a transient failure's retry comes back
+        by itself at retry_at, and enqueuing its rows earlier would cut its backoff short."""
+        return self.filter(state=Delivery.State.PENDING).exclude(retry_at__gt=now)
+
     def totals(self):
         counts = dict(self.values_list("state").annotate(n=models.Count("id")).values_list("state", "n"))
         return {state: counts.get(state, 0) for state in Delivery.State.values} | {"due": sum(counts.values())}
@@ -388,6 +393,7 @@ class Delivery(models.Model):
     message_id = models.CharField(max_length=200, blank=True)
     note = models.CharField(max_length=500, blank=True, help_text="Why it was skipped or failed.")
     created_at = models.DateTimeField(auto_now_add=True, help_text="When it was queued (again, if requeued).")
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="When the retry after a transient failure is due.")
 
     objects = DeliveryQuerySet.as_manager()
 

@@ -114,9 +114,10 @@ def deliveries_recover(*, enqueue, now=None):
 def deliveries_resume(*, enqueue, now=None):
     """Hand every pending row of the last two days to workers again, as a worker starts: the
     tasks a dead worker had taken return only after the broker's visibility timeout. Enqueuing
-    twice is harmless (only pending rows are claimed). Returns how many."""
+    twice is harmless (only pending rows are claimed); rows waiting out a retry's backoff are
+    left to their retry. Returns how many."""
     now = now or timezone.now()
-    pending = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2), state=Delivery.State.PENDING)
+    pending = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2)).resumable(now)
     ids = list(pending.values_list("pk", flat=True).iterator(chunk_size=5000))
     enqueue(ids)
     return len(ids)
@@ -138,7 +139,9 @@ def deliveries_reconcile(*, enqueue, now=None):
     deliveries_recover(enqueue=enqueue, now=now)
     cutoff = now - dt.timedelta(minutes=settings.DIGEST_SENDING_TIMEOUT_MINUTES)
     stuck = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2)).filter(
-        Q(state=Delivery.State.SENDING, claimed_at__lt=cutoff) | Q(state=Delivery.State.PENDING, created_at__lt=cutoff)
+        Q(state=Delivery.State.SENDING, claimed_at__lt=cutoff)
+        # Rows waiting out a retry's backoff come back by themselves (DeliveryQuerySet.resumable).
+        | (Q(state=Delivery.State.PENDING, created_at__lt=cutoff) & ~Q(retry_at__gt=now))
     )
     found = {Delivery.State.SENDING: [], Delivery.State.PENDING: []}
     for pk, state in stuck.values_list("pk", "state").iterator(chunk_size=5000):

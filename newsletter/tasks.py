@@ -6,6 +6,7 @@ The only module that knows Celery tasks: fan-out and delivery are handed enqueue
 from celery import shared_task
 from django.conf import settings
 
+from config.beat import once_per_tick
 from newsletter import archive, delivery, fanout, reconcile, services
 from newsletter.mailerrors import is_transient
 
@@ -19,6 +20,7 @@ def enqueue_deliveries(delivery_ids):
 
 
 @shared_task
+@once_per_tick
 def dispatch_digests_task():
     return fanout.digests_dispatch(enqueue=enqueue_deliveries)
 
@@ -43,18 +45,22 @@ def send_deliveries_task(self, delivery_ids):
     except delivery.TransientSendError as error:
         if self.request.is_eager and self.request.retries >= EAGER_RETRIES:
             return {"waiting": str(error)}
-        # Rows not yet sent are pending again, an attempt charged; the retry claims only those.
-        # throw=False: the retry is scheduled and this run ends cleanly.
-        return self.retry(exc=error, countdown=delivery.retry_countdown(self.request.retries), throw=False)
+        # Rows not yet sent are pending again; the retry claims only those. throw=False: the
+        # retry is scheduled and this run ends cleanly.
+        countdown = delivery.retry_countdown(self.request.retries)
+        delivery.deliveries_await_retry(delivery_ids=delivery_ids, countdown=countdown)
+        return self.retry(exc=error, countdown=countdown, throw=False)
     return {"sent": stats.sent, "skipped": stats.skipped, "failed": stats.failed}
 
 
 @shared_task
+@once_per_tick
 def reconcile_deliveries_task():
     return reconcile.deliveries_reconcile(enqueue=enqueue_deliveries)
 
 
 @shared_task
+@once_per_tick
 def purge_unconfirmed_task():
     return services.subscribers_purge_unconfirmed()
 

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from config.beat import once_per_tick
 from papers.services import days_to_fetch, papers_fetch_days, papers_import_feed, papers_retag
 
 
@@ -15,6 +16,7 @@ def import_papers_task(path, fmt=None):
 
 
 @shared_task
+@once_per_tick
 def fetch_papers_task():
     """Beat: today, yesterday and any days missed while down, before the first digests."""
     today = timezone.localdate()

@@ -133,6 +133,37 @@ def test_a_worker_that_starts_again_resumes_what_is_waiting(readers, settings):
     assert len(copies()) == 5
 
 
+class RefusingBackend(EmailBackend):
+    """A mail server that refuses the connection: the group's rows wait for a retry."""
+
+    def open(self):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+def test_a_worker_that_starts_leaves_rows_waiting_for_their_retry_to_it(readers, settings, monkeypatch, time_machine):
+    from config.celery import app
+    from newsletter import delivery
+    from newsletter.tasks import send_deliveries_task
+
+    time_machine.move_to("2026-03-02 07:00Z")
+    settings.EMAIL_BACKEND = "tests.test_recovery.RefusingBackend"
+    deliveries_create(edition_get(DAY), list(Subscriber.objects.values_list("pk", flat=True)))
+    ids = list(Delivery.objects.values_list("pk", flat=True))
+    # As on a worker (the request a worker gives a task): the retry is scheduled on the broker,
+    # here in memory, rather than run at once as in embedded mode.
+    monkeypatch.setitem(app.conf, "task_always_eager", False)
+    monkeypatch.setattr(delivery, "retry_countdown", lambda retries: 600)
+    send_deliveries_task.push_request(called_directly=False, retries=0, args=[ids], kwargs={})
+    try:
+        send_deliveries_task.run(ids)
+    finally:
+        send_deliveries_task.pop_request()
+    assert set(Delivery.objects.values_list("state", flat=True)) == {"pending"}
+    assert reconcile.deliveries_resume(enqueue=lambda ids: None) == 0  # the retry comes in ten minutes
+    time_machine.move_to("2026-03-02 07:11Z")  # the retry is overdue: its task was lost
+    assert reconcile.deliveries_resume(enqueue=lambda ids: None) == 5
+
+
 def test_a_worker_that_dies_right_after_claiming_loses_nothing(readers, settings, monkeypatch):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 

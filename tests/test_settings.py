@@ -40,6 +40,7 @@ def test_a_malformed_value_is_an_error_not_a_default():
     assert "DEBUG must be a boolean" in manage("check", DEBUG="maybe").stderr
     assert "DIGEST_MAX_PAPERS must be an integer" in manage("check", DIGEST_MAX_PAPERS="ten").stderr
     assert "RANKING_WEIGHTS: unknown key 'colour'" in manage("check", RANKING_WEIGHTS="colour:1").stderr
+    assert "METRICS_ALLOWED_IPS: 'office' does not appear to be" in manage("check", METRICS_ALLOWED_IPS="10.0.0.1,office").stderr
 
 
 def test_every_model_change_has_its_migration():

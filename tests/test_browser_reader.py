@@ -1,0 +1,37 @@
+"""The reader's pages, in headless Chromium at a phone's and a desktop's width, where the issue
+#28 reader stumbled: each test clicks through as a reader would and leaves screenshots in
+/tmp/pages-*.png to look at."""
+
+import pytest
+
+from newsletter import tokens
+from newsletter.models import Subscriber
+from tests.test_browser_pages import DESKTOP, PHONE, check, demo  # noqa: F401 (a fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+VIEWPORTS = (PHONE, DESKTOP)
+
+
+def shot(page, name, viewport):
+    page.screenshot(path=f"/tmp/pages-{name}-{viewport['width']}.png", full_page=True)
+
+
+def test_a_rejected_time_zone_leaves_the_saved_one_on_the_form(browser, server, demo):
+    ada, _ = demo
+    Subscriber.objects.filter(pk=ada.pk).update(timezone="Europe/Paris")
+    for viewport in VIEWPORTS:
+        page = browser.new_page(viewport=viewport)
+        page.goto(f"{server.url}/preferences/{tokens.make(tokens.PREFERENCES, ada.pk)}/")
+        # What a stale page or a hand-made request sends: a zone the list does not have.
+        page.evaluate("""() => { const select = document.getElementById('id_timezone');
+                                 select.add(new Option('Mars/Olympus', 'Mars/Olympus', true, true)); }""")
+        page.get_by_role("button", name="Save preferences").click()
+        assert page.get_by_role("alert").is_visible()
+        assert page.locator("#id_timezone").input_value() == "Europe/Paris"
+        shot(page, "preferences-rejected-zone", viewport)
+        check(page, f"preferences after a rejected zone at {viewport['width']} px")
+        page.get_by_role("button", name="Save preferences").click()  # a second Save keeps the zone
+        assert page.get_by_role("status").text_content() == "Your preferences are saved."
+        page.close()
+        ada.refresh_from_db()
+        assert ada.timezone == "Europe/Paris"

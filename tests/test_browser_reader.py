@@ -35,3 +35,18 @@ def test_a_rejected_time_zone_leaves_the_saved_one_on_the_form(browser, server, 
         page.close()
         ada.refresh_from_db()
         assert ada.timezone == "Europe/Paris"
+
+
+def test_the_subscribe_page_promises_what_the_digest_has(browser, server, demo):
+    from django.core import mail
+
+    digest = next(m for m in mail.outbox if m.tags == ["digest"]).alternatives[0][0]
+    for viewport in VIEWPORTS:
+        page = browser.new_page(viewport=viewport)
+        page.goto(f"{server.url}/subscribe/")
+        promise = page.get_by_text("Each paper comes with").text_content()
+        assert "arXiv" in promise and "arxiv.org/abs/" in digest
+        assert "More like this" in promise and "More like this" in digest
+        assert "PDF" not in promise and "/pdf/" not in digest  # what it does not have, it does not promise
+        shot(page, "subscribe", viewport)
+        page.close()

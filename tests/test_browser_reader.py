@@ -50,3 +50,20 @@ def test_the_subscribe_page_promises_what_the_digest_has(browser, server, demo):
         assert "PDF" not in promise and "/pdf/" not in digest  # what it does not have, it does not promise
         shot(page, "subscribe", viewport)
         page.close()
+
+
+def test_the_feedback_page_shows_the_paper_before_the_choice(browser, server, demo):
+    ada, paper = demo
+    for viewport in VIEWPORTS:
+        page = browser.new_page(viewport=viewport)
+        page.goto(f"{server.url}/f/{tokens.make(tokens.FEEDBACK, ada.pk)}/{paper.pk}/more/")
+        title = page.get_by_role("heading", name=paper.title[:40]).bounding_box()
+        question = page.get_by_role("heading", name="More or fewer papers like this one?").bounding_box()
+        first_words = page.get_by_text(" ".join(paper.abstract.split()[:6])).bounding_box()
+        save = page.get_by_role("button", name="Save my choice").bounding_box()
+        assert title["y"] < first_words["y"] < question["y"] < save["y"]
+        shot(page, "feedback", viewport)
+        assert save["y"] + save["height"] <= viewport["height"]  # the paper and the choice on one screen
+        shot(page, "feedback", viewport)
+        check(page, f"feedback at {viewport['width']} px")
+        page.close()

@@ -67,3 +67,20 @@ def test_the_feedback_page_shows_the_paper_before_the_choice(browser, server, de
         shot(page, "feedback", viewport)
         check(page, f"feedback at {viewport['width']} px")
         page.close()
+
+
+def test_the_topic_filter_row_shows_the_topic_that_is_on(browser, server, demo):
+    from papers.models import Topic
+
+    last = list(Topic.objects.all())[-1]  # the far end of the row, as the page orders it
+    for viewport in VIEWPORTS:
+        page = browser.new_page(viewport=viewport)
+        page.goto(f"{server.url}/?topic={last.slug}")
+        on = page.locator(".chips a.on")
+        assert on.text_content() == last.name
+        box = on.bounding_box()
+        assert 0 <= box["x"] and box["x"] + box["width"] <= viewport["width"], box
+        assert page.evaluate("window.scrollY") == 0  # the page itself stays at the top
+        shot(page, "home-topic", viewport)
+        check(page, f"home with a topic on at {viewport['width']} px")
+        page.close()

@@ -84,3 +84,39 @@ def test_the_topic_filter_row_shows_the_topic_that_is_on(browser, server, demo):
         shot(page, "home-topic", viewport)
         check(page, f"home with a topic on at {viewport['width']} px")
         page.close()
+
+
+def test_your_votes_and_the_web_copys_buttons_have_room_on_a_phone(browser, server, demo):
+    from newsletter import services
+    from newsletter.models import Delivery
+    from papers.models import Paper
+
+    ada, _ = demo
+    picks = [Paper.objects.get(pk=pid) for pid, _ in Delivery.objects.get(subscriber=ada).picks[:3]]
+    for paper, value in zip(picks, (1, -1, 1)):
+        services.vote_record(subscriber=ada, paper=paper, value=value)
+
+    def one_line(locator):
+        return all(box["height"] < 2 * 24 for box in (e.bounding_box() for e in locator.all()))
+
+    for viewport in VIEWPORTS:
+        page = browser.new_page(viewport=viewport)
+        page.goto(f"{server.url}/editions/2024-03-14/{tokens.make(tokens.VIEW, ada.pk)}/")
+        shot(page, "own-copy", viewport)
+        page.locator("article.paper").first.screenshot(path=f"/tmp/pages-own-copy-first-{viewport['width']}.png")
+        more, less = page.get_by_role("link", name="More like this"), page.get_by_role("link", name="Less like this")
+        assert one_line(more) and one_line(less)
+        assert [box["y"] for box in map(lambda m: m.bounding_box(), more.all())] == [
+            box["y"] for box in map(lambda m: m.bounding_box(), less.all())]  # side by side, never split
+        page.goto(f"{server.url}/preferences/{tokens.make(tokens.PREFERENCES, ada.pk)}/")
+        shot(page, "preferences-votes", viewport)
+        votes = page.locator("#votes li")
+        assert votes.count() == 3
+        for n in range(3):  # each vote reads as one: what, which paper, then its buttons below, none squeezed
+            vote = votes.nth(n)
+            title = vote.get_by_role("link").bounding_box()
+            buttons = vote.get_by_role("button")
+            assert all(box["y"] >= title["y"] + title["height"] for box in map(lambda b: b.bounding_box(), buttons.all()))
+            assert one_line(buttons)
+        check(page, f"preferences with votes at {viewport['width']} px")
+        page.close()

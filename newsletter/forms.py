@@ -104,6 +104,10 @@ class AuthorsField(forms.CharField):
         return ", ".join(dict.fromkeys(names))
 
 
+class TimezoneForm(forms.Form):
+    timezone = forms.ChoiceField(choices=[(tz, tz) for tz in TIMEZONES], label="Time zone")
+
+
 class PreferencesForm(forms.Form):
     topics = TopicsField()
     keywords = KeywordsField()

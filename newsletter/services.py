@@ -183,6 +183,14 @@ def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour,
         _record(subscriber, "preferences", f"changed by {by}")
 
 
+def subscriber_set_timezone(*, subscriber, timezone_name):
+    """The time zone alone (the confirmation page offers the browser's); the schedule follows."""
+    subscriber.timezone = timezone_name
+    if subscriber.status == Subscriber.Status.ACTIVE:
+        schedule_next(subscriber)
+    subscriber.save(update_fields=["timezone", "next_digest_at", "updated_at"])
+
+
 def subscriber_pause(*, subscriber, how=""):
     """Returns True if the subscriber was active (and is now paused)."""
     if subscriber.status == Subscriber.Status.ACTIVE:

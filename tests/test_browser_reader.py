@@ -120,3 +120,42 @@ def test_your_votes_and_the_web_copys_buttons_have_room_on_a_phone(browser, serv
             assert one_line(buttons)
         check(page, f"preferences with votes at {viewport['width']} px")
         page.close()
+
+
+def test_the_confirmation_page_offers_the_browsers_time_zone_and_says_when_the_next_digest_comes(browser, server, demo):
+    from tests.conftest import make_subscriber
+
+    for viewport in VIEWPORTS:
+        zoe = make_subscriber(f"zoe{viewport['width']}@example.org", status="pending", hour=7)
+        context = browser.new_context(viewport=viewport, timezone_id="Europe/Berlin")
+        page = context.new_page()
+        page.goto(f"{server.url}/confirm/{tokens.make(tokens.CONFIRM, zoe.pk)}/")
+        page.get_by_role("button", name="Yes, subscribe me").click()
+        assert page.get_by_role("heading", level=1).text_content() == "You're subscribed 🎉"
+        assert "Your first digest arrives" in page.content() and "at 07:00</strong> (UTC)" in page.content()
+        shot(page, "confirmed", viewport)
+        check(page, f"confirmed at {viewport['width']} px")
+        page.get_by_role("button", name="Use Europe/Berlin").click()  # one click, CSRF and all
+        assert page.get_by_role("status").text_content() == "Your time zone is now Europe/Berlin."
+        zoe.refresh_from_db()
+        assert zoe.timezone == "Europe/Berlin" and zoe.next_digest_at.astimezone(zoe.tz).hour == 7
+        when = zoe.next_digest_at.astimezone(zoe.tz)
+        assert f"Your next digest arrives {when:%A} {when.day} {when:%B} at 07:00 (Europe/Berlin)" in (
+            page.locator("main, body").first.inner_text())
+        assert not page.get_by_role("button", name="Use Europe/Berlin").is_visible()  # nothing left to offer
+        shot(page, "confirmed-zone-set", viewport)
+        # Opening the link again later: already subscribed, the next digest, no "first".
+        page.goto(f"{server.url}/confirm/{tokens.make(tokens.CONFIRM, zoe.pk)}/")
+        assert page.get_by_role("heading", level=1).text_content() == "You're already subscribed"
+        assert "first digest" not in page.content() and "07:00</strong> (Europe/Berlin)" in page.content()
+        context.close()
+
+
+def test_an_unknown_time_zone_on_the_confirmation_page_changes_nothing(client):
+    from tests.conftest import make_subscriber
+
+    zoe = make_subscriber("zoe@example.org")
+    response = client.post(f"/confirm/{tokens.make(tokens.CONFIRM, zoe.pk)}/", {"timezone": "Mars/Olympus"})
+    assert response.status_code == 400 and "We do not know that time zone" in response.content.decode()
+    zoe.refresh_from_db()
+    assert zoe.timezone == "UTC"

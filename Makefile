@@ -32,7 +32,8 @@ demo: install
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # What the browser and mail tests drive, from Debian's packages: headless Chromium, and
-# SpamAssassin to score a digest; axe-core (accessibility checks injected into pages) from npm.
+# SpamAssassin to score a digest; from npm, axe-core (accessibility checks injected into pages)
+# and @jsx-email/doiuse-email (the digest linted against caniemail.com's data).
 # SpamAssassin takes minutes to install, so only CI (CI=true) or WITH_SPAMASSASSIN=1 asks for it;
 # elsewhere its test is skipped. apt waits for another apt's dpkg lock instead of failing.
 DEBIAN_TOOLS := chromium
@@ -50,7 +51,7 @@ browser: node_modules/.package-lock.json
 
 node_modules/.package-lock.json: package-lock.json
 	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent; \
-	else echo "npm is not installed; the accessibility checks will be skipped"; fi
+	else echo "npm is not installed; the accessibility and mail-client checks will be skipped"; fi
 
 test: install-dev browser
 	env -u DATABASE_URL $(PY) -m pytest -m "not postgres" $(PYTEST_ARGS)

@@ -159,3 +159,21 @@ def test_an_unknown_time_zone_on_the_confirmation_page_changes_nothing(client):
     assert response.status_code == 400 and "We do not know that time zone" in response.content.decode()
     zoe.refresh_from_db()
     assert zoe.timezone == "UTC"
+
+
+def test_the_digests_more_and_less_buttons_sit_side_by_side_as_tap_targets(browser, demo):
+    from django.core import mail
+
+    html = next(m for m in mail.outbox if m.tags == ["digest"]).alternatives[0][0]
+    for viewport in VIEWPORTS:
+        page = browser.new_page(viewport=viewport)
+        page.set_content(html)
+        more, less = page.get_by_role("link", name="More like this"), page.get_by_role("link", name="Less like this")
+        for a, b in zip(more.all(), less.all()):
+            a, b = a.bounding_box(), b.bounding_box()
+            assert a["y"] == b["y"] and a["x"] + a["width"] < b["x"] and min(a["height"], b["height"]) >= 44
+        assert not page.locator(".preheader").is_visible()
+        shot(page, "digest", viewport)
+        page.locator("td.tap").first.locator("xpath=ancestor::div[1]").screenshot(
+            path=f"/tmp/pages-digest-item-{viewport['width']}.png")
+        page.close()

@@ -184,11 +184,15 @@ def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour,
 
 
 def subscriber_set_timezone(*, subscriber, timezone_name):
-    """The time zone alone (the confirmation page offers the browser's); the schedule follows."""
+    """The time zone alone (the confirmation page offers the browser's), for a confirmed reader
+    (active or paused); the schedule follows. Returns True if set."""
+    if subscriber.status not in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+        return False
     subscriber.timezone = timezone_name
     if subscriber.status == Subscriber.Status.ACTIVE:
         schedule_next(subscriber)
-    subscriber.save(update_fields=["timezone", "next_digest_at", "updated_at"])
+    return bool(Subscriber.objects.filter(pk=subscriber.pk, status=subscriber.status).update(
+        timezone=timezone_name, next_digest_at=subscriber.next_digest_at, updated_at=timezone.now()))
 
 
 def subscriber_pause(*, subscriber, how=""):

@@ -89,9 +89,9 @@ def confirm(request, token):
     ctx = {"token": token, "preferences_url": preferences_path(subscriber), "timezone_form": TimezoneForm()}
     if request.method == "POST" and "timezone" in request.POST:  # the browser's zone, offered once confirmed
         ctx["timezone_form"] = form = TimezoneForm(request.POST)
-        if subscriber.status not in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED) or not form.is_valid():
+        if not (form.is_valid() and services.subscriber_set_timezone(subscriber=subscriber,
+                                                                     timezone_name=form.cleaned_data["timezone"])):
             return render(request, "newsletter/confirm.html", {**ctx, "subscriber": subscriber}, status=400)
-        services.subscriber_set_timezone(subscriber=subscriber, timezone_name=form.cleaned_data["timezone"])
         ctx["timezone_set"] = True
     elif request.method == "POST":
         ctx["just_confirmed"] = services.subscriber_confirm(subscriber=subscriber, **_client(request))

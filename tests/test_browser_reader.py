@@ -151,16 +151,6 @@ def test_the_confirmation_page_offers_the_browsers_time_zone_and_says_when_the_n
         context.close()
 
 
-def test_an_unknown_time_zone_on_the_confirmation_page_changes_nothing(client):
-    from tests.conftest import make_subscriber
-
-    zoe = make_subscriber("zoe@example.org")
-    response = client.post(f"/confirm/{tokens.make(tokens.CONFIRM, zoe.pk)}/", {"timezone": "Mars/Olympus"})
-    assert response.status_code == 400 and "We do not know that time zone" in response.content.decode()
-    zoe.refresh_from_db()
-    assert zoe.timezone == "UTC"
-
-
 def test_the_digests_more_and_less_buttons_sit_side_by_side_as_tap_targets(browser, demo):
     from django.core import mail
 

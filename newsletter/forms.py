@@ -104,6 +104,10 @@ class AuthorsField(forms.CharField):
         return ", ".join(dict.fromkeys(names))
 
 
+class TimezoneForm(forms.Form):
+    timezone = forms.ChoiceField(choices=[(tz, tz) for tz in TIMEZONES], label="Time zone")
+
+
 class PreferencesForm(forms.Form):
     topics = TopicsField()
     keywords = KeywordsField()
@@ -125,3 +129,13 @@ class PreferencesForm(forms.Form):
             "timezone": subscriber.timezone,
         }
         return cls(data=data, initial=initial)
+
+    def full_clean(self):
+        super().full_clean()
+        # A rejected choice is not in the list: the browser would show the first one instead
+        # (Africa/Abidjan) and the next Save would store it. Show the saved one beside the error.
+        rejected = [name for name in ("weekday", "hour", "timezone") if name in self.errors]
+        if rejected:
+            self.data = self.data.copy()
+            for name in rejected:
+                self.data[name] = self.initial[name]

@@ -144,11 +144,11 @@ def _topic_tail(topics):
 def subject(lead_title, tail, date_label):
     """'Digi-Q + 10 in Reinforcement learning · 14 Mar', at most SUBJECT_MAX characters."""
     suffix = f" · {date_label}"
-    room = SUBJECT_MAX - len(tail) - len(suffix)
-    if room < 12:  # a long topic name: keep room for the paper, cut it at a word
-        tail = tail[: tail.rfind(" ", 0, len(tail) - (12 - room) - 1)].rstrip(" &,") + "…"
-        room = 12
-    return f"{short_title(lead_title, room)}{tail}{suffix}"
+    lead = short_title(lead_title, max(SUBJECT_MAX - len(tail) - len(suffix), 12))  # room for the paper
+    over = len(lead) + len(tail) + len(suffix) - SUBJECT_MAX
+    if over > 0:  # a long topic name past the limit: cut it at a word
+        tail = tail[: tail.rfind(" ", 0, len(tail) - over)].rstrip(" &,") + "…"
+    return f"{lead}{tail}{suffix}"
 
 
 _LATEX = [

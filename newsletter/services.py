@@ -235,6 +235,18 @@ def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour,
     return True
 
 
+def subscriber_set_timezone(*, subscriber, timezone_name):
+    """The time zone alone (the confirmation page offers the browser's), for a confirmed reader
+    (active or paused); the schedule follows. Returns True if set."""
+    if subscriber.status not in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+        return False
+    subscriber.timezone = timezone_name
+    if subscriber.status == Subscriber.Status.ACTIVE:
+        schedule_next(subscriber)
+    return bool(Subscriber.objects.filter(pk=subscriber.pk, status=subscriber.status).update(
+        timezone=timezone_name, next_digest_at=subscriber.next_digest_at, updated_at=timezone.now()))
+
+
 def subscriber_pause(*, subscriber, how=""):
     """Returns True if the subscriber was active (and is now paused)."""
     return _transition(subscriber, PAUSE, how)

@@ -14,7 +14,7 @@ from newsletter import controls, outline, services, tasks, tokens
 from newsletter.links import preferences_path, unsubscribe_path
 from newsletter.archive import copy_items, edition_items, items_of
 from newsletter.offers import edition_general_picks
-from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, VoteForm
+from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, TimezoneForm, VoteForm
 from newsletter.models import Delivery, Edition, Subscriber
 from newsletter.rendering import outlined
 from papers.models import Paper
@@ -86,11 +86,17 @@ def confirm(request, token):
         return _bad_link(request, error, resend_url=reverse("newsletter:confirm_resend", args=[token]))
     if error or subscriber is None:
         return _bad_link(request, "invalid")
-    if request.method == "POST":
-        services.subscriber_confirm(subscriber=subscriber, **_client(request))
+    ctx = {"token": token, "preferences_url": preferences_path(subscriber), "timezone_form": TimezoneForm()}
+    if request.method == "POST" and "timezone" in request.POST:  # the browser's zone, offered once confirmed
+        ctx["timezone_form"] = form = TimezoneForm(request.POST)
+        if not (form.is_valid() and services.subscriber_set_timezone(subscriber=subscriber,
+                                                                     timezone_name=form.cleaned_data["timezone"])):
+            return render(request, "newsletter/confirm.html", {**ctx, "subscriber": subscriber}, status=400)
+        ctx["timezone_set"] = True
+    elif request.method == "POST":
+        ctx["just_confirmed"] = services.subscriber_confirm(subscriber=subscriber, **_client(request))
         subscriber.refresh_from_db()
-    ctx = {"subscriber": subscriber, "token": token, "preferences_url": preferences_path(subscriber)}
-    return render(request, "newsletter/confirm.html", ctx)
+    return render(request, "newsletter/confirm.html", {**ctx, "subscriber": subscriber})
 
 
 @require_http_methods(["POST"])

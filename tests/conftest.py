@@ -38,7 +38,8 @@ def pytest_runtest_setup(item):
     if item.get_closest_marker("browser") and not shutil.which("chromium"):
         _unavailable("needs Debian's chromium package (make browser)")
     if item.get_closest_marker("spamassassin") and not shutil.which("spamassassin"):
-        _unavailable("needs Debian's spamassassin package (make browser)")
+        _unavailable("needs Debian's spamassassin package: WITH_SPAMASSASSIN=1 make test installs it "
+                     "(as root; or sudo apt-get install spamassassin)")
 
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

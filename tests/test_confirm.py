@@ -127,3 +127,12 @@ def test_what_is_kept_of_an_address_is_its_salted_hmac(salt, settings):
     settings.SUPPRESSION_SALT = salt
     expected = hmac.new(salt.encode(), b"reader@example.org", hashlib.sha256).hexdigest()
     assert email_hash(" Reader@Example.org ") == expected
+
+
+def test_an_unknown_time_zone_or_an_unconfirmed_reader_changes_no_time_zone(client):
+    zoe = make_subscriber("zoe@example.org")
+    response = client.post(confirm_url(zoe), {"timezone": "Mars/Olympus"})
+    assert response.status_code == 400 and "We do not know that time zone" in response.content.decode()
+    pending = make_subscriber("yan@example.org", status="pending")
+    assert client.post(confirm_url(pending), {"timezone": "Europe/Berlin"}).status_code == 400
+    assert list(Subscriber.objects.values_list("timezone", flat=True)) == ["UTC", "UTC"]

@@ -94,9 +94,9 @@ def test_the_feedback_links_in_a_digest_work(paper, alice):
     assert Vote.objects.get(subscriber=alice, paper=paper).value == 1
 
 
-def test_the_page_asks_first_shows_the_current_vote_and_says_nothing_is_saved_yet(client, alice, paper):
+def test_the_page_shows_the_paper_then_asks_shows_the_current_vote_and_says_nothing_is_saved_yet(client, alice, paper):
     page = client.get(url(alice, paper)).content.decode()
-    assert page.index("More or fewer papers like this one?") < page.index("Save my choice") < page.index("Robot arms")
+    assert page.index("Robot arms") < page.index("More or fewer papers like this one?") < page.index("Save my choice")
     assert "Nothing is saved until you tap" in page and "Your current choice" not in page
     Vote.objects.create(subscriber=alice, paper=paper, value=-1)
     assert "Your current choice: <strong>Less like this</strong>" in client.get(url(alice, paper)).content.decode()

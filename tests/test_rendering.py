@@ -198,6 +198,20 @@ def test_the_subject_fits_a_phone_and_a_hidden_preheader_sums_up_the_digest(offe
     assert "“scale”" in content.html and "``" not in content.text
 
 
+def test_a_long_topic_in_the_subject_is_cut_only_past_the_limit_and_at_a_word(offer):
+    featured, first, second = (pid for pid, _ in picks_of(offer))
+    offer.papers[featured].title = "Digi-Q: Learning Q-Value Functions for Training Device-Control Agents"
+
+    def subject(topic):
+        picks = ((featured, "featured by the editors"), (first, f"matches your topic {topic}"),
+                 (second, f"matches your topic {topic}"))
+        return type(offer.renderer)(offer.edition, offer.papers, offer.notes).content(picks).subject
+
+    assert subject("Quantization & compression methods") == "Digi-Q + 2 in Quantization & compression methods · 14 Mar"
+    cut = subject("Quantization, compression & knowledge distillation")
+    assert cut == "Digi-Q + 2 in Quantization, compression… · 14 Mar"
+
+
 def test_digests_carry_headers_that_stop_auto_replies_and_reply_to_when_set(offer, settings):
     links = {UNSUBSCRIBE_TOKEN: "u", PREFERENCES_TOKEN: "p", FEEDBACK_TOKEN: "f", VIEW_TOKEN: "v"}
 

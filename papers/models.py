@@ -183,6 +183,29 @@ class Feature(models.Model):
         super().save(*args, **kwargs)
 
 
+class FeatureChange(models.Model):
+    """A change to a day's features, kept as data beside the admin log's words: a feature
+    removed leaves its note here, so featuring the paper again with an empty note keeps it."""
+
+    class Kind(models.TextChoices):
+        FEATURED = "featured", "Featured"
+        UNFEATURED = "unfeatured", "Unfeatured"
+        NOTE = "note", "Note changed"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="feature_changes")
+    day = models.DateField()
+    note = models.CharField(max_length=1000, blank=True, help_text="The note after the change; for an unfeature, the note it had.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["paper", "day"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.paper_id} on {self.day}"
+
+
 class FetchRunQuerySet(models.QuerySet):
     def last_success(self, source):
         return self.filter(source=source, status=FetchRun.Status.SUCCESS).order_by("-finished_at").first()

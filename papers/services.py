@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from papers.models import Feature, FetchRun, Paper, Topic, title_key
+from papers.models import Feature, FeatureChange, FetchRun, Paper, Topic, title_key
 from papers.notes import validate_note
 from papers.parsers import FeedError, PaperRecord, detect_format, parse, parse_text
 from papers.sources import SOURCES, SourceError, session
@@ -191,8 +191,9 @@ def curation_log(user, obj, message, flag=CHANGE):
 
 
 def paper_feature(*, paper, day, note="", user=None):
-    """Feature paper on day, after the day's other features. An empty note keeps the note a
-    feature of that day already has (re-featuring to move a paper must not erase it)."""
+    """Feature paper on day, after the day's other features. An empty note keeps the paper's
+    note of that day: the feature's, or the one it had when last unfeatured from that day
+    (re-featuring to move a paper, or after an unfeature, must not erase it)."""
     if note:
         validate_note(note)
     with transaction.atomic():
@@ -201,9 +202,12 @@ def paper_feature(*, paper, day, note="", user=None):
         if created:
             last = Feature.objects.filter(day=day).aggregate(last=Max("position"))["last"]
             feature = Feature(paper=paper, day=day, featured_by=user, position=0 if last is None else last + 1)
+            if not note:
+                note = FeatureChange.objects.filter(paper=paper, day=day).values_list("note", flat=True).first() or ""
         if note:
             feature.note = note
         feature.save()
+        FeatureChange.objects.create(kind=FeatureChange.Kind.FEATURED, paper=paper, day=day, note=feature.note)
     curation_log(user, paper, f"Featured on {day}; note: {feature.note or '(none)'}", ADDITION if created else CHANGE)
     return feature
 
@@ -214,6 +218,7 @@ def paper_unfeature(*, paper, day=None, user=None):
     features = list(paper.features.filter(day=day) if day else paper.features.all())
     for feature in features:
         feature.delete()
+        FeatureChange.objects.create(kind=FeatureChange.Kind.UNFEATURED, paper=paper, day=feature.day, note=feature.note)
         curation_log(user, paper, f"Unfeatured from {feature.day}; note was: {feature.note or '(none)'}", DELETION)
     return sorted(f.day for f in features)
 
@@ -224,6 +229,7 @@ def feature_note_set(*, feature, note, user=None):
     before = Feature.objects.filter(pk=feature.pk).values_list("note", flat=True).first()  # as stored, not as edited
     feature.note = note
     feature.save(update_fields=["note"])
+    FeatureChange.objects.create(kind=FeatureChange.Kind.NOTE, paper=feature.paper, day=feature.day, note=feature.note)
     curation_log(user, feature.paper, f"Note of {feature.day} changed from: {before or '(none)'} to: {feature.note or '(none)'}")
     return feature
 

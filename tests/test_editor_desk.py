@@ -238,3 +238,14 @@ def test_the_today_page_shows_today_for_a_day_that_does_not_exist_and_refuses_a_
     assert "That paper no longer exists." in page and not Feature.objects.exists()
     page = desk(editor, "feature", papers["jam"], note="x" * 300).content.decode()
     assert "not featured: An editor&#x27;s note may be at most 280 characters." in page
+
+
+def test_unfeature_then_feature_with_an_empty_note_keeps_the_note_on_the_today_page_and_in_the_papers_list(editor, papers, day):
+    desk(editor, "feature", papers["jam"], note="Read the <b>threat model</b>")
+    desk(editor, "unfeature", papers["jam"])
+    page = desk(editor, "feature", papers["jam"], note="").content.decode()
+    assert Feature.objects.get(paper=papers["jam"]).note == "Read the <b>threat model</b>"
+    assert "Read the <b>threat model</b>" in page[page.index('id="featured"'):page.index('id="leaders"')]
+    editor.post("/admin/papers/paper/", {"action": "unfeature", "_selected_action": [papers["jam"].pk], "day": str(day)})
+    editor.post("/admin/papers/paper/", {"action": "feature", "_selected_action": [papers["jam"].pk], "day": str(day), "note": ""})
+    assert Feature.objects.get(paper=papers["jam"]).note == "Read the <b>threat model</b>"

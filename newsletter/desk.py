@@ -9,7 +9,6 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -21,7 +20,8 @@ from newsletter.archive import editions_record_offered
 from newsletter.offers import digests_for, edition_offer
 from newsletter.models import Delivery, Edition, Subscriber, Vote
 from papers.models import Feature, Paper
-from papers.notes import cleaned_away, sanitize_note
+from papers.forms import FeatureNoteForm
+from papers.notes import NOTE_MAX_LENGTH, cleaned_away, note_source, sanitize_note
 from papers.services import features_reorder, paper_feature, paper_unfeature
 
 LEADERS = 15  # papers offered for featuring
@@ -40,9 +40,11 @@ def today(request):
     if not request.user.has_perm("papers.change_feature"):
         return redirect("admin:index")
     day = _day(request.GET.get("day") or request.POST.get("day"))
+    drafts = {}  # paper pk -> a note refused, shown again in its box to be fixed, not retyped
     if request.method == "POST":
-        _act(request, day)
-        return redirect(f"{reverse('admin:newsletter_edition_today')}?day={day}")
+        drafts = _act(request, day)
+        if not drafts:
+            return redirect(f"{reverse('admin:newsletter_edition_today')}?day={day}")
     edition = Edition.objects.filter(date=day).first()
     features = list(Feature.objects.filter(day=day).select_related("paper"))
     ctx = {
@@ -51,15 +53,16 @@ def today(request):
         "day": day,
         "is_today": day == timezone.localdate(),
         "time_zone": settings.TIME_ZONE,
-        "features": [(f, votes_since(f)) for f in features],
-        "leaders": leaders(day, exclude=[f.paper_id for f in features]),
+        "features": [(f, votes_since(f), drafts.get(f.paper_id, note_source(f.note))) for f in features],
+        "leaders": [(p, drafts.get(p.pk, "")) for p in leaders(day, exclude=[f.paper_id for f in features])],
+        "note_limit": NOTE_MAX_LENGTH,
         "edition": edition,
         "totals": edition.deliveries.totals() if edition else None,
         "preview_email": request.GET.get("subscriber", "").strip(),
     }
     if ctx["preview_email"]:
         ctx.update(preview(day, edition, ctx["preview_email"]))
-    return TemplateResponse(request, "admin/newsletter/today.html", ctx)
+    return TemplateResponse(request, "admin/newsletter/today.html", ctx, status=400 if drafts else 200)
 
 
 def request_context(request):
@@ -67,6 +70,7 @@ def request_context(request):
 
 
 def _act(request, day):
+    """Do what a button asks; returns {paper pk: note} for a note refused (else nothing)."""
     raw = request.POST.get("paper", "")
     paper = Paper.objects.filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() else None
     op = request.POST.get("op")
@@ -75,15 +79,16 @@ def _act(request, day):
         return
     editions_record_offered()  # editions already sent keep what they offered
     if op in ("feature", "note"):
-        note = request.POST.get("note", "").strip()
+        form = FeatureNoteForm(request.POST)
+        if not form.is_valid():
+            refused = f"“{paper}” not featured" if op == "feature" else f"Note of “{paper}” not saved"
+            messages.error(request, f"{refused}: {' '.join(form.errors['note'])}")
+            return {paper.pk: request.POST.get("note", "")}
+        note = form.cleaned_data["note"]
         if op == "note" and not note:
             messages.warning(request, "The note is unchanged: an empty note keeps the current one.")
             return
-        try:
-            paper_feature(paper=paper, day=day, note=note, user=request.user)
-        except ValidationError as e:
-            messages.error(request, f"“{paper}” not featured: {' '.join(e.messages)}")
-            return
+        paper_feature(paper=paper, day=day, note=note, user=request.user)
         messages.success(request, f"“{paper}” featured on {day}." if op == "feature" else f"Note of “{paper}” saved.")
         if note and cleaned_away(note):
             messages.warning(request, f"Markup that is not allowed was removed; the note now reads: {sanitize_note(note)}")

@@ -24,9 +24,10 @@ class FeatureActionForm(ActionForm):
         help_text=f"Day to feature on; empty: today in {settings.TIME_ZONE}. Unfeature without a day: every day.",
         widget=forms.DateInput(attrs={"type": "date"}),
     )
+    # No maxlength: the one limit (what readers see) is the services' (papers.notes), and the
+    # admin would drop the whole action, silently, on a form error here.
     note = forms.CharField(
         required=False,
-        max_length=1000,
         widget=forms.TextInput(attrs={"placeholder": "Editor's note (optional; empty keeps the current one)"}),
     )
 

@@ -7,7 +7,7 @@ from django.db import models
 from django.urls import reverse
 
 from papers.arxiv_ids import validate_arxiv_id
-from papers.notes import sanitize_note, validate_note
+from papers.notes import NOTE_MAX_STORED, sanitize_note, validate_note
 from papers.vectors import MODEL, most_similar, text_vector
 
 
@@ -161,7 +161,7 @@ class Feature(models.Model):
     paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="features")
     day = models.DateField(db_index=True)
     note = models.CharField(
-        max_length=1000, blank=True, validators=[validate_note], help_text="Short; plain text or simple markup (sanitised)."
+        max_length=NOTE_MAX_STORED, blank=True, validators=[validate_note], help_text="Short; plain text or simple markup (sanitised)."
     )
     featured_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     # The editor's order within a day: on the site, in the digest and on the Today page.

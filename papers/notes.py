@@ -7,6 +7,7 @@ import nh3
 from django.core.exceptions import ValidationError
 
 NOTE_MAX_LENGTH = 280
+NOTE_MAX_STORED = 1000  # the column: markup included
 NOTE_TAGS = {"a", "b", "strong", "i", "em", "code"}
 LINK_REL = "noopener nofollow"
 
@@ -21,9 +22,25 @@ def sanitize_note(note):
     )
 
 
+def note_length(note):
+    """The characters readers see (markup and its addresses do not count): the one limit,
+    counted alike by the Today page's counter."""
+    return len(html.unescape(nh3.clean(sanitize_note(note), tags=set())))
+
+
 def validate_note(note):
-    if len(nh3.clean(sanitize_note(note), tags=set())) > NOTE_MAX_LENGTH:
+    if note_length(note) > NOTE_MAX_LENGTH:
         raise ValidationError(f"An editor's note may be at most {NOTE_MAX_LENGTH} characters.")
+    if len(sanitize_note(note)) > NOTE_MAX_STORED:
+        raise ValidationError(f"An editor's note may hold at most {NOTE_MAX_STORED} characters with its markup: use fewer links.")
+
+
+def note_source(note):
+    """A stored note as the editor would type it, to edit: without the rel sanitising adds,
+    and with &amp; and the like written plainly where that reads back to the same note."""
+    source = (note or "").replace(f' rel="{LINK_REL}"', "")
+    plain = html.unescape(source)
+    return plain if sanitize_note(plain) == sanitize_note(source) else source
 
 
 def cleaned_away(note):

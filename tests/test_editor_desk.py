@@ -1,6 +1,7 @@
 """The editor's desk: the Today page, the order readers see features in, the admin index."""
 
 import datetime as dt
+import html
 import re
 from io import StringIO
 
@@ -249,3 +250,26 @@ def test_unfeature_then_feature_with_an_empty_note_keeps_the_note_on_the_today_p
     editor.post("/admin/papers/paper/", {"action": "unfeature", "_selected_action": [papers["jam"].pk], "day": str(day)})
     editor.post("/admin/papers/paper/", {"action": "feature", "_selected_action": [papers["jam"].pk], "day": str(day), "note": ""})
     assert Feature.objects.get(paper=papers["jam"]).note == "Read the <b>threat model</b>"
+
+
+def note_box(page, paper):
+    """The value of the note box of paper on the Today page, as the browser reads it."""
+    match = re.search(rf'value="([^"]*)" aria-label="Note for {re.escape(paper.title)}"', page)
+    return html.unescape(match.group(1))
+
+
+def test_the_save_note_box_shows_the_note_as_written_and_keeps_a_refused_note(editor, papers, day):
+    desk(editor, "feature", papers["jam"], note='Read the <b>threat model</b> & <a href="https://example.org/t">talk</a>')
+    page = editor.get(TODAY_URL).content.decode()
+    assert note_box(page, papers["jam"]) == 'Read the <b>threat model</b> & <a href="https://example.org/t">talk</a>'
+    assert 'data-note-limit="280"' in page and 'maxlength="1000"' not in page
+    typed = "Fixed " + "y" * 280
+    response = editor.post(TODAY_URL, {"op": "note", "paper": papers["jam"].pk, "note": typed})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Note of “Jamming attacks on IoT” not saved: An editor&#x27;s note may be at most 280 characters." in page
+    assert note_box(page, papers["jam"]) == typed
+    assert "threat model" in Feature.objects.get(paper=papers["jam"]).note
+    response = editor.post(TODAY_URL, {"op": "feature", "paper": papers["arms"].pk, "note": typed})
+    assert note_box(response.content.decode(), papers["arms"]) == typed and response.status_code == 400
+

@@ -1,0 +1,57 @@
+"""The editor's desk in a real browser, at a laptop's and a phone's width: notes kept, edited
+as written and counted; what each page touched looks like (screenshots in /tmp/desk-*.png)."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from papers.models import Feature
+from tests.conftest import make_paper
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+WIDTHS = [1280, 375]
+
+
+def overflows(page):
+    return page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+
+
+def logged_in(browser, server, width):
+    User.objects.create_superuser("editor", "e@example.org", "pw")
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(server.url + "/admin/login/?next=/admin/")
+    page.fill("input[name=username]", "editor")
+    page.fill("input[name=password]", "pw")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_selector("#content")
+    return page
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_note_survives_unfeature_is_edited_as_written_and_counted(browser, server, width):
+    today = timezone.localdate()
+    make_paper("Jamming attacks on IoT", upvotes=20, listed_on=today)
+    page = logged_in(browser, server, width)
+    page.goto(server.url + "/admin/newsletter/edition/today/")
+    box = page.get_by_label("Note for Jamming attacks on IoT")
+    box.fill("Read the <b>threat model</b> & slides")
+    assert page.locator("#leaders .counter").inner_text() == "30 / 280"  # what readers see
+    page.locator("#leaders tr", has_text="Jamming").get_by_role("button", name="Feature").click()
+    page.locator("#featured li", has_text="Jamming").get_by_role("button", name="Unfeature").click()
+    page.wait_for_selector("text=unfeatured from")
+    page.locator("#leaders tr", has_text="Jamming").get_by_role("button", name="Feature").click()
+    page.wait_for_selector("#featured .note b")
+    assert page.locator("#featured .note").inner_text() == "Read the threat model & slides"
+
+    box = page.get_by_label("Note for Jamming attacks on IoT")
+    assert box.input_value() == "Read the <b>threat model</b> & slides"
+    box.fill("Read the <b>threat model</b> & slides " + "y" * 260)
+    assert page.locator("#featured .counter").inner_text() == "291 / 280"
+    assert "over" in page.locator("#featured .counter").get_attribute("class")
+    page.get_by_role("button", name="Save note").click()
+    page.wait_for_selector("text=not saved: An editor's note may be at most 280 characters.")
+    assert page.get_by_label("Note for Jamming attacks on IoT").input_value().endswith("y" * 260)
+    assert not overflows(page)
+    page.screenshot(path=f"/tmp/desk-today-note-{width}.png", full_page=True)
+    assert "y" not in Feature.objects.get().note

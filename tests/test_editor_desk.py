@@ -273,3 +273,18 @@ def test_the_save_note_box_shows_the_note_as_written_and_keeps_a_refused_note(ed
     response = editor.post(TODAY_URL, {"op": "feature", "paper": papers["arms"].pk, "note": typed})
     assert note_box(response.content.decode(), papers["arms"]) == typed and response.status_code == 400
 
+
+
+def test_a_link_to_an_unsafe_address_becomes_its_words_and_a_bare_address_a_link(editor, client, papers, day):
+    note = '<a href="javascript:alert(1)">Click</a> or <a href="data:text/html,x">this</a>; slides at https://example.org/s?a=1&b=2.'
+    desk(editor, "feature", papers["jam"], note=note)
+    make_subscriber("reader@example.org")
+    send(day)
+    (message,) = sent_mail()
+    mailed = message.alternatives[0][0]
+    archive = client.get(f"/editions/{day}/").content.decode()
+    for page in (mailed, archive):
+        assert "Click or this; slides at " in page and "javascript" not in page and "data:" not in page
+        assert re.search(r'<a href="https://example.org/s\?a=1&amp;b=2"[^>]*>https://example.org/s\?a=1&amp;b=2</a>\.', page)
+        assert not re.search(r"<a\b(?![^>]*href)[^>]*>", page)  # no link without an address
+    assert "Click or this; slides at https://example.org/s?a=1&b=2." in message.body

@@ -231,6 +231,14 @@ class DeliveryQuerySet(models.QuerySet):
         counts = dict(self.values_list("state").annotate(n=models.Count("id")).values_list("state", "n"))
         return {state: counts.get(state, 0) for state in Delivery.State.values} | {"due": sum(counts.values())}
 
+    def outcome(self):
+        """In words: how many were sent, skipped (and why), failed, and are still to send."""
+        totals = self.totals()
+        why = self.filter(state=Delivery.State.SKIPPED).values_list("note").annotate(n=models.Count("id")).order_by("-n")
+        skipped = f"{totals['skipped']} skipped" + (f" ({', '.join(f'{note}: {n}' for note, n in why)})" if why else "")
+        waiting = totals["pending"] + totals["sending"]
+        return f"{totals['sent']} sent, {skipped}, {totals['failed']} failed, {waiting} still to send."
+
 
 class Delivery(models.Model):
     """One subscriber's copy of one edition. The unique pair is what makes sending exactly-once."""

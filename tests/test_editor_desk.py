@@ -288,3 +288,12 @@ def test_a_link_to_an_unsafe_address_becomes_its_words_and_a_bare_address_a_link
         assert re.search(r'<a href="https://example.org/s\?a=1&amp;b=2"[^>]*>https://example.org/s\?a=1&amp;b=2</a>\.', page)
         assert not re.search(r"<a\b(?![^>]*href)[^>]*>", page)  # no link without an address
     assert "Click or this; slides at https://example.org/s?a=1&b=2." in message.body
+
+
+def test_a_new_readers_web_copy_ends_its_summary_with_one_full_stop(client, papers, day):
+    make_subscriber("new@example.org", topics=["robotics"])
+    send(day)
+    (message,) = sent_mail()
+    copy = re.search(r"Your copy on the web: https://paperboy\.test(/editions/\S+/)", message.body).group(1)
+    page = client.get(copy).content.decode()
+    assert "your digests follow your taste.</p>" in page

@@ -123,6 +123,11 @@ class SubscriberAdmin(admin.ModelAdmin):
                           messages.SUCCESS if changed else messages.WARNING)
 
     @staticmethod
+    def _left_alone(queryset, why):
+        n = queryset.count()
+        return f" {n} of them {'is' if n == 1 else 'are'} left alone ({why})." if n else ""
+
+    @staticmethod
     def _by(request):
         return f"by editor {request.user.get_username()}"
 
@@ -137,14 +142,24 @@ class SubscriberAdmin(admin.ModelAdmin):
         self._apply(request, queryset, lambda s: subscriber_resume(subscriber=s, how=how), "Resumed",
                     "only paused subscribers resume; unconfirmed, unsubscribed and suppressed ones never do")
 
-    @admin.action(description="Unsubscribe selected subscribers")
+    @admin.action(description="Unsubscribe selected subscribers…")
     def unsubscribe(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            left = queryset.exclude(status__in=[Subscriber.Status.PENDING, Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED])
+            return confirmation(request, self, queryset, "unsubscribe", "Unsubscribe these subscribers?", consequence=(
+                "They get no more digests, and each one's history records that you unsubscribed them. They can "
+                "subscribe again themselves." + self._left_alone(left, "already unsubscribed or suppressed")))
         how = self._by(request)
         self._apply(request, queryset, lambda s: subscriber_unsubscribe(subscriber=s, how=how), "Unsubscribed",
                     "already unsubscribed or suppressed")
 
-    @admin.action(description="Suppress selected addresses (never mail them again)")
+    @admin.action(description="Suppress selected addresses (never mail them again)…")
     def suppress(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            left = queryset.filter(status=Subscriber.Status.SUPPRESSED)
+            return confirmation(request, self, queryset, "suppress", "Suppress these addresses?", consequence=(
+                "Nothing is mailed to these addresses again, not even a confirmation if they sign up anew; each "
+                "one's history records that you suppressed it." + self._left_alone(left, "already suppressed")))
         reason = f"suppressed {self._by(request)}"
         self._apply(request, queryset, lambda s: subscriber_suppress(subscriber=s, reason=reason), "Suppressed",
                     "already suppressed")

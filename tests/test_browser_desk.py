@@ -55,3 +55,24 @@ def test_a_note_survives_unfeature_is_edited_as_written_and_counted(browser, ser
     assert not overflows(page)
     page.screenshot(path=f"/tmp/desk-today-note-{width}.png", full_page=True)
     assert "y" not in Feature.objects.get().note
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_suppress_asks_first_and_says_what_it_will_do(browser, server, width):
+    from newsletter.models import Subscriber
+    from tests.conftest import make_subscriber
+
+    reader = make_subscriber("reader@example.org")
+    page = logged_in(browser, server, width)
+    page.goto(server.url + "/admin/newsletter/subscriber/")
+    page.locator("#result_list input.action-select").check()
+    page.select_option("select[name=action]", "suppress")
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_selector("text=Suppress these addresses?")
+    assert "Nothing is mailed to these addresses again" in page.locator(".consequence").inner_text()
+    assert not overflows(page)
+    page.screenshot(path=f"/tmp/desk-suppress-{width}.png", full_page=True)
+    assert Subscriber.objects.get(pk=reader.pk).status == "active"
+    page.get_by_role("button", name="Yes, go ahead").click()
+    page.wait_for_selector("text=Suppressed 1 subscriber(s).")
+    assert Subscriber.objects.get(pk=reader.pk).status == "suppressed"

@@ -22,8 +22,10 @@ from newsletter.services import (
     subscriber_erase, subscriber_pause, subscriber_resume, subscriber_suppress, subscriber_unsubscribe, subscriber_update,
 )
 from papers.admin import FeatureAdmin, PaperAdmin
-from papers.models import Feature, Paper, Topic
+from papers.models import Feature, Paper, Topic, search_key
 from papers.services import curation_log
+
+READERS_FOUND = 200  # by part of an address, in the delivery list: a probe per edition each
 
 # Votes and unsubscribes this soon after a copy was sent count for its edition.
 FEEDBACK_WINDOW = dt.timedelta(days=2)
@@ -74,7 +76,8 @@ class SubscriberAdmin(admin.ModelAdmin):
     form = SubscriberForm
     list_display = ["email", "status", "frequency", "hour", "timezone", "next_digest_at", "created_at", "confirmed_at"]
     list_filter = ["status", "frequency", "topics", "created_at"]
-    search_fields = ["email", "keywords"]
+    search_fields = ["search_text"]
+    search_help_text = "Address, keyword or followed author, or part of one; case and accents do not matter."
     date_hierarchy = "created_at"
     filter_horizontal = ["topics"]
     readonly_fields = [
@@ -91,6 +94,9 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # "Erase" below keeps the suppression hash a plain delete would lose
+
+    def get_search_results(self, request, queryset, search_term):
+        return super().get_search_results(request, queryset, search_key(search_term))
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -297,7 +303,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_filter = ["state", "edition"]
     list_select_related = ["edition", "subscriber"]
     search_fields = ["message_id"]
-    search_help_text = "A reader's address, or (part of) a Message-ID."
+    search_help_text = f"(Part of) a reader's address (the first {READERS_FOUND} readers found), or of a Message-ID."
     raw_id_fields = ["subscriber", "edition"]
     readonly_fields = [f.name for f in Delivery._meta.fields]
     actions = ["requeue"]
@@ -312,7 +318,10 @@ class DeliveryAdmin(admin.ModelAdmin):
             reader = None
         if reader is not None:
             return queryset.of_subscribers([reader]), False
-        return super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        readers = list(Subscriber.objects.filter(email__icontains=term).values_list("pk", flat=True)[:READERS_FOUND]) if term else []
+        by_message, _ = super().get_search_results(request, queryset, search_term)
+        return (queryset.of_subscribers(readers) | by_message) if readers else by_message, False
 
     def has_add_permission(self, request):
         return False

@@ -9,7 +9,7 @@ from django.db import models
 from django.urls import reverse
 
 from newsletter import tokens
-from papers.models import Topic
+from papers.models import Topic, search_key
 
 
 MAX_LOCAL_PART = 64  # octets, RFC 5321 4.5.3.1.1
@@ -102,6 +102,7 @@ class Subscriber(models.Model):
     next_digest_at = models.DateTimeField(null=True, blank=True, editable=False)
     # See interest_key(): the order digests are fanned out in.
     interest_key = models.CharField(max_length=200, blank=True, editable=False)
+    search_text = models.TextField(blank=True, editable=False, help_text="Address, keywords and authors, folded (search_key).")
 
     # Consent (GDPR Art. 7): what was agreed to, when, from where.
     created_at = models.DateTimeField(auto_now_add=True)
@@ -127,6 +128,13 @@ class Subscriber(models.Model):
 
     def __str__(self):
         return self.email
+
+    def save(self, *args, update_fields=None, **kwargs):
+        # On every path that saves what it is made of (signup, preferences, follows, the admin).
+        self.search_text = search_key(self.email, self.keywords, self.authors)
+        if update_fields is not None and {"email", "keywords", "authors"} & set(update_fields):
+            update_fields = [*update_fields, "search_text"]
+        super().save(*args, update_fields=update_fields, **kwargs)
 
     def clean(self):
         # An address edited in the admin is stored in the form every lookup uses.

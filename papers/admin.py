@@ -1,18 +1,16 @@
-import json
-
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.shortcuts import redirect
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from papers.models import Feature, FetchRun, Paper, Topic
+from papers.models import Feature, FetchRun, Paper, Topic, search_key
 from papers.notes import cleaned_away, sanitize_note
 from papers.services import feature_note_set, paper_feature, paper_tag, paper_unfeature
 from papers.tasks import retag_papers_task
@@ -68,7 +66,8 @@ def today_label():
 class PaperAdmin(admin.ModelAdmin):
     list_display = ["paper", "upvotes", "topic_names", "featured_on"]
     list_filter = [FeaturedFilter, "topics", "listed_on", "source"]
-    search_fields = ["title", "arxiv_id", "authors"]
+    search_fields = ["search_text"]
+    search_help_text = "Title, author or arXiv id; case and accents do not matter."
     date_hierarchy = "listed_on"
     readonly_fields = ["topics", "source", "created_at", "updated_at"]
     inlines = [FeatureInline]
@@ -79,12 +78,7 @@ class PaperAdmin(admin.ModelAdmin):
         return super().get_queryset(request).prefetch_related("topics", "features")
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        # Authors are stored as JSON, where SQLite keeps "López" as "L\u00f3pez": look for that too.
-        escaped = json.dumps(search_term.strip())[1:-1]
-        if search_term.strip() and escaped != search_term.strip():
-            queryset |= self.model.objects.filter(Q(authors__icontains=escaped))
-        return queryset, may_have_duplicates
+        return super().get_search_results(request, queryset, search_key(search_term))
 
     @admin.display(description="paper", ordering="title")
     def paper(self, paper):

@@ -23,6 +23,13 @@ def author_key(name):
     return " ".join(text.casefold().split())
 
 
+def search_key(*texts):
+    """Texts folded for the admin's search, stored in a column: "LÓPEZ", "López" and "lopez"
+    match alike on SQLite and PostgreSQL (LIKE folds neither accents nor, on SQLite, non-ASCII case)."""
+    text = unicodedata.normalize("NFKD", "\n".join(texts).casefold())
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
 class Topic(models.Model):
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=80)
@@ -97,6 +104,7 @@ class Paper(models.Model):
         null=True, blank=True, db_index=True, help_text="The first day the paper was listed as trending."
     )
     upvotes = models.PositiveIntegerField(default=0)
+    search_text = models.TextField(blank=True, editable=False, help_text="Title, authors and arXiv id, folded (search_key).")
     pdf_link = models.URLField("PDF link", blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.ADMIN)
     topics = models.ManyToManyField(Topic, blank=True, related_name="papers")
@@ -115,6 +123,7 @@ class Paper(models.Model):
 
     def save(self, *args, **kwargs):
         self.title_key = title_key(self.title)
+        self.search_text = search_key(self.title, *self.authors, self.arxiv_id or "")
         self.vector, self.vector_model = text_vector(self.title, self.abstract), MODEL
         super().save(*args, **kwargs)
 

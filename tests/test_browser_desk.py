@@ -76,3 +76,18 @@ def test_suppress_asks_first_and_says_what_it_will_do(browser, server, width):
     page.get_by_role("button", name="Yes, go ahead").click()
     page.wait_for_selector("text=Suppressed 1 subscriber(s).")
     assert Subscriber.objects.get(pk=reader.pk).status == "suppressed"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_paper_search_ignores_case_and_accents(browser, server, width):
+    make_paper("Alpha", authors=["María López"])
+    make_paper("Beta", authors=["Alan Turing"])
+    page = logged_in(browser, server, width)
+    page.goto(server.url + "/admin/papers/paper/")
+    page.fill("#searchbar", "LOPEZ")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_selector("text=1 result")
+    assert page.locator("#result_list").inner_text().count("Alpha") == 1
+    assert "Beta" not in page.locator("#result_list").inner_text()
+    assert not overflows(page)
+    page.screenshot(path=f"/tmp/desk-paper-search-{width}.png", full_page=True)

@@ -172,3 +172,17 @@ def test_a_features_note_is_edited_or_cleared_in_the_feature_admin_and_logged(cl
     response = client.post(reverse("admin:papers_feature_delete", args=[feature.pk]), {"post": "yes"})
     assert response.status_code == 302 and not Feature.objects.exists()
     assert LogEntry.objects.filter(change_message="Unfeatured from 2024-03-14; note was: (none)").exists()
+
+
+def test_searching_papers_ignores_case_and_accents_in_titles_and_authors(client, editor):
+    make_paper("Alpha", authors=["María López"])
+    make_paper("Beta", authors=["Deniz Ünal"])
+    make_paper("Éléments of Robótica")
+
+    def found(term):
+        page = client.get(reverse("admin:papers_paper_changelist"), {"q": term}).content.decode()
+        return {title for title in ["Alpha", "Beta", "Éléments of Robótica"] if title in page}
+
+    assert found("López") == found("LÓPEZ") == found("lopez") == found("maria LOPEZ") == {"Alpha"}
+    assert found("Ünal") == found("ünal") == found("UNAL") == {"Beta"}
+    assert found("elements robotica") == found("ROBÓTICA") == {"Éléments of Robótica"}

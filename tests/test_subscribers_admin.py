@@ -34,3 +34,14 @@ def test_csv_export_of_selected_subscribers(admin_client):
     lines = body.strip().splitlines()
     assert lines[0].startswith("email,status,frequency,weekday,hour,timezone,topics,keywords,authors")
     assert len(lines) == 2 and lines[1].startswith("a@example.org,active,daily,,7,UTC,robotics; security,'=cmd(),,")
+
+
+def test_subscribers_are_found_by_address_keyword_or_author_whatever_the_case_and_accents(admin_client):
+    make_subscriber("zoe@example.org", authors="Zoë Ünal", keywords="Robótica")
+    make_subscriber("other@example.org")
+
+    def found(term):
+        page = admin_client.get("/admin/newsletter/subscriber/", {"q": term}).content.decode()
+        return {email for email in ["zoe@example.org", "other@example.org"] if f">{email}<" in page}
+
+    assert found("ZOE@EXAMPLE") == found("zoë ünal") == found("UNAL") == found("robotica") == {"zoe@example.org"}

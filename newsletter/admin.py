@@ -402,6 +402,10 @@ class PaperReadersAdmin(PaperAdmin):
         editions_record_offered()
         return super().unfeature(request, queryset)
 
+    def undo_view(self, request, change_id):
+        editions_record_offered()
+        return super().undo_view(request, change_id)
+
 
 class FeatureRecordingAdmin(FeatureAdmin):
     """Features, with the editions already sent recorded before a note changes or a feature goes."""

@@ -19,12 +19,13 @@ from django.utils.dateparse import parse_date
 from newsletter.archive import editions_record_offered
 from newsletter.offers import digests_for, edition_offer
 from newsletter.models import Delivery, Edition, Subscriber, Vote
-from papers.models import Feature, Paper
+from papers.models import Feature, FeatureChange, Paper
 from papers.forms import FeatureNoteForm
 from papers.notes import NOTE_MAX_LENGTH, cleaned_away, note_source, sanitize_note
 from papers.services import features_reorder, paper_feature, paper_unfeature
 
 LEADERS = 15  # papers offered for featuring
+CHANGES = 10  # the day's latest changes to its features, each with Undo
 
 
 def _day(value):
@@ -56,6 +57,7 @@ def today(request):
         "features": [(f, votes_since(f), drafts.get(f.paper_id, note_source(f.note))) for f in features],
         "leaders": [(p, drafts.get(p.pk, "")) for p in leaders(day, exclude=[f.paper_id for f in features])],
         "note_limit": NOTE_MAX_LENGTH,
+        "changes": FeatureChange.objects.filter(day=day).select_related("paper", "log__user")[:CHANGES],
         "edition": edition,
         "totals": edition.deliveries.totals() if edition else None,
         "preview_email": request.GET.get("subscriber", "").strip(),

@@ -2,17 +2,18 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from papers.models import Feature, FetchRun, Paper, Topic, search_key
+from papers.models import Feature, FeatureChange, FetchRun, Paper, Topic, search_key
 from papers.notes import cleaned_away, sanitize_note
-from papers.services import feature_note_set, paper_feature, paper_tag, paper_unfeature
+from papers.services import feature_change_undo, feature_note_set, paper_feature, paper_tag, paper_unfeature
 from papers.tasks import retag_papers_task
 
 
@@ -73,6 +74,27 @@ class PaperAdmin(admin.ModelAdmin):
     inlines = [FeatureInline]
     action_form = FeatureActionForm
     actions = ["feature", "unfeature"]
+    object_history_template = "admin/papers/paper/object_history.html"
+
+    def get_urls(self):
+        undo = self.admin_site.admin_view(require_POST(self.undo_view))
+        return [path("undo/<int:change_id>/", undo, name="papers_featurechange_undo"), *super().get_urls()]
+
+    def undo_view(self, request, change_id):
+        """Undo a change to the features (from a paper's History or the Today page), then go back."""
+        if not request.user.has_perm("papers.change_feature"):
+            raise PermissionDenied
+        change = get_object_or_404(FeatureChange.objects.select_related("paper", "log"), pk=change_id)
+        try:
+            feature_change_undo(change=change, user=request.user)
+        except ValidationError as e:
+            self.message_user(request, f"Not undone: {' '.join(e.messages)}", messages.ERROR)
+        else:
+            self.message_user(request, f"Undone: {change.log.change_message if change.log else change}", messages.SUCCESS)
+        back = request.POST.get("next", "")
+        if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+            return redirect(back)
+        return redirect("admin:papers_paper_history", change.paper_id)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("topics", "features")

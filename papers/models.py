@@ -192,20 +192,33 @@ class Feature(models.Model):
         super().save(*args, **kwargs)
 
 
+class FeatureChangeQuerySet(models.QuerySet):
+    def notes(self):
+        """The changes that say what a paper's note on a day was, newest first."""
+        return self.exclude(kind=FeatureChange.Kind.REORDERED)
+
+
 class FeatureChange(models.Model):
-    """A change to a day's features, kept as data beside the admin log's words: a feature
-    removed leaves its note here, so featuring the paper again with an empty note keeps it."""
+    """A change to a day's features, kept as data beside the admin log's words: what Undo
+    reverses, and the note a removed feature had (featuring it again with an empty note keeps it)."""
 
     class Kind(models.TextChoices):
         FEATURED = "featured", "Featured"
         UNFEATURED = "unfeatured", "Unfeatured"
         NOTE = "note", "Note changed"
+        REORDERED = "reordered", "Reordered"
 
     kind = models.CharField(max_length=12, choices=Kind.choices)
-    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="feature_changes")
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="feature_changes", help_text="For a reorder, the first paper.")
     day = models.DateField()
-    note = models.CharField(max_length=1000, blank=True, help_text="The note after the change; for an unfeature, the note it had.")
+    note = models.CharField(max_length=NOTE_MAX_STORED, blank=True, help_text="The note after the change; for an unfeature, the note it had.")
+    note_before = models.CharField(max_length=NOTE_MAX_STORED, blank=True)
+    order = models.JSONField(null=True, blank=True, help_text="A reorder: the day's paper ids after it, and before.")
+    order_before = models.JSONField(null=True, blank=True)
+    log = models.OneToOneField("admin.LogEntry", null=True, blank=True, on_delete=models.SET_NULL, related_name="feature_change")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = FeatureChangeQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

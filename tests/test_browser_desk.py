@@ -91,3 +91,32 @@ def test_the_paper_search_ignores_case_and_accents(browser, server, width):
     assert "Beta" not in page.locator("#result_list").inner_text()
     assert not overflows(page)
     page.screenshot(path=f"/tmp/desk-paper-search-{width}.png", full_page=True)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_changes_read_in_words_and_are_undone_from_the_today_page_and_the_history(browser, server, width):
+    today = timezone.localdate()
+    jam = make_paper("Jamming attacks on IoT", upvotes=20, listed_on=today)
+    make_paper("Robot arms that learn", upvotes=10, listed_on=today)
+    page = logged_in(browser, server, width)
+    page.goto(server.url + "/admin/newsletter/edition/today/")
+    page.get_by_label("Note for Jamming attacks on IoT").fill("R&D <b>first</b>")
+    page.locator("#leaders tr", has_text="Jamming").get_by_role("button", name="Feature").click()
+    page.locator("#leaders tr", has_text="Robot arms").get_by_role("button", name="Feature").click()
+    page.locator("#featured li", has_text="Robot arms").get_by_role("button", name="Up").click()
+    page.wait_for_selector(f"#changes >> text=Reordered {today}: Robot arms that learn, Jamming attacks on IoT")
+    assert not overflows(page)
+    page.screenshot(path=f"/tmp/desk-today-changes-{width}.png", full_page=True)
+    page.locator("#changes li", has_text="Reordered").get_by_role("button", name="Undo").click()
+    page.wait_for_selector("text=Undone: Reordered")
+    assert [f.paper.title for f in Feature.objects.filter(day=today)] == ["Jamming attacks on IoT", "Robot arms that learn"]
+
+    page.goto(server.url + "/admin/")
+    assert f"Featured “Jamming attacks on IoT” on {today} with the note “R&D first”" in page.locator("#recent-actions-module").inner_text()
+    page.screenshot(path=f"/tmp/desk-recent-actions-{width}.png", full_page=True)
+    page.goto(server.url + f"/admin/papers/paper/{jam.pk}/history/")
+    assert not overflows(page)
+    page.screenshot(path=f"/tmp/desk-history-{width}.png", full_page=True)
+    page.locator("#change-history tr", has_text="Featured “Jamming").get_by_role("button", name="Undo").click()
+    page.wait_for_selector("text=Undone: Featured “Jamming attacks on IoT”")
+    assert not Feature.objects.filter(paper=jam).exists()

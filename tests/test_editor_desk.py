@@ -61,7 +61,7 @@ def test_one_click_features_a_leading_paper_with_a_note_shown_as_rendered(editor
     assert f"“Jamming attacks on IoT” featured on {day}." in page
     featured = page[page.index('id="featured"'):page.index('id="leaders"')]
     assert "Read the <b>threat model</b>" in featured
-    assert "Jamming attacks on IoT" not in page[page.index('id="leaders"'):]
+    assert "Jamming attacks on IoT" not in page[page.index('id="leaders"'):page.index('id="changes"')]
 
 
 def test_the_editor_reorders_features_and_readers_see_that_order_on_the_site_and_in_the_mail(editor, papers, day):
@@ -297,3 +297,49 @@ def test_a_new_readers_web_copy_ends_its_summary_with_one_full_stop(client, pape
     copy = re.search(r"Your copy on the web: https://paperboy\.test(/editions/\S+/)", message.body).group(1)
     page = client.get(copy).content.decode()
     assert "your digests follow your taste.</p>" in page
+
+
+def undo_latest(editor, **filters):
+    from papers.models import FeatureChange
+
+    change = FeatureChange.objects.filter(**filters).first()
+    return editor.post(f"/admin/papers/paper/undo/{change.pk}/", {"next": TODAY_URL}, follow=True).content.decode()
+
+
+def test_history_and_recent_actions_say_each_change_in_words_with_titles(editor, papers, day):
+    desk(editor, "feature", papers["jam"], note='R&D <a href="https://example.org/t">talk</a>')
+    desk(editor, "feature", papers["arms"])
+    desk(editor, "up", papers["arms"])
+    desk(editor, "note", papers["arms"], note="Start here")
+    desk(editor, "unfeature", papers["jam"])
+    recent = editor.get("/admin/").content.decode()
+    recent = recent[recent.index("Recent actions"):]
+    for words in [
+        f"Featured “Jamming attacks on IoT” on {day} with the note “R&amp;D talk (https://example.org/t)”",
+        f"Reordered {day}: Robot arms that learn, Jamming attacks on IoT",
+        f"Note on “Robot arms that learn” ({day}) changed from no note to “Start here”",
+        f"Unfeatured “Jamming attacks on IoT” from {day} (its note was “R&amp;D talk (https://example.org/t)”)",
+    ]:
+        assert words in recent
+    assert "rel=" not in recent and "&amp;amp;" not in recent and "deletelink" not in recent and "addlink" not in recent
+    history = editor.get(f"/admin/papers/paper/{papers['arms'].pk}/history/").content.decode()
+    assert f"Featured “Robot arms that learn” on {day}" in history and history.count(">Undo</button>") == 3
+
+
+def test_feature_unfeature_note_and_reorder_are_undone_through_the_services(editor, papers, day):
+    desk(editor, "feature", papers["jam"], note="Read the <b>threat model</b>")
+    desk(editor, "feature", papers["arms"])
+    desk(editor, "up", papers["arms"])
+    assert "Undone: Reordered" in undo_latest(editor, kind="reordered")
+    assert [f.paper for f in Feature.objects.filter(day=day)] == [papers["jam"], papers["arms"]]
+    desk(editor, "note", papers["jam"], note="Better note")
+    undo_latest(editor, kind="note")
+    assert Feature.objects.get(paper=papers["jam"]).note == "Read the <b>threat model</b>"
+    desk(editor, "unfeature", papers["jam"])
+    undo_latest(editor, kind="unfeatured")
+    assert Feature.objects.get(paper=papers["jam"]).note == "Read the <b>threat model</b>"
+    page = undo_latest(editor, kind="featured", paper=papers["arms"])
+    assert not Feature.objects.filter(paper=papers["arms"]).exists()
+    assert f"Undone: Featured “Robot arms that learn” on {day}" in page
+    page = undo_latest(editor, kind="featured", paper=papers["arms"])
+    assert "Not undone: “Robot arms that learn” is not featured on" in page

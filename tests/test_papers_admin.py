@@ -120,9 +120,10 @@ def test_features_and_unfeatures_are_in_the_admin_log_with_their_notes(client, e
     act(client, "feature", [paper], day="2024-03-14", note="Start <i>here</i>")
     act(client, "unfeature", [paper], day="2024-03-14")
     messages = list(LogEntry.objects.filter(object_id=str(paper.pk)).order_by("pk").values_list("change_message", flat=True))
-    assert messages == ["Featured on 2024-03-14; note: Start <i>here</i>", "Unfeatured from 2024-03-14; note was: Start <i>here</i>"]
+    assert messages == ["Featured “Great paper” on 2024-03-14 with the note “Start here”",
+                        "Unfeatured “Great paper” from 2024-03-14 (its note was “Start here”)"]
     history = client.get(reverse("admin:papers_paper_history", args=[paper.pk])).content.decode()
-    assert "Unfeatured from 2024-03-14" in history
+    assert "Unfeatured “Great paper” from 2024-03-14" in history
 
 
 def test_searching_papers_finds_authors_with_accents(client, editor):
@@ -168,10 +169,10 @@ def test_a_features_note_is_edited_or_cleared_in_the_feature_admin_and_logged(cl
     url = reverse("admin:papers_feature_change", args=[feature.pk])
     assert client.post(url, {"note": ""}).status_code == 302
     assert Feature.objects.get().note == ""
-    assert LogEntry.objects.filter(change_message="Note of 2024-03-14 changed from: Old <b>note</b> to: (none)").exists()
+    assert LogEntry.objects.filter(change_message="Note on “Great paper” (2024-03-14) changed from “Old note” to no note").exists()
     response = client.post(reverse("admin:papers_feature_delete", args=[feature.pk]), {"post": "yes"})
     assert response.status_code == 302 and not Feature.objects.exists()
-    assert LogEntry.objects.filter(change_message="Unfeatured from 2024-03-14; note was: (none)").exists()
+    assert LogEntry.objects.filter(change_message="Unfeatured “Great paper” from 2024-03-14").exists()
 
 
 def test_searching_papers_ignores_case_and_accents_in_titles_and_authors(client, editor):

@@ -16,9 +16,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
-from newsletter.archive import editions_record_offered
+from newsletter.archive import edition_record_offered, editions_record_offered
 from newsletter.offers import digests_for, edition_offer
 from newsletter.models import Delivery, Edition, Subscriber, Vote
+from newsletter.rendering import EditionRenderer
 from papers.models import Feature, FeatureChange, Paper
 from papers.forms import FeatureNoteForm
 from papers.notes import NOTE_MAX_LENGTH, cleaned_away, note_source, sanitize_note
@@ -62,8 +63,10 @@ def today(request):
         "totals": edition.deliveries.totals() if edition else None,
         "preview_email": request.GET.get("subscriber", "").strip(),
     }
+    ctx["went_out"] = bool(ctx["totals"] and ctx["totals"]["sent"])
     if ctx["preview_email"]:
-        ctx.update(preview(day, edition, ctx["preview_email"]))
+        ctx["preview_now"] = request.GET.get("now") == "1"
+        ctx.update(preview(day, edition, ctx["preview_email"], mailed=not ctx["preview_now"]))
     return TemplateResponse(request, "admin/newsletter/today.html", ctx, status=400 if drafts else 200)
 
 
@@ -122,15 +125,21 @@ def leaders(day, exclude):
     return list(window.trending()[:LEADERS])
 
 
-def preview(day, edition, email):
+def preview(day, edition, email, mailed=True):
     """The digest `email` would get from edition `day`, made as sending makes it (an Offer's
-    picks, its renderer's content): {preview_*} for the template."""
+    picks, its renderer's content), or with `mailed`, the copy they were sent if they were:
+    {preview_*} for the template."""
     subscriber = Subscriber.objects.filter(email__iexact=email).first()
     if subscriber is None:
         return {"preview_error": f"No subscriber {email}."}
     edition = edition or Edition(date=day)
     # Read afresh (not the sending workers' five-minute cache): the editor's changes show at once.
     offer = edition_offer(edition, subscriber.frequency)
+    sent = edition.pk and Delivery.objects.filter(edition=edition, subscriber=subscriber, state=Delivery.State.SENT).first()
+    if sent:
+        if mailed:
+            return mailed_copy(edition, offer, sent)
+        sent = {"preview_sent_at": sent.sent_at}
     recipient = (subscriber.pk, subscriber.frequency, subscriber.keywords, subscriber.authors, subscriber.confirmed_at)
     picks = digests_for(edition, [recipient], offer_of=lambda *_: offer)[subscriber.pk]
     status = "" if subscriber.status == Subscriber.Status.ACTIVE else f"{subscriber} is {subscriber.get_status_display().lower()}: no digest goes to them."
@@ -138,6 +147,17 @@ def preview(day, edition, email):
         return {"preview_error": status or f"Nothing new for {subscriber}: no digest would go."}
     content = offer.renderer.content(picks)
     return {"preview_subscriber": subscriber, "preview_note": status, "preview_subject": content.subject,
+            "preview_html": content.html, "preview_text": content.text, **(sent or {})}
+
+
+def mailed_copy(edition, offer, delivery):
+    """The copy `delivery` mailed: its picks, with the notes recorded when the edition went out
+    (today's for a paper not in the general edition, as a weekly reader's older pick)."""
+    edition = edition_record_offered(edition)
+    notes = {**offer.notes, **{item["paper"]: item["note"] for item in edition.offered or []}}
+    picks = [tuple(pick) for pick in delivery.picks]
+    content = EditionRenderer(edition, Paper.objects.in_bulk([pid for pid, _ in picks]), notes).content(picks)
+    return {"preview_subscriber": delivery.subscriber, "preview_mailed_at": delivery.sent_at, "preview_subject": content.subject,
             "preview_html": content.html, "preview_text": content.text}
 
 

@@ -120,3 +120,31 @@ def test_changes_read_in_words_and_are_undone_from_the_today_page_and_the_histor
     page.locator("#change-history tr", has_text="Featured “Jamming").get_by_role("button", name="Undo").click()
     page.wait_for_selector("text=Undone: Featured “Jamming attacks on IoT”")
     assert not Feature.objects.filter(paper=jam).exists()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_after_sending_the_today_page_warns_and_previews_the_copy_mailed(browser, server, width):
+    from django.core.management import call_command
+
+    from papers.services import paper_feature
+    from tests.conftest import make_subscriber
+
+    today = timezone.localdate()
+    jam = make_paper("Jamming attacks on IoT", upvotes=20, listed_on=today)
+    paper_feature(paper=jam, day=today, note="Pinned first")
+    make_subscriber("reader@example.org")
+    call_command("send_digests", date=today, stdout=open("/dev/null", "w"))
+    page = logged_in(browser, server, width)
+    page.goto(server.url + "/admin/newsletter/edition/today/")
+    assert "has gone out: 1 reader got their copy." in page.locator(".went-out").inner_text()
+    page.get_by_label("Note for Jamming attacks on IoT").fill("Changed later")
+    page.get_by_role("button", name="Save note").click()
+    page.get_by_label("Subscriber's e-mail address").fill("reader@example.org")
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_selector("text=The copy mailed to reader@example.org")
+    assert "Pinned first" in page.frame_locator("iframe").locator("body").inner_text()
+    assert not overflows(page)
+    page.screenshot(path=f"/tmp/desk-today-mailed-{width}.png", full_page=True)
+    page.get_by_role("link", name="See what they would get now").click()
+    page.wait_for_selector("text=would get if sent now")
+    assert "Changed later" in page.frame_locator("iframe").locator("body").inner_text()

@@ -343,3 +343,22 @@ def test_feature_unfeature_note_and_reorder_are_undone_through_the_services(edit
     assert f"Undone: Featured “Robot arms that learn” on {day}" in page
     page = undo_latest(editor, kind="featured", paper=papers["arms"])
     assert "Not undone: “Robot arms that learn” is not featured on" in page
+
+
+def test_after_the_edition_went_out_the_today_page_says_so_and_previews_the_copy_mailed(editor, papers, day):
+    paper_feature(paper=papers["jam"], day=day, note="Pinned first")
+    make_subscriber("reader@example.org")
+    assert "has gone out" not in editor.get(TODAY_URL).content.decode()
+    send(day)
+    (message,) = sent_mail()
+    page = editor.get(TODAY_URL).content.decode()
+    assert f"The edition of {day:%-d %b %Y} has gone out:</strong> 1 reader got their copy." in page
+    desk(editor, "note", papers["jam"], note="Changed later")
+    desk(editor, "unfeature", papers["jam"])
+    page = editor.get(TODAY_URL, {"subscriber": "reader@example.org"})
+    links = r"/(f|u|preferences|editions/[\d-]+)/[^/]+/"
+    assert re.sub(links, "/", page.context["preview_html"]) == re.sub(links, "/", message.alternatives[0][0])
+    assert page.context["preview_subject"] == message.subject
+    assert "The copy mailed to reader@example.org at" in page.content.decode()
+    now = editor.get(TODAY_URL, {"subscriber": "reader@example.org", "now": "1"})
+    assert "Pinned first" not in now.context["preview_html"] and "would get if sent now" in now.content.decode()

@@ -74,7 +74,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     what and when through the same service as the preferences page, so the schedule follows."""
 
     form = SubscriberForm
-    list_display = ["email", "status", "frequency", "hour", "timezone", "next_digest_at", "created_at", "confirmed_at"]
+    list_display = ["email", "status", "schedule", "joined"]
     list_filter = ["status", "frequency", "topics", "created_at"]
     search_fields = ["search_text"]
     search_help_text = "Address, keyword or followed author, or part of one; case and accents do not matter."
@@ -91,6 +91,18 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # subscribers sign up themselves: consent is theirs to give
+
+    # Compact cells, so that every column is in sight at a laptop's width.
+    @admin.display(description="schedule", ordering="next_digest_at")
+    def schedule(self, s):
+        when = f"{s.get_frequency_display().lower()} at {s.hour:02d}:00 {s.timezone}"
+        upcoming = f"next {timezone.localtime(s.next_digest_at):%-d %b %H:%M}" if s.next_digest_at else "no digest due"
+        return format_html("{}<br><small>{}</small>", when, upcoming)
+
+    @admin.display(description="joined", ordering="created_at")
+    def joined(self, s):
+        confirmed = f"confirmed {s.confirmed_at:%-d %b %Y}" if s.confirmed_at else "not confirmed"
+        return format_html("{}<br><small>{}</small>", f"{s.created_at:%-d %b %Y}", confirmed)
 
     def has_delete_permission(self, request, obj=None):
         return False  # "Erase" below keeps the suppression hash a plain delete would lose

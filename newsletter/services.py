@@ -186,8 +186,8 @@ def subscriber_update(*, subscriber, topics, keywords, frequency, weekday, hour,
 def subscriber_pause(*, subscriber, how=""):
     """Returns True if the subscriber was active (and is now paused)."""
     if subscriber.status == Subscriber.Status.ACTIVE:
-        subscriber.status = Subscriber.Status.PAUSED
-        subscriber.save(update_fields=["status", "updated_at"])
+        subscriber.status, subscriber.next_digest_at = Subscriber.Status.PAUSED, None  # none due: resume schedules one
+        subscriber.save(update_fields=["status", "next_digest_at", "updated_at"])
         _record(subscriber, "paused", how)
         return True
     return False

@@ -8,9 +8,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from papers.forms import PaperForm
 from papers.models import Feature, FeatureChange, FetchRun, Paper, Topic, search_key
 from papers.notes import cleaned_away, sanitize_note
 from papers.services import feature_change_undo, feature_note_set, paper_feature, paper_tag, paper_unfeature
@@ -71,6 +73,7 @@ class PaperAdmin(admin.ModelAdmin):
     search_help_text = "Title, author or arXiv id; case and accents do not matter."
     date_hierarchy = "listed_on"
     readonly_fields = ["topics", "source", "created_at", "updated_at"]
+    form = PaperForm
     inlines = [FeatureInline]
     action_form = FeatureActionForm
     actions = ["feature", "unfeature"]
@@ -114,7 +117,8 @@ class PaperAdmin(admin.ModelAdmin):
     @admin.display(description="featured on")
     def featured_on(self, paper):
         days = [f.day for f in paper.features.all()]
-        return ", ".join(f"{d:%-d %b %Y}" for d in days[:3]) + (" …" if len(days) > 3 else "") or "—"
+        # A day a line: the list keeps its width beside the filters at a laptop's width.
+        return mark_safe("<br>".join(f"{d:%-d %b %Y}" for d in days[:3]) + (" …" if len(days) > 3 else "")) if days else "—"  # dates only
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

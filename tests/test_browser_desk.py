@@ -148,3 +148,32 @@ def test_after_sending_the_today_page_warns_and_previews_the_copy_mailed(browser
     page.get_by_role("link", name="See what they would get now").click()
     page.wait_for_selector("text=would get if sent now")
     assert "Changed later" in page.frame_locator("iframe").locator("body").inner_text()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_paper_and_subscriber_lists_fit_and_a_paper_is_edited_as_lists(browser, server, width):
+    from papers.services import paper_feature
+    from tests.conftest import make_subscriber
+
+    long_title = "A rather long title about learning robot arms that grasp deformable objects in cluttered kitchens"
+    paper = make_paper(long_title, upvotes=40, abstract="robot reinforcement learning quantization security agents graphs",
+                       authors=["María López", "Alan Turing"], categories=["cs.RO", "cs.LG"])
+    for days in range(3):
+        paper_feature(paper=paper, day=timezone.localdate() - timezone.timedelta(days=days))
+    make_subscriber("a.rather.long.address.of.a.reader@some-university.example.org", timezone="America/Argentina/Buenos_Aires",
+                    keywords="robots")
+    make_subscriber("paused@example.org", status="paused")
+    page = logged_in(browser, server, width)
+    for url, shot in [("/admin/papers/paper/", "papers"), ("/admin/newsletter/subscriber/", "subscribers")]:
+        page.goto(server.url + url)
+        assert not overflows(page)
+        page.screenshot(path=f"/tmp/desk-{shot}-{width}.png", full_page=True)
+        if width >= 1280:  # every column in sight beside the filters
+            right = page.evaluate("document.querySelector('#result_list').getBoundingClientRect().right")
+            assert right <= page.evaluate("document.querySelector('.results').getBoundingClientRect().right") + 1
+    assert "no digest due" in page.locator("#result_list tr", has_text="paused@example.org").inner_text()
+    page.goto(server.url + f"/admin/papers/paper/{paper.pk}/change/")
+    assert page.locator("textarea[name=authors]").input_value() == "María López\nAlan Turing"
+    assert page.locator("input[name=categories]").input_value() == "cs.RO cs.LG"
+    assert not overflows(page)
+    page.screenshot(path=f"/tmp/desk-paper-change-{width}.png", full_page=True)

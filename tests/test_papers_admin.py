@@ -67,7 +67,7 @@ def test_editing_a_paper_in_the_admin_retags_it(client, editor):
     paper = make_paper("Plain title", arxiv_id="2403.00009")
     url = reverse("admin:papers_paper_change", args=[paper.pk])
     response = client.post(url, {
-        "arxiv_id": "2403.00009", "title": "Robot arms", "authors": '["A"]', "abstract": "x", "categories": "[]",
+        "arxiv_id": "2403.00009", "title": "Robot arms", "authors": "A", "abstract": "x", "categories": "",
         "upvotes": 1, "features-TOTAL_FORMS": 0, "features-INITIAL_FORMS": 0,
     })
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -187,3 +187,17 @@ def test_searching_papers_ignores_case_and_accents_in_titles_and_authors(client,
     assert found("López") == found("LÓPEZ") == found("lopez") == found("maria LOPEZ") == {"Alpha"}
     assert found("Ünal") == found("ünal") == found("UNAL") == {"Beta"}
     assert found("elements robotica") == found("ROBÓTICA") == {"Éléments of Robótica"}
+
+
+def test_authors_are_edited_one_per_line_and_categories_as_a_list(client, editor):
+    paper = make_paper("Plain title", arxiv_id="2403.00009", authors=["María López", "Alan Turing"], categories=["cs.LG", "cs.AI"])
+    url = reverse("admin:papers_paper_change", args=[paper.pk])
+    page = client.get(url).content.decode()
+    assert ">\nMaría López\nAlan Turing</textarea>" in page and 'value="cs.LG cs.AI"' in page and "[&quot;" not in page
+    response = client.post(url, {
+        "arxiv_id": "2403.00009", "title": "Plain title", "authors": "Grace Hopper\r\n  Ada Lovelace \r\n\r\n", "abstract": "x",
+        "categories": "cs.RO, cs.LG", "upvotes": 1, "features-TOTAL_FORMS": 0, "features-INITIAL_FORMS": 0,
+    })
+    assert response.status_code == 302
+    paper.refresh_from_db()
+    assert paper.authors == ["Grace Hopper", "Ada Lovelace"] and paper.categories == ["cs.RO", "cs.LG"]

@@ -118,3 +118,15 @@ def test_unsubscribe_and_suppress_ask_first_and_say_what_they_will_do(editor):
     assert "Suppress these addresses?" in page and "Nothing is mailed to these addresses again" in page
     a.refresh_from_db()
     assert a.status == "active" and not a.events.exists() and not Suppression.objects.exists()
+
+
+def test_a_paused_reader_shows_no_next_digest_and_gets_one_when_resumed(editor):
+    a = make_subscriber("a@example.org")
+    act(editor, "pause", [a])
+    a.refresh_from_db()
+    assert a.next_digest_at is None
+    row = editor.get(LIST).content.decode()
+    assert "no digest due" in row and "next " not in row.split("a@example.org")[1].split("</tr>")[0]
+    act(editor, "resume", [a])
+    a.refresh_from_db()
+    assert a.next_digest_at is not None

@@ -18,6 +18,11 @@ def fill(apps, schema_editor):
     model.objects.bulk_update(batch, ["search_text"])
 
 
+def unschedule_paused(apps, schema_editor):
+    """A paused reader has no digest due (subscriber_pause clears it now; resume schedules one)."""
+    apps.get_model("newsletter", "Subscriber").objects.filter(status="paused").update(next_digest_at=None)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -31,4 +36,5 @@ class Migration(migrations.Migration):
             field=models.TextField(blank=True, editable=False, help_text='Address, keywords and authors, folded (search_key).'),
         ),
         migrations.RunPython(fill, migrations.RunPython.noop),
+        migrations.RunPython(unschedule_paused, migrations.RunPython.noop),
     ]

@@ -8,12 +8,12 @@ from django.db.models import Count, F, Func, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from newsletter import desk
-from newsletter.archive import editions_record_offered
+from newsletter.archive import edition_items, edition_record_offered, editions_record_offered
 from newsletter.reconcile import deliveries_requeue, deliveries_requeue_plan
 from newsletter.forms import TIMEZONES
 from newsletter.models import Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, email_canonical
@@ -245,7 +245,12 @@ def after_sending(model, moment, **filters):
 @admin.register(Edition)
 class EditionAdmin(admin.ModelAdmin):
     list_display = ["date", "due", "sent", "skipped", "failed", "in_progress", "more", "less", "unsubscribes"]
-    readonly_fields = ["date", "created_at", "totals", "offered_at"]
+    readonly_fields = ["date", "pages", "progress", "papers_offered", "offered_at", "created_at"]
+
+    def get_object(self, request, object_id, from_field=None):
+        edition = super().get_object(request, object_id, from_field)
+        # Gone out: what it offered is recorded now, if no one has looked since (Offered at).
+        return edition_record_offered(edition) if edition else edition
 
     def get_urls(self):
         today = self.admin_site.admin_view(desk.today)
@@ -299,8 +304,34 @@ class EditionAdmin(admin.ModelAdmin):
     def unsubscribes(self, edition):
         return edition.unsubscribes
 
-    def totals(self, edition):
-        return ", ".join(f"{k}: {v}" for k, v in edition.deliveries.totals().items())
+    @admin.display(description="see also")
+    def pages(self, edition):
+        return format_html('<a href="{}?day={}">Today page</a> · <a href="{}">Public archive</a>',
+                           reverse("admin:newsletter_edition_today"), edition.date, edition.get_absolute_url())
+
+    @admin.display(description="progress")
+    def progress(self, edition):
+        """Deliveries by state, each a link to those deliveries."""
+        url = reverse("admin:newsletter_delivery_changelist")
+        totals = edition.deliveries.totals()
+        states = [(f"{url}?edition__id__exact={edition.pk}", "Due", totals["due"])] + [
+            (f"{url}?edition__id__exact={edition.pk}&state__exact={value}", label, totals[value])
+            for value, label in Delivery.State.choices
+        ]
+        return format_html_join(" · ", '<a href="{}">{} {}</a>', states)
+
+    @admin.display(description="papers offered")
+    def papers_offered(self, edition):
+        """The general edition's papers (as recorded once it went out), with the votes the
+        readers it was sent to gave each."""
+        items = edition_items(edition)
+        readers = edition.deliveries.filter(state=Delivery.State.SENT).values("subscriber_id")
+        votes = Vote.objects.filter(paper__in=[item["paper"].pk for item in items], subscriber__in=readers).order_by()
+        counts = {pid: (more, less) for pid, more, less in votes.values("paper").annotate(
+            more=Count("pk", filter=Q(value=1)), less=Count("pk", filter=Q(value=-1))).values_list("paper", "more", "less")}
+        rows = [(item["paper"].title, item["reason"], *counts.get(item["paper"].pk, (0, 0))) for item in items]
+        listed = format_html_join("", "<li>{} <small>· {} · {} more, {} less</small></li>", rows)
+        return format_html('<ol class="wrap" style="margin:0;padding-left:1.2em">{}</ol>', listed) if rows else "—"
 
     def has_add_permission(self, request):
         return False

@@ -177,3 +177,27 @@ def test_the_paper_and_subscriber_lists_fit_and_a_paper_is_edited_as_lists(brows
     assert page.locator("input[name=categories]").input_value() == "cs.RO cs.LG"
     assert not overflows(page)
     page.screenshot(path=f"/tmp/desk-paper-change-{width}.png", full_page=True)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_edition_page_shows_its_progress_papers_and_links(browser, server, width):
+    from django.core.management import call_command
+
+    from newsletter.models import Edition
+    from papers.services import paper_feature
+    from tests.conftest import make_subscriber
+
+    today = timezone.localdate()
+    jam = make_paper("Jamming attacks on IoT", upvotes=20, listed_on=today)
+    make_paper("A rather long title about learning robot arms that grasp deformable objects in kitchens", upvotes=9, listed_on=today)
+    paper_feature(paper=jam, day=today, note="Pinned")
+    make_subscriber("reader@example.org")
+    call_command("send_digests", date=today, stdout=open("/dev/null", "w"))
+    page = logged_in(browser, server, width)
+    page.goto(server.url + f"/admin/newsletter/edition/{Edition.objects.get().pk}/change/")
+    assert "Sent 1" in page.locator(".field-progress").inner_text()
+    assert "Jamming attacks on IoT" in page.locator(".field-papers_offered").inner_text()
+    assert not overflows(page)
+    page.screenshot(path=f"/tmp/desk-edition-{width}.png", full_page=True)
+    page.get_by_role("link", name="Sent 1").click()
+    page.wait_for_selector("text=reader@example.org")

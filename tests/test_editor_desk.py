@@ -362,3 +362,21 @@ def test_after_the_edition_went_out_the_today_page_says_so_and_previews_the_copy
     assert "The copy mailed to reader@example.org at" in page.content.decode()
     now = editor.get(TODAY_URL, {"subscriber": "reader@example.org", "now": "1"})
     assert "Pinned first" not in now.context["preview_html"] and "would get if sent now" in now.content.decode()
+
+
+def test_the_edition_page_shows_progress_papers_with_votes_and_links(editor, papers, day):
+    from newsletter.models import Vote
+
+    paper_feature(paper=papers["jam"], day=day, note="Pinned")
+    reader = make_subscriber("reader@example.org")
+    send(day)
+    Vote.objects.create(subscriber=reader, paper=papers["jam"], value=1)
+    edition = Edition.objects.get(date=day)
+    Edition.objects.filter(pk=edition.pk).update(offered=None, offered_at=None)  # gone out, not looked at yet
+    page = editor.get(f"/admin/newsletter/edition/{edition.pk}/change/").content.decode()
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+    assert "Offered at: -" not in text and Edition.objects.get(pk=edition.pk).offered_at is not None
+    assert "Due 1 · Pending 0 · Sending 0 · Sent 1 ·" in text
+    assert f'href="/admin/newsletter/delivery/?edition__id__exact={edition.pk}&amp;state__exact=failed"' in page
+    assert re.search(r"Jamming attacks on IoT · [^·]+ · 1 more, 0 less", text)
+    assert f'href="{TODAY_URL}?day={day}"' in page and f'href="/editions/{day}/"' in page

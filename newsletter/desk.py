@@ -136,10 +136,8 @@ def preview(day, edition, email, mailed=True):
     # Read afresh (not the sending workers' five-minute cache): the editor's changes show at once.
     offer = edition_offer(edition, subscriber.frequency)
     sent = edition.pk and Delivery.objects.filter(edition=edition, subscriber=subscriber, state=Delivery.State.SENT).first()
-    if sent:
-        if mailed:
-            return mailed_copy(edition, offer, sent)
-        sent = {"preview_sent_at": sent.sent_at}
+    if sent and mailed:
+        return mailed_copy(edition, offer, sent)
     recipient = (subscriber.pk, subscriber.frequency, subscriber.keywords, subscriber.authors, subscriber.confirmed_at)
     picks = digests_for(edition, [recipient], offer_of=lambda *_: offer)[subscriber.pk]
     status = "" if subscriber.status == Subscriber.Status.ACTIVE else f"{subscriber} is {subscriber.get_status_display().lower()}: no digest goes to them."
@@ -147,7 +145,7 @@ def preview(day, edition, email, mailed=True):
         return {"preview_error": status or f"Nothing new for {subscriber}: no digest would go."}
     content = offer.renderer.content(picks)
     return {"preview_subscriber": subscriber, "preview_note": status, "preview_subject": content.subject,
-            "preview_html": content.html, "preview_text": content.text, **(sent or {})}
+            "preview_html": content.html, "preview_text": content.text, "preview_sent_at": sent.sent_at if sent else None}
 
 
 def mailed_copy(edition, offer, delivery):

@@ -6,12 +6,12 @@ from django.contrib.admin import helpers
 from django.db.models import Count, OuterRef, Q
 from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from newsletter import desk
-from newsletter.archive import editions_record_offered
+from newsletter.archive import edition_items, edition_record_offered, editions_record_offered
 from newsletter.reconcile import deliveries_requeue, deliveries_requeue_plan
 from newsletter.forms import TIMEZONES
 from newsletter.models import (
@@ -23,8 +23,11 @@ from newsletter.services import (
     suppression_lift,
 )
 from papers.admin import FeatureAdmin, PaperAdmin
-from papers.models import Feature, Paper, Topic
+from papers.models import Feature, Paper, Topic, search_key
 from papers.services import curation_log
+
+READERS_FOUND = 200  # by part of an address, in the delivery list: a probe per edition each
+
 
 class Echo:
     def write(self, value):
@@ -62,9 +65,10 @@ class SubscriberAdmin(admin.ModelAdmin):
     what and when through the same service as the preferences page, so the schedule follows."""
 
     form = SubscriberForm
-    list_display = ["email", "status", "frequency", "hour", "timezone", "next_digest_at", "created_at", "confirmed_at"]
+    list_display = ["email", "status", "schedule", "joined"]
     list_filter = ["status", "frequency", "topics", "created_at"]
-    search_fields = ["email", "keywords"]
+    search_fields = ["search_text"]
+    search_help_text = "Address, keyword or followed author, or part of one; case and accents do not matter."
     date_hierarchy = "created_at"
     filter_horizontal = ["topics"]
     readonly_fields = [
@@ -79,8 +83,23 @@ class SubscriberAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # subscribers sign up themselves: consent is theirs to give
 
+    # Compact cells, so that every column is in sight at a laptop's width.
+    @admin.display(description="schedule", ordering="next_digest_at")
+    def schedule(self, s):
+        when = f"{s.get_frequency_display().lower()} at {s.hour:02d}:00 {s.timezone}"
+        upcoming = f"next {timezone.localtime(s.next_digest_at):%-d %b %H:%M}" if s.next_digest_at else "no digest due"
+        return format_html("{}<br><small>{}</small>", when, upcoming)
+
+    @admin.display(description="joined", ordering="created_at")
+    def joined(self, s):
+        confirmed = f"confirmed {s.confirmed_at:%-d %b %Y}" if s.confirmed_at else "not confirmed"
+        return format_html("{}<br><small>{}</small>", f"{s.created_at:%-d %b %Y}", confirmed)
+
     def has_delete_permission(self, request, obj=None):
         return False  # "Erase" below keeps the suppression hash a plain delete would lose
+
+    def get_search_results(self, request, queryset, search_term):
+        return super().get_search_results(request, queryset, search_key(search_term))
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -113,6 +132,11 @@ class SubscriberAdmin(admin.ModelAdmin):
                           messages.SUCCESS if changed else messages.WARNING)
 
     @staticmethod
+    def _left_alone(queryset, why):
+        n = queryset.count()
+        return f" {n} of them {'is' if n == 1 else 'are'} left alone ({why})." if n else ""
+
+    @staticmethod
     def _by(request):
         return f"by editor {request.user.get_username()}"
 
@@ -127,14 +151,24 @@ class SubscriberAdmin(admin.ModelAdmin):
         self._apply(request, queryset, lambda s: subscriber_resume(subscriber=s, how=how), "Resumed",
                     "only paused subscribers resume; unconfirmed, unsubscribed and suppressed ones never do")
 
-    @admin.action(description="Unsubscribe selected subscribers")
+    @admin.action(description="Unsubscribe selected subscribers…")
     def unsubscribe(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            left = queryset.exclude(status__in=[Subscriber.Status.PENDING, Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED])
+            return confirmation(request, self, queryset, "unsubscribe", "Unsubscribe these subscribers?", consequence=(
+                "They get no more digests, and each one's history records that you unsubscribed them. They can "
+                "subscribe again themselves." + self._left_alone(left, "already unsubscribed or suppressed")))
         how = self._by(request)
         self._apply(request, queryset, lambda s: subscriber_unsubscribe(subscriber=s, how=how), "Unsubscribed",
                     "already unsubscribed or suppressed")
 
-    @admin.action(description="Suppress selected addresses (never mail them again)")
+    @admin.action(description="Suppress selected addresses (never mail them again)…")
     def suppress(self, request, queryset):
+        if request.POST.get("post") != "yes":
+            left = queryset.filter(status=Subscriber.Status.SUPPRESSED)
+            return confirmation(request, self, queryset, "suppress", "Suppress these addresses?", consequence=(
+                "Nothing is mailed to these addresses again, not even a confirmation if they sign up anew; each "
+                "one's history records that you suppressed it." + self._left_alone(left, "already suppressed")))
         reason = f"suppressed {self._by(request)}"
         self._apply(request, queryset, lambda s: subscriber_suppress(subscriber=s, reason=reason), "Suppressed",
                     "already suppressed")
@@ -191,7 +225,12 @@ def confirmation(request, model_admin, queryset, action, question, **ctx):
 @admin.register(Edition)
 class EditionAdmin(admin.ModelAdmin):
     list_display = ["date", "due", "sent", "skipped", "failed", "in_progress", "more", "less", "unsubscribes"]
-    readonly_fields = ["date", "created_at", "totals", "offered_at"]
+    readonly_fields = ["date", "pages", "progress", "papers_offered", "offered_at", "created_at"]
+
+    def get_object(self, request, object_id, from_field=None):
+        edition = super().get_object(request, object_id, from_field)
+        # Gone out: what it offered is recorded now, if no one has looked since (Offered at).
+        return edition_record_offered(edition) if edition else edition
 
     def get_urls(self):
         today = self.admin_site.admin_view(desk.today)
@@ -232,8 +271,34 @@ class EditionAdmin(admin.ModelAdmin):
     def unsubscribes(self, edition):
         return edition.unsubscribes
 
-    def totals(self, edition):
-        return ", ".join(f"{k}: {v}" for k, v in edition.totals().items())
+    @admin.display(description="see also")
+    def pages(self, edition):
+        return format_html('<a href="{}?day={}">Today page</a> · <a href="{}">Public archive</a>',
+                           reverse("admin:newsletter_edition_today"), edition.date, edition.get_absolute_url())
+
+    @admin.display(description="progress")
+    def progress(self, edition):
+        """Deliveries by state, each a link to those deliveries."""
+        url = reverse("admin:newsletter_delivery_changelist")
+        totals = edition.totals()
+        states = [(f"{url}?edition__id__exact={edition.pk}", "Due", totals["due"])] + [
+            (f"{url}?edition__id__exact={edition.pk}&state__exact={value}", label, totals[value])
+            for value, label in Delivery.State.choices
+        ]
+        return format_html_join(" · ", '<a href="{}">{} {}</a>', states)
+
+    @admin.display(description="papers offered")
+    def papers_offered(self, edition):
+        """The general edition's papers (as recorded once it went out), with the votes the
+        readers it was sent to gave each."""
+        items = edition_items(edition)
+        readers = edition.deliveries.filter(state=Delivery.State.SENT).values("subscriber_id")
+        votes = Vote.objects.filter(paper__in=[item["paper"].pk for item in items], subscriber__in=readers).order_by()
+        counts = {pid: (more, less) for pid, more, less in votes.values("paper").annotate(
+            more=Count("pk", filter=Q(value=1)), less=Count("pk", filter=Q(value=-1))).values_list("paper", "more", "less")}
+        rows = [(item["paper"].title, item["reason"], *counts.get(item["paper"].pk, (0, 0))) for item in items]
+        listed = format_html_join("", "<li>{} <small>· {} · {} more, {} less</small></li>", rows)
+        return format_html('<ol class="wrap" style="margin:0;padding-left:1.2em">{}</ol>', listed) if rows else "—"
 
     def has_add_permission(self, request):
         return False
@@ -248,7 +313,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_filter = ["state", "edition"]
     list_select_related = ["edition", "subscriber"]
     search_fields = ["message_id"]
-    search_help_text = "A reader's address, or (part of) a Message-ID."
+    search_help_text = f"(Part of) a reader's address (the first {READERS_FOUND} readers found), or of a Message-ID."
     raw_id_fields = ["subscriber", "edition"]
     readonly_fields = [f.name for f in Delivery._meta.fields]
     actions = ["requeue"]
@@ -263,7 +328,10 @@ class DeliveryAdmin(admin.ModelAdmin):
             reader = None
         if reader is not None:
             return queryset.of_subscribers([reader]), False
-        return super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        readers = list(Subscriber.objects.filter(email__icontains=term).values_list("pk", flat=True)[:READERS_FOUND]) if term else []
+        by_message, _ = super().get_search_results(request, queryset, search_term)
+        return (queryset.of_subscribers(readers) | by_message) if readers else by_message, False
 
     def has_add_permission(self, request):
         return False
@@ -390,6 +458,10 @@ class PaperReadersAdmin(PaperAdmin):
     def unfeature(self, request, queryset):
         editions_record_offered()
         return super().unfeature(request, queryset)
+
+    def undo_view(self, request, change_id):
+        editions_record_offered()
+        return super().undo_view(request, change_id)
 
 
 class FeatureRecordingAdmin(FeatureAdmin):

@@ -9,7 +9,6 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -17,14 +16,17 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
-from newsletter.archive import editions_record_offered
+from newsletter.archive import edition_record_offered, editions_record_offered
 from newsletter.offers import digests_for, edition_offer
 from newsletter.models import Delivery, Edition, Subscriber, Vote
-from papers.models import Feature, Paper
-from papers.notes import cleaned_away, sanitize_note
+from newsletter.rendering import EditionRenderer
+from papers.models import Feature, FeatureChange, Paper
+from papers.forms import FeatureNoteForm
+from papers.notes import NOTE_MAX_LENGTH, cleaned_away, note_source, sanitize_note
 from papers.services import features_reorder, paper_feature, paper_unfeature
 
 LEADERS = 15  # papers offered for featuring
+CHANGES = 10  # the day's latest changes to its features, each with Undo
 
 
 def _day(value):
@@ -40,9 +42,11 @@ def today(request):
     if not request.user.has_perm("papers.change_feature"):
         return redirect("admin:index")
     day = _day(request.GET.get("day") or request.POST.get("day"))
+    drafts = {}  # paper pk -> a note refused, shown again in its box to be fixed, not retyped
     if request.method == "POST":
-        _act(request, day)
-        return redirect(f"{reverse('admin:newsletter_edition_today')}?day={day}")
+        drafts = _act(request, day)
+        if not drafts:
+            return redirect(f"{reverse('admin:newsletter_edition_today')}?day={day}")
     edition = Edition.objects.filter(date=day).first()
     features = list(Feature.objects.filter(day=day).select_related("paper"))
     ctx = {
@@ -51,15 +55,19 @@ def today(request):
         "day": day,
         "is_today": day == timezone.localdate(),
         "time_zone": settings.TIME_ZONE,
-        "features": [(f, votes_since(f)) for f in features],
-        "leaders": leaders(day, exclude=[f.paper_id for f in features]),
+        "features": [(f, votes_since(f), drafts.get(f.paper_id, note_source(f.note))) for f in features],
+        "leaders": [(p, drafts.get(p.pk, "")) for p in leaders(day, exclude=[f.paper_id for f in features])],
+        "note_limit": NOTE_MAX_LENGTH,
+        "changes": FeatureChange.objects.filter(day=day).select_related("paper", "log__user")[:CHANGES],
         "edition": edition,
         "totals": edition.totals() if edition else None,
         "preview_email": request.GET.get("subscriber", "").strip(),
     }
+    ctx["went_out"] = bool(ctx["totals"] and ctx["totals"]["sent"])
     if ctx["preview_email"]:
-        ctx.update(preview(day, edition, ctx["preview_email"]))
-    return TemplateResponse(request, "admin/newsletter/today.html", ctx)
+        ctx["preview_now"] = request.GET.get("now") == "1"
+        ctx.update(preview(day, edition, ctx["preview_email"], mailed=not ctx["preview_now"]))
+    return TemplateResponse(request, "admin/newsletter/today.html", ctx, status=400 if drafts else 200)
 
 
 def request_context(request):
@@ -67,6 +75,7 @@ def request_context(request):
 
 
 def _act(request, day):
+    """Do what a button asks; returns {paper pk: note} for a note refused (else nothing)."""
     raw = request.POST.get("paper", "")
     paper = Paper.objects.filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() else None
     op = request.POST.get("op")
@@ -75,15 +84,16 @@ def _act(request, day):
         return
     editions_record_offered()  # editions already sent keep what they offered
     if op in ("feature", "note"):
-        note = request.POST.get("note", "").strip()
+        form = FeatureNoteForm(request.POST)
+        if not form.is_valid():
+            refused = f"“{paper}” not featured" if op == "feature" else f"Note of “{paper}” not saved"
+            messages.error(request, f"{refused}: {' '.join(form.errors['note'])}")
+            return {paper.pk: request.POST.get("note", "")}
+        note = form.cleaned_data["note"]
         if op == "note" and not note:
             messages.warning(request, "The note is unchanged: an empty note keeps the current one.")
             return
-        try:
-            paper_feature(paper=paper, day=day, note=note, user=request.user)
-        except ValidationError as e:
-            messages.error(request, f"“{paper}” not featured: {' '.join(e.messages)}")
-            return
+        paper_feature(paper=paper, day=day, note=note, user=request.user)
         messages.success(request, f"“{paper}” featured on {day}." if op == "feature" else f"Note of “{paper}” saved.")
         if note and cleaned_away(note):
             messages.warning(request, f"Markup that is not allowed was removed; the note now reads: {sanitize_note(note)}")
@@ -115,15 +125,19 @@ def leaders(day, exclude):
     return list(window.trending()[:LEADERS])
 
 
-def preview(day, edition, email):
+def preview(day, edition, email, mailed=True):
     """The digest `email` would get from edition `day`, made as sending makes it (an Offer's
-    picks, its renderer's content): {preview_*} for the template."""
+    picks, its renderer's content), or with `mailed`, the copy they were sent if they were:
+    {preview_*} for the template."""
     subscriber = Subscriber.objects.filter(email__iexact=email).first()
     if subscriber is None:
         return {"preview_error": f"No subscriber {email}."}
     edition = edition or Edition(date=day)
     # Read afresh (not the sending workers' five-minute cache): the editor's changes show at once.
     offer = edition_offer(edition, subscriber.frequency)
+    sent = edition.pk and Delivery.objects.filter(edition=edition, subscriber=subscriber, state=Delivery.State.SENT).first()
+    if sent and mailed:
+        return mailed_copy(edition, offer, sent)
     recipient = (subscriber.pk, subscriber.frequency, subscriber.keywords, subscriber.authors, subscriber.confirmed_at)
     picks = digests_for(edition, [recipient], offer_of=lambda *_: offer)[subscriber.pk]
     status = "" if subscriber.status == Subscriber.Status.ACTIVE else f"{subscriber} is {subscriber.get_status_display().lower()}: no digest goes to them."
@@ -131,6 +145,17 @@ def preview(day, edition, email):
         return {"preview_error": status or f"Nothing new for {subscriber}: no digest would go."}
     content = offer.renderer.content(picks)
     return {"preview_subscriber": subscriber, "preview_note": status, "preview_subject": content.subject,
+            "preview_html": content.html, "preview_text": content.text, "preview_sent_at": sent.sent_at if sent else None}
+
+
+def mailed_copy(edition, offer, delivery):
+    """The copy `delivery` mailed: its picks, with the notes recorded when the edition went out
+    (today's for a paper not in the general edition, as a weekly reader's older pick)."""
+    edition = edition_record_offered(edition)
+    notes = {**offer.notes, **{item["paper"]: item["note"] for item in edition.offered or []}}
+    picks = [tuple(pick) for pick in delivery.picks]
+    content = EditionRenderer(edition, Paper.objects.in_bulk([pid for pid, _ in picks]), notes).content(picks)
+    return {"preview_subscriber": delivery.subscriber, "preview_mailed_at": delivery.sent_at, "preview_subject": content.subject,
             "preview_html": content.html, "preview_text": content.text}
 
 

@@ -12,7 +12,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.urls import reverse
 
 from newsletter import tokens
-from papers.models import Topic
+from papers.models import Topic, search_key
 
 
 MAX_LOCAL_PART = 64  # octets, RFC 5321 4.5.3.1.1
@@ -126,6 +126,7 @@ class Subscriber(models.Model):
     next_digest_at = models.DateTimeField(null=True, blank=True, editable=False)
     # See interest_key(): the order digests are fanned out in.
     interest_key = models.CharField(max_length=200, blank=True, editable=False)
+    search_text = models.TextField(blank=True, editable=False, help_text="Address, keywords and authors, folded (search_key).")
 
     # Consent (GDPR Art. 7): what was agreed to, when, from where.
     created_at = models.DateTimeField(auto_now_add=True)
@@ -152,6 +153,13 @@ class Subscriber(models.Model):
     def __str__(self):
         return self.email
 
+    def save(self, *args, update_fields=None, **kwargs):
+        # On every path that saves what it is made of (signup, preferences, follows, the admin).
+        self.search_text = search_key(self.email, self.keywords, self.authors)
+        if update_fields is not None and {"email", "keywords", "authors"} & set(update_fields):
+            update_fields = [*update_fields, "search_text"]
+        super().save(*args, update_fields=update_fields, **kwargs)
+
     def clean(self):
         # An address edited in the admin is stored in the form every lookup uses.
         try:
@@ -164,8 +172,11 @@ class Subscriber(models.Model):
         return ZoneInfo(self.timezone)
 
     def refresh_interest_key(self):
+        """The columns made from what the subscriber follows, after services changed it with an
+        UPDATE (which save() does not see): the fan-out's order and the admin's search text."""
         self.interest_key = interest_key(self.frequency, self.topics.values_list("id", flat=True), self.keywords, self.authors)
-        Subscriber.objects.filter(pk=self.pk).update(interest_key=self.interest_key)
+        self.search_text = search_key(self.email, self.keywords, self.authors)
+        Subscriber.objects.filter(pk=self.pk).update(interest_key=self.interest_key, search_text=self.search_text)
 
     def keyword_list(self):
         return comma_list(self.keywords)
@@ -356,6 +367,14 @@ class DeliveryQuerySet(models.QuerySet):
     def totals(self):
         counts = dict(self.values_list("state").annotate(n=models.Count("id")).values_list("state", "n"))
         return {state: counts.get(state, 0) for state in Delivery.State.values} | {"due": sum(counts.values())}
+
+    def outcome(self):
+        """In words: how many were sent, skipped (and why), failed, and are still to send."""
+        totals = self.totals()
+        why = self.filter(state=Delivery.State.SKIPPED).values_list("note").annotate(n=models.Count("id")).order_by("-n")
+        skipped = f"{totals['skipped']} skipped" + (f" ({', '.join(f'{note}: {n}' for note, n in why)})" if why else "")
+        waiting = totals["pending"] + totals["sending"]
+        return f"{totals['sent']} sent, {skipped}, {totals['failed']} failed, {waiting} still to send."
 
 
 class Delivery(models.Model):

@@ -249,7 +249,8 @@ def subscriber_set_timezone(*, subscriber, timezone_name):
 
 def subscriber_pause(*, subscriber, how=""):
     """Returns True if the subscriber was active (and is now paused)."""
-    return _transition(subscriber, PAUSE, how)
+    # None due while paused: resume schedules the next one.
+    return _transition(subscriber, PAUSE, how, next_digest_at=None)
 
 
 def subscriber_resume(*, subscriber, how=""):

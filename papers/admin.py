@@ -1,20 +1,21 @@
-import json
-
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
-from django.shortcuts import redirect
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from papers.models import Feature, FetchRun, Paper, Topic
+from papers.forms import PaperForm
+from papers.models import Feature, FeatureChange, FetchRun, Paper, Topic, search_key
 from papers.notes import cleaned_away, sanitize_note
-from papers.services import feature_note_set, paper_feature, paper_tag, paper_unfeature
+from papers.services import feature_change_undo, feature_note_set, paper_feature, paper_tag, paper_unfeature
 from papers.tasks import retag_papers_task
 
 
@@ -24,9 +25,10 @@ class FeatureActionForm(ActionForm):
         help_text=f"Day to feature on; empty: today in {settings.TIME_ZONE}. Unfeature without a day: every day.",
         widget=forms.DateInput(attrs={"type": "date"}),
     )
+    # No maxlength: the one limit (what readers see) is the services' (papers.notes), and the
+    # admin would drop the whole action, silently, on a form error here.
     note = forms.CharField(
         required=False,
-        max_length=1000,
         widget=forms.TextInput(attrs={"placeholder": "Editor's note (optional; empty keeps the current one)"}),
     )
 
@@ -67,23 +69,41 @@ def today_label():
 class PaperAdmin(admin.ModelAdmin):
     list_display = ["paper", "upvotes", "topic_names", "featured_on"]
     list_filter = [FeaturedFilter, "topics", "listed_on", "source"]
-    search_fields = ["title", "arxiv_id", "authors"]
+    search_fields = ["search_text"]
+    search_help_text = "Title, author or arXiv id; case and accents do not matter."
     date_hierarchy = "listed_on"
     readonly_fields = ["topics", "source", "created_at", "updated_at"]
+    form = PaperForm
     inlines = [FeatureInline]
     action_form = FeatureActionForm
     actions = ["feature", "unfeature"]
+    object_history_template = "admin/papers/paper/object_history.html"
+
+    def get_urls(self):
+        undo = self.admin_site.admin_view(require_POST(self.undo_view))
+        return [path("undo/<int:change_id>/", undo, name="papers_featurechange_undo"), *super().get_urls()]
+
+    def undo_view(self, request, change_id):
+        """Undo a change to the features (from a paper's History or the Today page), then go back."""
+        if not request.user.has_perm("papers.change_feature"):
+            raise PermissionDenied
+        change = get_object_or_404(FeatureChange.objects.select_related("paper", "log"), pk=change_id)
+        try:
+            feature_change_undo(change=change, user=request.user)
+        except ValidationError as e:
+            self.message_user(request, f"Not undone: {' '.join(e.messages)}", messages.ERROR)
+        else:
+            self.message_user(request, f"Undone: {change.log.change_message if change.log else change}", messages.SUCCESS)
+        back = request.POST.get("next", "")
+        if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+            return redirect(back)
+        return redirect("admin:papers_paper_history", change.paper_id)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("topics", "features")
 
     def get_search_results(self, request, queryset, search_term):
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        # Authors are stored as JSON, where SQLite keeps "López" as "L\u00f3pez": look for that too.
-        escaped = json.dumps(search_term.strip())[1:-1]
-        if search_term.strip() and escaped != search_term.strip():
-            queryset |= self.model.objects.filter(Q(authors__icontains=escaped))
-        return queryset, may_have_duplicates
+        return super().get_search_results(request, queryset, search_key(search_term))
 
     @admin.display(description="paper", ordering="title")
     def paper(self, paper):
@@ -97,7 +117,8 @@ class PaperAdmin(admin.ModelAdmin):
     @admin.display(description="featured on")
     def featured_on(self, paper):
         days = [f.day for f in paper.features.all()]
-        return ", ".join(f"{d:%-d %b %Y}" for d in days[:3]) + (" …" if len(days) > 3 else "") or "—"
+        # A day a line: the list keeps its width beside the filters at a laptop's width.
+        return mark_safe("<br>".join(f"{d:%-d %b %Y}" for d in days[:3]) + (" …" if len(days) > 3 else "")) if days else "—"  # dates only
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

@@ -7,7 +7,7 @@ from django.db import models
 from django.urls import reverse
 
 from papers.arxiv_ids import validate_arxiv_id
-from papers.notes import sanitize_note, validate_note
+from papers.notes import NOTE_MAX_STORED, sanitize_note, validate_note
 from papers.vectors import MODEL, most_similar, text_vector
 
 
@@ -21,6 +21,13 @@ def author_key(name):
     """An author's name folded for matching: case- and accent-insensitive ("Zoë" = "zoe")."""
     text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return " ".join(text.casefold().split())
+
+
+def search_key(*texts):
+    """Texts folded for the admin's search, stored in a column: "LÓPEZ", "López" and "lopez"
+    match alike on SQLite and PostgreSQL (LIKE folds neither accents nor, on SQLite, non-ASCII case)."""
+    text = unicodedata.normalize("NFKD", "\n".join(texts).casefold())
+    return "".join(c for c in text if not unicodedata.combining(c))
 
 
 class Topic(models.Model):
@@ -97,6 +104,7 @@ class Paper(models.Model):
         null=True, blank=True, db_index=True, help_text="The first day the paper was listed as trending."
     )
     upvotes = models.PositiveIntegerField(default=0)
+    search_text = models.TextField(blank=True, editable=False, help_text="Title, authors and arXiv id, folded (search_key).")
     pdf_link = models.URLField("PDF link", blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.ADMIN)
     topics = models.ManyToManyField(Topic, blank=True, related_name="papers")
@@ -115,6 +123,7 @@ class Paper(models.Model):
 
     def save(self, *args, **kwargs):
         self.title_key = title_key(self.title)
+        self.search_text = search_key(self.title, *self.authors, self.arxiv_id or "")
         self.vector, self.vector_model = text_vector(self.title, self.abstract), MODEL
         super().save(*args, **kwargs)
 
@@ -161,7 +170,7 @@ class Feature(models.Model):
     paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="features")
     day = models.DateField(db_index=True)
     note = models.CharField(
-        max_length=1000, blank=True, validators=[validate_note], help_text="Short; plain text or simple markup (sanitised)."
+        max_length=NOTE_MAX_STORED, blank=True, validators=[validate_note], help_text="Short; plain text or simple markup (sanitised)."
     )
     featured_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     # The editor's order within a day: on the site, in the digest and on the Today page.
@@ -181,6 +190,42 @@ class Feature(models.Model):
         # Sanitised on every path (admin, services, shell): templates render it as markup.
         self.note = sanitize_note(self.note)
         super().save(*args, **kwargs)
+
+
+class FeatureChangeQuerySet(models.QuerySet):
+    def notes(self):
+        """The changes that say what a paper's note on a day was, newest first."""
+        return self.exclude(kind=FeatureChange.Kind.REORDERED)
+
+
+class FeatureChange(models.Model):
+    """A change to a day's features, kept as data beside the admin log's words: what Undo
+    reverses, and the note a removed feature had (featuring it again with an empty note keeps it)."""
+
+    class Kind(models.TextChoices):
+        FEATURED = "featured", "Featured"
+        UNFEATURED = "unfeatured", "Unfeatured"
+        NOTE = "note", "Note changed"
+        REORDERED = "reordered", "Reordered"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="feature_changes", help_text="For a reorder, the first paper.")
+    day = models.DateField()
+    note = models.CharField(max_length=NOTE_MAX_STORED, blank=True, help_text="The note after the change; for an unfeature, the note it had.")
+    note_before = models.CharField(max_length=NOTE_MAX_STORED, blank=True)
+    order = models.JSONField(null=True, blank=True, help_text="A reorder: the day's paper ids after it, and before.")
+    order_before = models.JSONField(null=True, blank=True)
+    log = models.OneToOneField("admin.LogEntry", null=True, blank=True, on_delete=models.SET_NULL, related_name="feature_change")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = FeatureChangeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["paper", "day"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.paper_id} on {self.day}"
 
 
 class FetchRunQuerySet(models.QuerySet):

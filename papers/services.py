@@ -6,15 +6,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from papers.models import Feature, FetchRun, Paper, Topic, title_key
-from papers.notes import validate_note
+from papers.models import Feature, FeatureChange, FetchRun, Paper, Topic, title_key
+from papers.notes import note_as_text, validate_note
 from papers.parsers import FeedError, PaperRecord, detect_format, parse, parse_text
 from papers.sources import SOURCES, SourceError, session
 from papers.vectors import MODEL, embeddings
@@ -190,54 +190,116 @@ def curation_log(user, obj, message, flag=CHANGE):
     )
 
 
+def _feature_change(user, kind, paper, day, message, **data):
+    """Record a change to the features: as data (FeatureChange: what Undo and an empty note
+    read) and, for an editor, in words in the admin's log, where Recent actions shows the
+    words themselves (the paper's title alone would read as if the paper were added or deleted)."""
+    entry = None
+    if user is None:
+        log.info("%s", message)
+    else:
+        entry = LogEntry.objects.create(
+            user=user, content_type=ContentType.objects.get_for_model(Paper), object_id=str(paper.pk),
+            object_repr=message[:200], action_flag=CHANGE, change_message=message,
+        )
+    return FeatureChange.objects.create(kind=kind, paper=paper, day=day, log=entry, **data)
+
+
+def _quoted(note):
+    return f"“{note_as_text(note)}”" if note else "no note"
+
+
 def paper_feature(*, paper, day, note="", user=None):
-    """Feature paper on day, after the day's other features. An empty note keeps the note a
-    feature of that day already has (re-featuring to move a paper must not erase it)."""
+    """Feature paper on day, after the day's other features. An empty note keeps the paper's
+    note of that day: the feature's, or the one it had when last unfeatured from that day
+    (re-featuring to move a paper, or after an unfeature, must not erase it)."""
     if note:
         validate_note(note)
     with transaction.atomic():
         feature = Feature.objects.select_for_update().filter(paper=paper, day=day).first()
         created = feature is None
+        before = "" if created else feature.note
         if created:
             last = Feature.objects.filter(day=day).aggregate(last=Max("position"))["last"]
             feature = Feature(paper=paper, day=day, featured_by=user, position=0 if last is None else last + 1)
+            if not note:
+                note = FeatureChange.objects.notes().filter(paper=paper, day=day).values_list("note", flat=True).first() or ""
         if note:
             feature.note = note
         feature.save()
-    curation_log(user, paper, f"Featured on {day}; note: {feature.note or '(none)'}", ADDITION if created else CHANGE)
+        if created:
+            with_note = f" with the note {_quoted(feature.note)}" if feature.note else ""
+            _feature_change(user, FeatureChange.Kind.FEATURED, paper, day, f"Featured “{paper}” on {day}{with_note}", note=feature.note)
+        elif feature.note != before:
+            _note_changed(user, feature, before)
     return feature
 
 
 def paper_unfeature(*, paper, day=None, user=None):
     """Remove paper's feature on day, or on every day it is featured; returns the days removed.
-    The log keeps each note, so an unfeature can be undone."""
+    The change keeps each note, so an unfeature can be undone."""
     features = list(paper.features.filter(day=day) if day else paper.features.all())
     for feature in features:
         feature.delete()
-        curation_log(user, paper, f"Unfeatured from {feature.day}; note was: {feature.note or '(none)'}", DELETION)
+        had = f" (its note was {_quoted(feature.note)})" if feature.note else ""
+        _feature_change(user, FeatureChange.Kind.UNFEATURED, paper, feature.day, f"Unfeatured “{paper}” from {feature.day}{had}",
+                        note=feature.note)
     return sorted(f.day for f in features)
 
 
+def _note_changed(user, feature, before):
+    message = f"Note on “{feature.paper}” ({feature.day}) changed from {_quoted(before)} to {_quoted(feature.note)}"
+    _feature_change(user, FeatureChange.Kind.NOTE, feature.paper, feature.day, message, note=feature.note, note_before=before)
+
+
 def feature_note_set(*, feature, note, user=None):
-    """Replace a feature's note (empty clears it), logged with the note it had."""
+    """Replace a feature's note (empty clears it), recorded with the note it had."""
     validate_note(note)
     before = Feature.objects.filter(pk=feature.pk).values_list("note", flat=True).first()  # as stored, not as edited
     feature.note = note
     feature.save(update_fields=["note"])
-    curation_log(user, feature.paper, f"Note of {feature.day} changed from: {before or '(none)'} to: {feature.note or '(none)'}")
+    if feature.note != before:
+        _note_changed(user, feature, before)
     return feature
 
 
 def features_reorder(*, day, paper_ids, user=None):
     """Put the day's features in this order (papers not listed keep theirs, after these)."""
-    features = {f.paper_id: f for f in Feature.objects.filter(day=day)}
+    features = {f.paper_id: f for f in Feature.objects.filter(day=day).select_related("paper")}
+    before = list(features)  # in their current order (Feature's ordering)
     order = [pid for pid in paper_ids if pid in features] + [pid for pid in features if pid not in paper_ids]
     for position, pid in enumerate(order):
         features[pid].position = position
     Feature.objects.bulk_update(features.values(), ["position"])
-    if features:
-        curation_log(user, features[order[0]].paper, f"Features of {day} reordered: paper ids {order}")
+    if order != before:
+        titles = ", ".join(str(features[pid].paper) for pid in order)
+        _feature_change(user, FeatureChange.Kind.REORDERED, features[order[0]].paper, day, f"Reordered {day}: {titles}",
+                        order=order, order_before=before)
     return [features[pid] for pid in order]
+
+
+def feature_change_undo(*, change, user=None):
+    """Undo a change to the features through the services that made it (so the undo is
+    recorded, and can be undone in turn). Refused, with the reason, when the features have
+    moved on since in a way the undo would overwrite."""
+    Kind = FeatureChange.Kind
+    feature = Feature.objects.filter(paper=change.paper, day=change.day).select_related("paper").first()
+    if change.kind == Kind.FEATURED:
+        if feature is None:
+            raise ValidationError(f"“{change.paper}” is not featured on {change.day} any more.")
+        paper_unfeature(paper=change.paper, day=change.day, user=user)
+    elif change.kind == Kind.UNFEATURED:
+        if feature is not None:
+            raise ValidationError(f"“{change.paper}” is featured on {change.day} again already.")
+        paper_feature(paper=change.paper, day=change.day, note=change.note, user=user)
+    elif change.kind == Kind.NOTE:
+        if feature is None or feature.note != change.note:
+            raise ValidationError(f"The note on “{change.paper}” ({change.day}) has changed since: undo the later change first.")
+        feature_note_set(feature=feature, note=change.note_before, user=user)
+    elif change.kind == Kind.REORDERED:
+        if list(Feature.objects.filter(day=change.day).values_list("paper_id", flat=True)) != change.order:
+            raise ValidationError(f"The features of {change.day} have changed since: undo the later changes first.")
+        features_reorder(day=change.day, paper_ids=change.order_before, user=user)
 
 
 SOURCE_BY_FORMAT = {"json": Paper.Source.DAILY, "atom": Paper.Source.ARXIV, "text": Paper.Source.TEXT}

@@ -1,6 +1,7 @@
 """The editor's desk: the Today page, the order readers see features in, the admin index."""
 
 import datetime as dt
+import html
 import re
 from io import StringIO
 
@@ -60,7 +61,7 @@ def test_one_click_features_a_leading_paper_with_a_note_shown_as_rendered(editor
     assert f"“Jamming attacks on IoT” featured on {day}." in page
     featured = page[page.index('id="featured"'):page.index('id="leaders"')]
     assert "Read the <b>threat model</b>" in featured
-    assert "Jamming attacks on IoT" not in page[page.index('id="leaders"'):]
+    assert "Jamming attacks on IoT" not in page[page.index('id="leaders"'):page.index('id="changes"')]
 
 
 def test_the_editor_reorders_features_and_readers_see_that_order_on_the_site_and_in_the_mail(editor, papers, day):
@@ -238,3 +239,144 @@ def test_the_today_page_shows_today_for_a_day_that_does_not_exist_and_refuses_a_
     assert "That paper no longer exists." in page and not Feature.objects.exists()
     page = desk(editor, "feature", papers["jam"], note="x" * 300).content.decode()
     assert "not featured: An editor&#x27;s note may be at most 280 characters." in page
+
+
+def test_unfeature_then_feature_with_an_empty_note_keeps_the_note_on_the_today_page_and_in_the_papers_list(editor, papers, day):
+    desk(editor, "feature", papers["jam"], note="Read the <b>threat model</b>")
+    desk(editor, "unfeature", papers["jam"])
+    page = desk(editor, "feature", papers["jam"], note="").content.decode()
+    assert Feature.objects.get(paper=papers["jam"]).note == "Read the <b>threat model</b>"
+    assert "Read the <b>threat model</b>" in page[page.index('id="featured"'):page.index('id="leaders"')]
+    editor.post("/admin/papers/paper/", {"action": "unfeature", "_selected_action": [papers["jam"].pk], "day": str(day)})
+    editor.post("/admin/papers/paper/", {"action": "feature", "_selected_action": [papers["jam"].pk], "day": str(day), "note": ""})
+    assert Feature.objects.get(paper=papers["jam"]).note == "Read the <b>threat model</b>"
+
+
+def note_box(page, paper):
+    """The value of the note box of paper on the Today page, as the browser reads it."""
+    match = re.search(rf'value="([^"]*)" aria-label="Note for {re.escape(paper.title)}"', page)
+    return html.unescape(match.group(1))
+
+
+def test_the_save_note_box_shows_the_note_as_written_and_keeps_a_refused_note(editor, papers, day):
+    desk(editor, "feature", papers["jam"], note='Read the <b>threat model</b> & <a href="https://example.org/t">talk</a>')
+    page = editor.get(TODAY_URL).content.decode()
+    assert note_box(page, papers["jam"]) == 'Read the <b>threat model</b> & <a href="https://example.org/t">talk</a>'
+    assert 'data-note-limit="280"' in page and 'maxlength="1000"' not in page
+    typed = "Fixed " + "y" * 280
+    response = editor.post(TODAY_URL, {"op": "note", "paper": papers["jam"].pk, "note": typed})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Note of “Jamming attacks on IoT” not saved: An editor&#x27;s note may be at most 280 characters." in page
+    assert note_box(page, papers["jam"]) == typed
+    assert "threat model" in Feature.objects.get(paper=papers["jam"]).note
+    response = editor.post(TODAY_URL, {"op": "feature", "paper": papers["arms"].pk, "note": typed})
+    assert note_box(response.content.decode(), papers["arms"]) == typed and response.status_code == 400
+
+
+
+def test_a_link_to_an_unsafe_address_becomes_its_words_and_a_bare_address_a_link(editor, client, papers, day):
+    note = '<a href="javascript:alert(1)">Click</a> or <a href="data:text/html,x">this</a>; slides at https://example.org/s?a=1&b=2.'
+    desk(editor, "feature", papers["jam"], note=note)
+    make_subscriber("reader@example.org")
+    send(day)
+    (message,) = sent_mail()
+    mailed = message.alternatives[0][0]
+    archive = client.get(f"/editions/{day}/").content.decode()
+    for page in (mailed, archive):
+        assert "Click or this; slides at " in page and "javascript" not in page and "data:" not in page
+        assert re.search(r'<a href="https://example.org/s\?a=1&amp;b=2"[^>]*>https://example.org/s\?a=1&amp;b=2</a>\.', page)
+        assert not re.search(r"<a\b(?![^>]*href)[^>]*>", page)  # no link without an address
+    assert "Click or this; slides at https://example.org/s?a=1&b=2." in message.body
+
+
+def test_a_new_readers_web_copy_ends_its_summary_with_one_full_stop(client, papers, day):
+    make_subscriber("new@example.org", topics=["robotics"])
+    send(day)
+    (message,) = sent_mail()
+    copy = re.search(r"Your copy on the web: https://paperboy\.test(/editions/\S+/)", message.body).group(1)
+    page = client.get(copy).content.decode()
+    assert "your digests follow your taste.</p>" in page
+
+
+def undo_latest(editor, **filters):
+    from papers.models import FeatureChange
+
+    change = FeatureChange.objects.filter(**filters).first()
+    return editor.post(f"/admin/papers/paper/undo/{change.pk}/", {"next": TODAY_URL}, follow=True).content.decode()
+
+
+def test_history_and_recent_actions_say_each_change_in_words_with_titles(editor, papers, day):
+    desk(editor, "feature", papers["jam"], note='R&D <a href="https://example.org/t">talk</a>')
+    desk(editor, "feature", papers["arms"])
+    desk(editor, "up", papers["arms"])
+    desk(editor, "note", papers["arms"], note="Start here")
+    desk(editor, "unfeature", papers["jam"])
+    recent = editor.get("/admin/").content.decode()
+    recent = recent[recent.index("Recent actions"):]
+    for words in [
+        f"Featured “Jamming attacks on IoT” on {day} with the note “R&amp;D talk (https://example.org/t)”",
+        f"Reordered {day}: Robot arms that learn, Jamming attacks on IoT",
+        f"Note on “Robot arms that learn” ({day}) changed from no note to “Start here”",
+        f"Unfeatured “Jamming attacks on IoT” from {day} (its note was “R&amp;D talk (https://example.org/t)”)",
+    ]:
+        assert words in recent
+    assert "rel=" not in recent and "&amp;amp;" not in recent and "deletelink" not in recent and "addlink" not in recent
+    history = editor.get(f"/admin/papers/paper/{papers['arms'].pk}/history/").content.decode()
+    assert f"Featured “Robot arms that learn” on {day}" in history and history.count(">Undo</button>") == 3
+
+
+def test_feature_unfeature_note_and_reorder_are_undone_through_the_services(editor, papers, day):
+    desk(editor, "feature", papers["jam"], note="Read the <b>threat model</b>")
+    desk(editor, "feature", papers["arms"])
+    desk(editor, "up", papers["arms"])
+    assert "Undone: Reordered" in undo_latest(editor, kind="reordered")
+    assert [f.paper for f in Feature.objects.filter(day=day)] == [papers["jam"], papers["arms"]]
+    desk(editor, "note", papers["jam"], note="Better note")
+    undo_latest(editor, kind="note")
+    assert Feature.objects.get(paper=papers["jam"]).note == "Read the <b>threat model</b>"
+    desk(editor, "unfeature", papers["jam"])
+    undo_latest(editor, kind="unfeatured")
+    assert Feature.objects.get(paper=papers["jam"]).note == "Read the <b>threat model</b>"
+    page = undo_latest(editor, kind="featured", paper=papers["arms"])
+    assert not Feature.objects.filter(paper=papers["arms"]).exists()
+    assert f"Undone: Featured “Robot arms that learn” on {day}" in page
+    page = undo_latest(editor, kind="featured", paper=papers["arms"])
+    assert "Not undone: “Robot arms that learn” is not featured on" in page
+
+
+def test_after_the_edition_went_out_the_today_page_says_so_and_previews_the_copy_mailed(editor, papers, day):
+    paper_feature(paper=papers["jam"], day=day, note="Pinned first")
+    make_subscriber("reader@example.org")
+    assert "has gone out" not in editor.get(TODAY_URL).content.decode()
+    send(day)
+    (message,) = sent_mail()
+    page = editor.get(TODAY_URL).content.decode()
+    assert f"The edition of {day:%-d %b %Y} has gone out:</strong> 1 reader got their copy." in page
+    desk(editor, "note", papers["jam"], note="Changed later")
+    desk(editor, "unfeature", papers["jam"])
+    page = editor.get(TODAY_URL, {"subscriber": "reader@example.org"})
+    links = r"/(f|u|preferences|editions/[\d-]+)/[^/]+/"
+    assert re.sub(links, "/", page.context["preview_html"]) == re.sub(links, "/", message.alternatives[0][0])
+    assert page.context["preview_subject"] == message.subject
+    assert "The copy mailed to reader@example.org at" in page.content.decode()
+    now = editor.get(TODAY_URL, {"subscriber": "reader@example.org", "now": "1"})
+    assert "Pinned first" not in now.context["preview_html"] and "would get if sent now" in now.content.decode()
+
+
+def test_the_edition_page_shows_progress_papers_with_votes_and_links(editor, papers, day):
+    from newsletter.models import Vote
+
+    paper_feature(paper=papers["jam"], day=day, note="Pinned")
+    reader = make_subscriber("reader@example.org")
+    send(day)
+    Vote.objects.create(subscriber=reader, paper=papers["jam"], value=1)
+    edition = Edition.objects.get(date=day)
+    Edition.objects.filter(pk=edition.pk).update(offered=None, offered_at=None)  # gone out, not looked at yet
+    page = editor.get(f"/admin/newsletter/edition/{edition.pk}/change/").content.decode()
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+    assert "Offered at: -" not in text and Edition.objects.get(pk=edition.pk).offered_at is not None
+    assert "Due 1 · Pending 0 · Sending 0 · Sent 1 ·" in text
+    assert f'href="/admin/newsletter/delivery/?edition__id__exact={edition.pk}&amp;state__exact=failed"' in page
+    assert re.search(r"Jamming attacks on IoT · [^·]+ · 1 more, 0 less", text)
+    assert f'href="{TODAY_URL}?day={day}"' in page and f'href="/editions/{day}/"' in page

@@ -67,7 +67,7 @@ def test_editing_a_paper_in_the_admin_retags_it(client, editor):
     paper = make_paper("Plain title", arxiv_id="2403.00009")
     url = reverse("admin:papers_paper_change", args=[paper.pk])
     response = client.post(url, {
-        "arxiv_id": "2403.00009", "title": "Robot arms", "authors": '["A"]', "abstract": "x", "categories": "[]",
+        "arxiv_id": "2403.00009", "title": "Robot arms", "authors": "A", "abstract": "x", "categories": "",
         "upvotes": 1, "features-TOTAL_FORMS": 0, "features-INITIAL_FORMS": 0,
     })
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -120,9 +120,10 @@ def test_features_and_unfeatures_are_in_the_admin_log_with_their_notes(client, e
     act(client, "feature", [paper], day="2024-03-14", note="Start <i>here</i>")
     act(client, "unfeature", [paper], day="2024-03-14")
     messages = list(LogEntry.objects.filter(object_id=str(paper.pk)).order_by("pk").values_list("change_message", flat=True))
-    assert messages == ["Featured on 2024-03-14; note: Start <i>here</i>", "Unfeatured from 2024-03-14; note was: Start <i>here</i>"]
+    assert messages == ["Featured “Great paper” on 2024-03-14 with the note “Start here”",
+                        "Unfeatured “Great paper” from 2024-03-14 (its note was “Start here”)"]
     history = client.get(reverse("admin:papers_paper_history", args=[paper.pk])).content.decode()
-    assert "Unfeatured from 2024-03-14" in history
+    assert "Unfeatured “Great paper” from 2024-03-14" in history
 
 
 def test_searching_papers_finds_authors_with_accents(client, editor):
@@ -168,7 +169,35 @@ def test_a_features_note_is_edited_or_cleared_in_the_feature_admin_and_logged(cl
     url = reverse("admin:papers_feature_change", args=[feature.pk])
     assert client.post(url, {"note": ""}).status_code == 302
     assert Feature.objects.get().note == ""
-    assert LogEntry.objects.filter(change_message="Note of 2024-03-14 changed from: Old <b>note</b> to: (none)").exists()
+    assert LogEntry.objects.filter(change_message="Note on “Great paper” (2024-03-14) changed from “Old note” to no note").exists()
     response = client.post(reverse("admin:papers_feature_delete", args=[feature.pk]), {"post": "yes"})
     assert response.status_code == 302 and not Feature.objects.exists()
-    assert LogEntry.objects.filter(change_message="Unfeatured from 2024-03-14; note was: (none)").exists()
+    assert LogEntry.objects.filter(change_message="Unfeatured “Great paper” from 2024-03-14").exists()
+
+
+def test_searching_papers_ignores_case_and_accents_in_titles_and_authors(client, editor):
+    make_paper("Alpha", authors=["María López"])
+    make_paper("Beta", authors=["Deniz Ünal"])
+    make_paper("Éléments of Robótica")
+
+    def found(term):
+        page = client.get(reverse("admin:papers_paper_changelist"), {"q": term}).content.decode()
+        return {title for title in ["Alpha", "Beta", "Éléments of Robótica"] if title in page}
+
+    assert found("López") == found("LÓPEZ") == found("lopez") == found("maria LOPEZ") == {"Alpha"}
+    assert found("Ünal") == found("ünal") == found("UNAL") == {"Beta"}
+    assert found("elements robotica") == found("ROBÓTICA") == {"Éléments of Robótica"}
+
+
+def test_authors_are_edited_one_per_line_and_categories_as_a_list(client, editor):
+    paper = make_paper("Plain title", arxiv_id="2403.00009", authors=["María López", "Alan Turing"], categories=["cs.LG", "cs.AI"])
+    url = reverse("admin:papers_paper_change", args=[paper.pk])
+    page = client.get(url).content.decode()
+    assert ">\nMaría López\nAlan Turing</textarea>" in page and 'value="cs.LG cs.AI"' in page and "[&quot;" not in page
+    response = client.post(url, {
+        "arxiv_id": "2403.00009", "title": "Plain title", "authors": "Grace Hopper\r\n  Ada Lovelace \r\n\r\n", "abstract": "x",
+        "categories": "cs.RO, cs.LG", "upvotes": 1, "features-TOTAL_FORMS": 0, "features-INITIAL_FORMS": 0,
+    })
+    assert response.status_code == 302
+    paper.refresh_from_db()
+    assert paper.authors == ["Grace Hopper", "Ada Lovelace"] and paper.categories == ["cs.RO", "cs.LG"]

@@ -100,3 +100,8 @@ def test_requeue_of_every_failed_delivery_in_a_filtered_list_confirms_then_acts_
     page = editor.post(url, confirm, follow=True).content.decode()
     assert "Requeued 1 failed deliveries." in page
     assert [m.to[0] for m in sent_mail()] == ["bob@example.org"]
+
+
+def test_the_list_finds_deliveries_by_part_of_an_address(editor, failed):
+    page = editor.get(URL, {"q": "DAVE@exam"}).content.decode()
+    assert {name for name in failed if f"{name}@example.org" in page} == {"dave"}

@@ -83,3 +83,17 @@ def test_a_dry_run_without_a_date_counts_those_whose_hour_has_come(papers, time_
     assert "scheduled: 1, would send: 1," in out.getvalue()
     call_command("send_digests", stdout=StringIO())
     assert recipients() == ["early@example.org"]
+
+
+def test_send_digests_without_a_date_says_what_it_sent_and_skipped(papers, time_machine):
+    time_machine.move_to(dt.datetime(2024, 3, 13, 12, tzinfo=dt.timezone.utc))
+    make_subscriber("early@example.org", hour=7)
+    make_subscriber("also@example.org", hour=7)
+    time_machine.move_to(dt.datetime(2024, 3, 14, 8, tzinfo=dt.timezone.utc))
+    out = StringIO()
+    call_command("send_digests", stdout=out)
+    assert "Queued 2 digest(s).\n2 sent, 0 skipped, 0 failed, 0 still to send." in out.getvalue()
+    time_machine.move_to(dt.datetime(2024, 3, 15, 8, tzinfo=dt.timezone.utc))  # no paper listed since
+    out = StringIO()
+    call_command("send_digests", stdout=out)
+    assert "Queued 2 digest(s).\n0 sent, 2 skipped (nothing new: 2), 0 failed, 0 still to send." in out.getvalue()

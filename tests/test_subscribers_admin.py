@@ -34,3 +34,28 @@ def test_csv_export_of_selected_subscribers(admin_client):
     lines = body.strip().splitlines()
     assert lines[0].startswith("email,status,frequency,weekday,hour,timezone,topics,keywords,authors")
     assert len(lines) == 2 and lines[1].startswith("a@example.org,active,daily,,7,UTC,robotics; security,'=cmd(),,")
+
+
+def test_subscribers_are_found_by_address_keyword_or_author_whatever_the_case_and_accents(admin_client):
+    make_subscriber("zoe@example.org", authors="Zoë Ünal", keywords="Robótica")
+    make_subscriber("other@example.org")
+
+    def found(term):
+        page = admin_client.get("/admin/newsletter/subscriber/", {"q": term}).content.decode()
+        return {email for email in ["zoe@example.org", "other@example.org"] if f">{email}<" in page}
+
+    assert found("ZOE@EXAMPLE") == found("zoë ünal") == found("UNAL") == found("robotica") == {"zoe@example.org"}
+
+
+def test_a_subscriber_is_found_by_what_they_follow_since_their_last_save(admin_client):
+    # Preferences and follows change the row with an UPDATE (never a save of a stale copy):
+    # the search text must follow them all the same.
+    from newsletter.services import subscriber_follow_authors, subscriber_follow_keyword
+
+    subscriber = make_subscriber("zoe@example.org")
+    subscriber_follow_authors(subscriber=subscriber, names=["Zoë Ünal"])
+    subscriber_follow_keyword(subscriber=subscriber, keyword="Robótica")
+    page = admin_client.get("/admin/newsletter/subscriber/", {"q": "unal"}).content.decode()
+    assert ">zoe@example.org<" in page
+    page = admin_client.get("/admin/newsletter/subscriber/", {"q": "ROBOTICA"}).content.decode()
+    assert ">zoe@example.org<" in page

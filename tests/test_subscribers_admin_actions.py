@@ -72,7 +72,7 @@ def test_resume_reactivates_paused_subscribers_only_and_schedules_them(editor):
 def test_pause_and_unsubscribe_go_through_the_services_and_leave_events(editor):
     a, b = make_subscriber("a@example.org"), make_subscriber("b@example.org")
     assert "Paused 1 subscriber(s)." in act(editor, "pause", [a]).content.decode()
-    assert "Unsubscribed 1 subscriber(s)." in act(editor, "unsubscribe", [b]).content.decode()
+    assert "Unsubscribed 1 subscriber(s)." in act(editor, "unsubscribe", [b], post="yes").content.decode()
     a.refresh_from_db(), b.refresh_from_db()
     assert a.status == "paused" and a.events.filter(kind="paused").exists()
     assert b.status == "unsubscribed" and b.next_digest_at is None and b.events.get(kind="unsubscribed").description == "by editor editor"
@@ -80,7 +80,7 @@ def test_pause_and_unsubscribe_go_through_the_services_and_leave_events(editor):
 
 def test_suppressing_in_the_admin_keeps_the_address_from_ever_being_mailed(editor):
     a = make_subscriber("a@example.org")
-    assert "Suppressed 1 subscriber(s)." in act(editor, "suppress", [a]).content.decode()
+    assert "Suppressed 1 subscriber(s)." in act(editor, "suppress", [a], post="yes").content.decode()
     a.refresh_from_db()
     assert a.status == "suppressed" and a.next_digest_at is None
     assert Suppression.objects.filter(email_hash=email_hash("a@example.org")).exists()
@@ -100,10 +100,33 @@ def test_subscribers_are_neither_added_nor_deleted_in_the_admin_but_erased_on_co
 def test_csv_export_leaves_empty_cells_empty_and_has_schedule_authors_and_unsubscribe_columns(editor):
     a = make_subscriber("a@example.org", keywords="", authors="José López", hour=9, timezone="Europe/Madrid",
                         confirmed_at=None)
-    act(editor, "unsubscribe", [a])
+    act(editor, "unsubscribe", [a], post="yes")
     response = editor.post(LIST, {"action": "export_csv", "_selected_action": [a.pk]})
     header, row = b"".join(response.streaming_content).decode().strip().splitlines()
     cells = dict(zip(header.split(","), row.split(",")))
     assert cells["hour"] == "9" and cells["timezone"] == "Europe/Madrid" and cells["authors"] == "José López"
     assert cells["keywords"] == "" and cells["confirmed_at"] == "" and cells["suppressed_reason"] == ""
     assert cells["unsubscribed_at"].startswith(str(timezone.now().year))
+
+
+def test_unsubscribe_and_suppress_ask_first_and_say_what_they_will_do(editor):
+    a, b = make_subscriber("a@example.org"), make_subscriber("b@example.org", status="unsubscribed")
+    page = act(editor, "unsubscribe", [a, b]).content.decode()
+    assert "Unsubscribe these subscribers?" in page and "They get no more digests" in page
+    assert "1 of them is left alone (already unsubscribed or suppressed)." in page
+    page = act(editor, "suppress", [a]).content.decode()
+    assert "Suppress these addresses?" in page and "Nothing is mailed to these addresses again" in page
+    a.refresh_from_db()
+    assert a.status == "active" and not a.events.exists() and not Suppression.objects.exists()
+
+
+def test_a_paused_reader_shows_no_next_digest_and_gets_one_when_resumed(editor):
+    a = make_subscriber("a@example.org")
+    act(editor, "pause", [a])
+    a.refresh_from_db()
+    assert a.next_digest_at is None
+    row = editor.get(LIST).content.decode()
+    assert "no digest due" in row and "next " not in row.split("a@example.org")[1].split("</tr>")[0]
+    act(editor, "resume", [a])
+    a.refresh_from_db()
+    assert a.next_digest_at is not None

@@ -1,9 +1,10 @@
 import datetime as dt
 
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
 from newsletter.fanout import digests_dispatch, digests_dispatch_day, digests_preview
-from newsletter.models import Edition
+from newsletter.models import Delivery, Edition
 from newsletter.tasks import enqueue_deliveries
 
 
@@ -27,11 +28,14 @@ class Command(BaseCommand):
                 content = offer.renderer.content(picks)
                 self.stdout.write(f"\nFor example, to {subscriber.email}:\nSubject: {content.subject}\n\n{content.text}")
             return
+        started = timezone.now()
         if date:
             queued = digests_dispatch_day(day=date, enqueue=enqueue_deliveries)
         else:
             queued = digests_dispatch(enqueue=enqueue_deliveries)
         self.stdout.write(f"Queued {queued} digest(s).")
+        if not date:  # what became of this run's copies (the workers may still have some)
+            self.stdout.write(Delivery.objects.filter(created_at__gte=started).outcome())
         for edition in Edition.objects.filter(date=date) if date else Edition.objects.all()[:3]:
             totals = edition.totals()
             self.stdout.write(f"{edition}: " + ", ".join(f"{k} {v}" for k, v in totals.items()))

@@ -80,7 +80,12 @@ def copy_items(edition, picks):
     """[{paper, reason, note}] of a reader's copy of edition, as mailed: their picks (papers and
     reasons, kept on the delivery), the featured ones with the notes recorded when it went out."""
     edition = edition_record_offered(edition)
+    return items_of(picks, Paper.objects.in_bulk([pid for pid, _ in picks]), mailed_notes(edition, picks))
+
+
+def mailed_notes(edition, picks):
+    """{paper id: note} of the notes a copy of edition with these picks carried, as recorded
+    when the edition went out (edition_record_offered)."""
     recorded = {int(pid): note for pid, note in (edition.offered_notes or {}).items()}
     # A paper's note went with it only as a featured pick (a daily digest's window is narrower).
-    notes = {pid: recorded[pid] for pid, reason in picks if reason == FEATURED and pid in recorded}
-    return items_of(picks, Paper.objects.in_bulk([pid for pid, _ in picks]), notes)
+    return {pid: recorded[pid] for pid, reason in picks if reason == FEATURED and pid in recorded}

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
-from newsletter.archive import edition_record_offered, editions_record_offered
+from newsletter.archive import edition_record_offered, editions_record_offered, mailed_notes
 from newsletter.offers import digests_for, edition_offer
 from newsletter.models import Delivery, Edition, Subscriber, Vote
 from newsletter.rendering import EditionRenderer
@@ -137,7 +137,7 @@ def preview(day, edition, email, mailed=True):
     offer = edition_offer(edition, subscriber.frequency)
     sent = edition.pk and Delivery.objects.filter(edition=edition, subscriber=subscriber, state=Delivery.State.SENT).first()
     if sent and mailed:
-        return mailed_copy(edition, offer, sent)
+        return mailed_copy(edition, sent)
     recipient = (subscriber.pk, subscriber.frequency, subscriber.keywords, subscriber.authors, subscriber.confirmed_at)
     picks = digests_for(edition, [recipient], offer_of=lambda *_: offer)[subscriber.pk]
     status = "" if subscriber.status == Subscriber.Status.ACTIVE else f"{subscriber} is {subscriber.get_status_display().lower()}: no digest goes to them."
@@ -148,12 +148,12 @@ def preview(day, edition, email, mailed=True):
             "preview_html": content.html, "preview_text": content.text, "preview_sent_at": sent.sent_at if sent else None}
 
 
-def mailed_copy(edition, offer, delivery):
+def mailed_copy(edition, delivery):
     """The copy `delivery` mailed: its picks, with the notes recorded when the edition went out
-    (today's for a paper not in the general edition, as a weekly reader's older pick)."""
+    (as the reader's web copy shows them)."""
     edition = edition_record_offered(edition)
-    notes = {**offer.notes, **{item["paper"]: item["note"] for item in edition.offered or []}}
     picks = [tuple(pick) for pick in delivery.picks]
+    notes = mailed_notes(edition, picks)
     content = EditionRenderer(edition, Paper.objects.in_bulk([pid for pid, _ in picks]), notes).content(picks)
     return {"preview_subscriber": delivery.subscriber, "preview_mailed_at": delivery.sent_at, "preview_subject": content.subject,
             "preview_html": content.html, "preview_text": content.text}

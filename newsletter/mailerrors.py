@@ -5,7 +5,6 @@ signup and link mails (tasks.py), by SMTP reply code and ESP status.
 
 import enum
 import errno
-import re
 import smtplib
 import socket
 import ssl
@@ -23,22 +22,6 @@ class MailError(enum.Enum):
 _NETWORK_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.ETIMEDOUT}
 
 
-# RFC 3463 enhanced status codes: 5.1.x (bad mailbox, bad domain) and 5.2.1 (mailbox
-# disabled) are about the address. Others refuse this message, not the reader: a full
-# mailbox, a message too large, a content or policy filter (5.7.1). Those fail the digest
-# but must not suppress someone for good.
-ENHANCED = re.compile(rb"^\s*5\.(\d{1,3})\.(\d{1,3})\b")
-
-
-def _refused_for_good(code, message):
-    """The kind of a 5xx answer to RCPT or DATA: a hard bounce unless its enhanced status code
-    says the message, not the address, was refused."""
-    found = ENHANCED.match(message if isinstance(message, bytes) else str(message).encode())
-    if found is None or found[1] == b"1" or found.groups() == (b"2", b"1"):
-        return MailError.HARD_BOUNCE
-    return MailError.PERMANENT
-
-
 def _by_code(code):
     return MailError.TRANSIENT if 400 <= code < 500 else MailError.PERMANENT
 
@@ -52,13 +35,10 @@ def mail_error_kind(error):
         # No status: the API was not reached. 429: rate limited. 4xx otherwise: the request is wrong.
         return MailError.TRANSIENT if status is None or status == 429 or status >= 500 else MailError.PERMANENT
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        answers = list(error.recipients.values())
-        if answers and all(400 <= code < 500 for code, _ in answers):
-            return MailError.TRANSIENT
-        kinds = {_refused_for_good(code, message) for code, message in answers if code >= 500}
-        return MailError.HARD_BOUNCE if MailError.HARD_BOUNCE in kinds or not kinds else MailError.PERMANENT
+        codes = [code for code, _ in error.recipients.values()]
+        return MailError.TRANSIENT if codes and all(400 <= c < 500 for c in codes) else MailError.HARD_BOUNCE
     if isinstance(error, smtplib.SMTPDataError) and 500 <= error.smtp_code < 600:
-        return _refused_for_good(error.smtp_code, error.smtp_error)
+        return MailError.HARD_BOUNCE
     if isinstance(error, smtplib.SMTPResponseException):
         # A refused sender, failed authentication, a 554 greeting: ours to fix, not the reader's.
         return _by_code(error.smtp_code) if error.smtp_code >= 400 else MailError.TRANSIENT

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from newsletter import sql, tokens
 from newsletter.emails import make_message
+from newsletter.mailerrors import MailError, mail_error_kind
 from newsletter.links import confirm_url, data_url, preferences_url
 from newsletter.models import (
     Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, comma_list, edition_feedback, email_canonical,
@@ -59,8 +60,15 @@ def _may_mail(email):
 
 
 def _send(kind, subscriber, ctx=None):
+    """Send a transactional mail. A hard bounce (the mail server refusing the address for
+    good) suppresses it as a digest's would; any other error is the caller's to retry or raise."""
     ctx = {"subscriber": subscriber, "preferences_url": preferences_url(subscriber), **(ctx or {})}
-    make_message(kind, subscriber.email, ctx, metadata={"subscriber": str(subscriber.pk)}).send()
+    try:
+        make_message(kind, subscriber.email, ctx, metadata={"subscriber": str(subscriber.pk)}).send()
+    except Exception as error:  # noqa: BLE001 - classified, re-raised unless a hard bounce
+        if mail_error_kind(error) is not MailError.HARD_BOUNCE:
+            raise
+        subscriber_bounced(subscriber=subscriber, description=f"{kind} mail refused: {error}")
 
 
 def next_digest_at(subscriber, now=None):

@@ -36,18 +36,6 @@ def test_a_5xx_answer_to_rcpt_or_data_is_a_hard_bounce_and_to_anything_else_perm
     assert mail_error_kind(smtplib.SMTPSenderRefused(code, b"no", "digest@localhost")) is PERMANENT
 
 
-@pytest.mark.parametrize("answer", [b"5.1.1 user unknown", b"5.1.2 no such domain", b"5.2.1 mailbox disabled"])
-def test_an_enhanced_code_about_the_address_is_a_hard_bounce(answer):
-    assert mail_error_kind(smtplib.SMTPRecipientsRefused({"a@example.org": (550, answer)})) is HARD_BOUNCE
-    assert mail_error_kind(smtplib.SMTPDataError(550, answer)) is HARD_BOUNCE
-
-
-@pytest.mark.parametrize("answer", [b"5.7.1 message rejected as spam", b"5.2.2 mailbox full", b"5.3.4 message too big"])
-def test_a_refusal_of_the_message_not_the_address_fails_it_without_suppressing(answer):
-    # A content filter that blocks one edition must not unsubscribe its reader for good.
-    assert mail_error_kind(smtplib.SMTPRecipientsRefused({"a@example.org": (554, answer)})) is PERMANENT
-    assert mail_error_kind(smtplib.SMTPDataError(554, answer)) is PERMANENT
-
 
 @pytest.mark.parametrize("error", [
     ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),

@@ -15,6 +15,7 @@ from django.core.management import call_command
 from newsletter import delivery, tasks
 from newsletter.models import Delivery, Subscriber, Suppression
 from tests.conftest import DAY, make_paper, make_subscriber
+from tests.test_signup import signup
 
 pytestmark = pytest.mark.django_db
 
@@ -133,3 +134,15 @@ def test_a_mail_server_that_is_down_leaves_the_digests_waiting_and_says_so(setti
     rows = Delivery.objects.all()
     # Nothing was tried: no attempt charged, so an outage of any length costs no digest.
     assert {(d.state, d.attempts) for d in rows} == {("pending", 0)}
+
+
+def test_a_confirmation_the_server_refuses_for_good_suppresses_the_address_once(smtp, client):
+    # A synchronous refusal of a sign-up's confirmation is a bounce too: no retries, no reader.
+    smtp.unknown = {"typo@example.org"}
+    signup(client, "typo@example.org")
+    subscriber = Subscriber.objects.get(email="typo@example.org")
+    assert subscriber.status == Subscriber.Status.SUPPRESSED and Suppression.covers("typo@example.org")
+    assert subscriber.events.filter(kind="bounced").count() == 1
+    assert smtp.messages == []
+    signup(client, "typo@example.org")  # nothing more is sent to it
+    assert subscriber.events.filter(kind="bounced").count() == 1

@@ -155,6 +155,7 @@ CELERY_TASK_DEFAULT_QUEUE = "digest"
 CELERY_TASK_ROUTES = {
     "newsletter.tasks.subscriber_signup_task": {"queue": "mail"},
     "newsletter.tasks.subscriber_send_link_task": {"queue": "mail"},
+    "newsletter.tasks.subscriber_send_data_link_task": {"queue": "mail"},
 }
 FETCH_HOUR = env_hour("FETCH_HOUR", 5)  # UTC, for the paper sources: before the earliest digest hour
 CELERY_BEAT_SCHEDULE = {

@@ -75,3 +75,16 @@ def test_the_old_forwarded_header_setting_is_refused_with_a_pointer_to_its_repla
     result = manage("check", RATELIMIT_IP_META_KEY="HTTP_X_FORWARDED_FOR")
     assert "RATELIMIT_IP_META_KEY is replaced by TRUSTED_PROXY_COUNT" in result.stderr
     assert "TRUSTED_PROXY_COUNT must be at least 0" in manage("check", TRUSTED_PROXY_COUNT="-1").stderr
+
+
+def test_every_mail_a_reader_waits_for_goes_on_the_mail_queue_and_digests_on_theirs():
+    # A morning's digests must not delay a confirmation, a preferences link or a data link.
+    from config.celery import app
+    from newsletter import tasks
+
+    def queue(task):
+        return app.amqp.router.route({}, task.name)["queue"].name
+
+    for task in (tasks.subscriber_signup_task, tasks.subscriber_send_link_task, tasks.subscriber_send_data_link_task):
+        assert queue(task) == "mail", task.name
+    assert queue(tasks.send_deliveries_task) == "digest"

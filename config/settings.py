@@ -233,6 +233,9 @@ DIGEST_WEEKLY_LOOKBACK_DAYS = env_int("DIGEST_WEEKLY_LOOKBACK_DAYS", 8, minimum=
 # outcomes are recorded in one statement of up to five values a row, and SQLite takes 32,766.
 DIGEST_CLAIM_SIZE = env_int("DIGEST_CLAIM_SIZE", 1000, minimum=1, maximum=5000)
 DIGEST_MAX_ATTEMPTS = env_int("DIGEST_MAX_ATTEMPTS", 6, minimum=1)
+# A mail server that cannot be reached charges no attempt (nothing was tried), so that an outage
+# costs no edition; rows queued longer ago than this fail then, rather than wait for ever.
+DIGEST_UNREACHABLE_HOURS = env_int("DIGEST_UNREACHABLE_HOURS", 24, minimum=1)
 # "message": one message per recipient (SMTP, any ESP). "batch": one ESP API call per group of
 # recipients with identical content, personalised by merge data; needs an anymail ESP that
 # merges on the fly (Mailgun, SparkPost, Brevo, Mailjet...) and its merge-field syntax.

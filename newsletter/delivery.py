@@ -113,18 +113,23 @@ UNREACHABLE = "the mail server was unreachable"
 def _unreachable(delivery_ids, error, stats):
     """The connection could not be opened, so nothing was tried. A transient cause (the server
     down or refusing connections) charges no attempt: an outage says nothing about the
-    messages, and an edition must outlast one of any length (the task retries with backoff,
-    capped at an hour). A permanent one (a wrong certificate, say) fails the rows still
-    pending, with the error, for an operator to requeue once it is fixed. Raises
-    TransientSendError if rows wait."""
+    messages, and an edition outlasts one (the task retries with backoff, capped at an hour)
+    of up to DIGEST_UNREACHABLE_HOURS since its rows were queued; older rows fail, so that a
+    server that never comes back ends the retries. A permanent cause (a wrong certificate,
+    say) fails the rows still pending at once, with the error, for an operator to requeue once
+    it is fixed. Raises TransientSendError if rows wait."""
     note = f"{UNREACHABLE}: {type(error).__name__}: {error}"
     pending = Delivery.objects.filter(pk__in=delivery_ids, state=Delivery.State.PENDING)
     if is_transient(error):
+        queued_before = timezone.now() - dt.timedelta(hours=settings.DIGEST_UNREACHABLE_HOURS)
+        given_up = f"{note}; given up {settings.DIGEST_UNREACHABLE_HOURS} h after it was queued"
+        stats.failed += pending.filter(created_at__lt=queued_before).update(state=Delivery.State.FAILED, note=given_up[:500])
         if pending.update(note=f"will retry: {note}"[:500]):
             raise TransientSendError(note) from error
-        return stats
-    stats.failed += pending.update(state=Delivery.State.FAILED, attempts=F("attempts") + 1, note=note[:500])
-    log.warning("%d digest(s) failed: %s", stats.failed, note)
+    else:
+        stats.failed += pending.update(state=Delivery.State.FAILED, attempts=F("attempts") + 1, note=note[:500])
+    if stats.failed:
+        log.warning("%d digest(s) failed: %s", stats.failed, note)
     return stats
 
 

@@ -44,12 +44,16 @@ def mail_error_kind(error):
         return _by_code(error.smtp_code) if error.smtp_code >= 400 else MailError.TRANSIENT
     if isinstance(error, smtplib.SMTPServerDisconnected):
         return MailError.TRANSIENT
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return MailError.PERMANENT  # a wrong host name or certificate does not mend itself
+    if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return MailError.TRANSIENT  # a TLS session cut short
+    if isinstance(error, ssl.SSLError):
+        # A wrong certificate or host name, or TLS spoken to a port that does not (EMAIL_USE_SSL
+        # on 587: WRONG_VERSION_NUMBER): settings to fix, which no retry mends.
+        return MailError.PERMANENT
     if isinstance(error, socket.gaierror):
         return MailError.TRANSIENT if error.errno == socket.EAI_AGAIN else MailError.PERMANENT
-    if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError)):
-        return MailError.TRANSIENT  # refused, reset, timed out, a TLS session cut short
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return MailError.TRANSIENT  # refused, reset, timed out
     if isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS:
         return MailError.TRANSIENT
     return MailError.PERMANENT

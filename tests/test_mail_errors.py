@@ -46,6 +46,7 @@ def test_a_5xx_answer_to_rcpt_or_data_is_a_hard_bounce_and_to_anything_else_perm
     socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
     smtplib.SMTPServerDisconnected("Connection unexpectedly closed"),
     smtplib.SMTPConnectError(421, b"too busy"),
+    ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
 ])
 def test_a_server_down_or_unreachable_is_transient(error):
     assert mail_error_kind(error) is TRANSIENT
@@ -53,6 +54,7 @@ def test_a_server_down_or_unreachable_is_transient(error):
 
 @pytest.mark.parametrize("error", [
     ssl.SSLCertVerificationError(1, "certificate verify failed: Hostname mismatch"),
+    ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),  # EMAIL_USE_SSL on port 587
     smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication credentials invalid"),
     PermissionError(errno.EACCES, "Permission denied"),  # an OSError, but not the network's
     FileNotFoundError(errno.ENOENT, "No such file or directory"),

@@ -11,6 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.management import call_command
+from django.utils import timezone
 
 from newsletter import delivery, tasks
 from newsletter.models import Delivery, Subscriber, Suppression
@@ -132,8 +133,16 @@ def test_a_mail_server_that_is_down_leaves_the_digests_waiting_and_says_so(setti
     call_command("send_digests", date=DAY, stdout=out)  # ends normally
     assert "2 waiting, will retry: the mail server was unreachable: ConnectionRefusedError" in out.getvalue()
     rows = Delivery.objects.all()
-    # Nothing was tried: no attempt charged, so an outage of any length costs no digest.
+    # Nothing was tried: no attempt charged, so an outage costs no digest.
     assert {(d.state, d.attempts) for d in rows} == {("pending", 0)}
+    # A server that is still unreachable a day after the rows were queued: they fail, and no
+    # task retries them for ever.
+    rows.update(created_at=timezone.now() - dt.timedelta(hours=settings.DIGEST_UNREACHABLE_HOURS, minutes=1))
+    out = StringIO()
+    call_command("send_digests", date=DAY, stdout=out)
+    assert {(d.state, d.attempts) for d in rows} == {("failed", 0)}
+    assert "given up 24 h after it was queued" in Delivery.objects.first().note
+    assert "waiting" not in out.getvalue()
 
 
 def test_a_confirmation_the_server_refuses_for_good_suppresses_the_address_once(smtp, client):

@@ -4,7 +4,6 @@ requeued. Each takes the enqueue function (tasks.py), as fan-out does.
 """
 
 import datetime as dt
-import re
 from collections import Counter
 
 from django.conf import settings
@@ -17,7 +16,10 @@ from newsletter.models import Delivery, Subscriber, SubscriberEvent
 from newsletter.progress import abandoned
 
 
-# Failures never sent again: the address refused the mail for good, or the mail may have gone.
+# Failures never sent again: the address refused the mail for good (marked so when it failed:
+# a hard bounce, or the ESP refusing the recipient; the last three, as rows failed before hard
+# bounces were marked read), or the mail may have gone. Any other failure (a refused sender, a
+# content filter, a bug) is sent again once an operator has fixed its cause and requeues it.
 REFUSED_FOR_GOOD = (
     Delivery.BOUNCED, "the ESP rejected", "the ESP invalid", "AnymailRecipientsRefused", "AnymailInvalidAddress", "SMTPRecipientsRefused",
 )
@@ -31,9 +33,9 @@ def requeue_verdict(note, status):
         return False, f"the subscriber is {status or 'erased'} now: not sent"
     if note.startswith(MAY_HAVE_GONE):
         return False, "the mail may already have been delivered: never sent twice"
-    if note.startswith(REFUSED_FOR_GOOD) or re.match(r"SMTP\w*: \(5\d\d,", note):
+    if note.startswith(REFUSED_FOR_GOOD):
         return False, "refused for good (a hard bounce): not sent again"
-    return True, "a temporary failure: sent again"
+    return True, "not a refusal of the address: sent again"
 
 
 def deliveries_requeue_plan(*, deliveries):

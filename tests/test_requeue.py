@@ -45,7 +45,7 @@ def test_requeue_first_shows_what_will_happen_per_reason_and_changes_nothing(edi
     ids = list(Delivery.objects.values_list("pk", flat=True))
     page = post(editor, ids).content.decode()
     assert "Send failed deliveries again?" in page
-    assert "AnymailAPIError: Service Unavailable" in page and "a temporary failure: sent again" in page
+    assert "AnymailAPIError: Service Unavailable" in page and "not a refusal of the address: sent again" in page
     assert "refused for good" in page and "may already have been delivered" in page
     assert "1 will be sent again and 2 will not" in page and "1 did not fail" in page
     assert Delivery.objects.filter(state="failed").count() == 3 and not mail.outbox
@@ -105,3 +105,15 @@ def test_requeue_of_every_failed_delivery_in_a_filtered_list_confirms_then_acts_
 def test_the_list_finds_deliveries_by_part_of_an_address(editor, failed):
     page = editor.get(URL, {"q": "DAVE@exam"}).content.decode()
     assert {name for name in failed if f"{name}@example.org" in page} == {"dave"}
+
+
+def test_a_failure_of_ours_is_sent_again_once_fixed_and_a_hard_bounce_never(editor, failed):
+    # A refused sender (our settings) is for the operator to fix and requeue; only a refusal
+    # of the address itself, marked when it failed, is never sent again.
+    bob = Delivery.objects.get(subscriber=failed["bob"])
+    Delivery.objects.filter(pk=bob.pk).update(note="SMTPSenderRefused: (550, b'5.7.1 sender not allowed', 'digest@paperboy.test')")
+    page = post(editor, [bob.pk]).content.decode()
+    assert "not a refusal of the address: sent again" in page
+    Delivery.objects.filter(pk=bob.pk).update(note=f"{Delivery.BOUNCED}: SMTPRecipientsRefused: {{...: (550, ...)}}")
+    page = post(editor, [bob.pk]).content.decode()
+    assert "refused for good" in page and "1 will be sent again" not in page

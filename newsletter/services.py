@@ -95,9 +95,10 @@ class Transition:
     target: str
 
 
-# Every status change there is, each made only by _transition(). Nothing leaves SUPPRESSED, and
-# only a confirmation leads to ACTIVE from anything but PAUSED: no stale copy, retry or race can
-# make someone mailable who left, bounced or never confirmed.
+# Every status change there is, each made only by _transition(). Only an editor's recorded lift
+# leaves SUPPRESSED, and only for UNSUBSCRIBED; only a confirmation leads to ACTIVE from anything
+# but PAUSED: no stale copy, retry or race can make someone mailable who left, bounced or never
+# confirmed.
 SIGNUP = Transition("signup", (Status.PENDING, Status.UNSUBSCRIBED), Status.PENDING)
 CONFIRM = Transition("confirmed", (Status.PENDING,), Status.ACTIVE)
 PAUSE = Transition("paused", (Status.ACTIVE,), Status.PAUSED)
@@ -106,6 +107,7 @@ UNSUBSCRIBE = Transition("unsubscribed", (Status.PENDING, Status.ACTIVE, Status.
 SUPPRESS = Transition(
     "suppressed", (Status.PENDING, Status.ACTIVE, Status.PAUSED, Status.UNSUBSCRIBED), Status.SUPPRESSED
 )
+LIFT = Transition("suppression lifted", (Status.SUPPRESSED,), Status.UNSUBSCRIBED)
 
 
 def _transition(subscriber, transition, description="", *, when=None, record=True, unless=Q(), **fields):
@@ -479,9 +481,16 @@ def suppression_lift(*, suppression, by, why):
     which an erasure does not delete. Returns False if it was lifted already."""
     if not why.strip():
         raise ValueError("Say why the suppression is lifted.")
-    if not Suppression.objects.filter(pk=suppression.pk).delete()[0]:
-        return False
-    _record(None, "suppression lifted", f"{suppression.email_hash[:12]}… ({suppression.reason}) lifted by {by}: {why.strip()}")
+    with transaction.atomic():
+        if not Suppression.objects.filter(pk=suppression.pk).delete()[0]:
+            return False
+        why = f"{suppression.email_hash[:12]}… ({suppression.reason}) lifted by {by}: {why.strip()}"
+        _record(None, LIFT.kind, why)
+        # The reader behind it, if their row is kept, may now sign up and confirm again (never
+        # mailed before they do): the list holds only hashes, so theirs is found by hashing.
+        for subscriber in Subscriber.objects.filter(status=Status.SUPPRESSED).only("pk", "email", "status"):
+            if email_hash(subscriber.email) == suppression.email_hash:
+                _transition(subscriber, LIFT, why, next_digest_at=None)
     return True
 
 

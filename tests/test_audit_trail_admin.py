@@ -76,7 +76,22 @@ def test_lifting_a_suppression_asks_why_and_records_who_and_why(suppressed):
     assert "Say why: it is recorded with your name." in page and Suppression.objects.exists()
     page = post(editor, SUPPRESSIONS, {**lift, "post": "yes", "why": "the reader fixed their mailbox"}).content.decode()
     assert "Lifted 1 suppression(s)" in page and not Suppression.objects.exists()
-    (event,) = SubscriberEvent.objects.filter(kind="suppression lifted")
-    assert event.subscriber is None  # so that erasing the reader keeps it
+    (event,) = SubscriberEvent.objects.filter(kind="suppression lifted", subscriber=None)  # erasing the reader keeps it
     assert re.fullmatch(r"[0-9a-f]{12}… \(hard bounce\) lifted by editor ed: the reader fixed their mailbox", event.description)
+
+
+def test_a_lifted_reader_may_sign_up_again_and_is_mailed_only_once_they_confirm(suppressed, client, mailoutbox):
+    from newsletter.services import subscriber_confirm, suppression_lift
+    from tests.test_signup import signup
+
+    suppression_lift(suppression=Suppression.objects.get(), by="editor ed", why="the reader fixed their mailbox")
+    suppressed.refresh_from_db()
+    assert suppressed.status == "unsubscribed" and suppressed.next_digest_at is None
+    assert suppressed.events.filter(kind="suppression lifted").exists()
+    signup(client, "bounce@example.org")
+    suppressed.refresh_from_db()
+    assert suppressed.status == "pending" and len(mailoutbox) == 1  # a confirmation, nothing else
+    assert subscriber_confirm(subscriber=suppressed)
+    suppressed.refresh_from_db()
+    assert suppressed.status == "active"
 

@@ -494,6 +494,12 @@ def suppression_lift(*, suppression, by, why):
     return True
 
 
+# A copy still on its way when its reader is erased is counted as it will end: one a worker holds
+# goes out (its outcome then finds no row to record), one not yet claimed never will. Neither
+# may count as in progress for ever.
+ERASED_IN_FLIGHT = {Delivery.State.SENDING: Delivery.State.SENT, Delivery.State.PENDING: Delivery.State.SKIPPED}
+
+
 def _counts_keep(subscriber_ids):
     """Before these subscribers are deleted: fold what they count for in each edition (their
     deliveries by state, their feedback) into its erased_counts, and keep their votes as votes
@@ -501,7 +507,7 @@ def _counts_keep(subscriber_ids):
     counts = defaultdict(Counter)
     mine = Delivery.objects.of_subscribers(subscriber_ids).values("edition_id", "state").annotate(n=Count("pk"))
     for edition_id, state, n in mine.values_list("edition_id", "state", "n").order_by():
-        counts[edition_id].update({state: n, "due": n})
+        counts[edition_id].update({ERASED_IN_FLIGHT.get(state, state): n, "due": n})
     feedback = edition_feedback(subscriber_id__in=subscriber_ids)
     for edition_id, *values in Edition.objects.filter(pk__in=counts).annotate(**feedback).values_list("pk", *feedback):
         counts[edition_id].update(dict(zip(feedback, values)))

@@ -26,7 +26,7 @@ def figures(editor, day):
     papers = editor.get("/admin/papers/paper/").content.decode()
     return {
         "row": (row.due, row.sent, row.skipped, row.failed, row.more, row.less, row.unsubscribes),
-        "detail": re.findall(r"pending: \d+, [^<]*due: \d+", editor.get(f"/admin/newsletter/edition/{row.pk}/change/").content.decode()),
+        "detail": re.findall(r">(?:Due|Pending|Sending|Sent|Skipped|Failed) \d+<", editor.get(f"/admin/newsletter/edition/{row.pk}/change/").content.decode()),
         "today": re.findall(r'class="progress">.*?</p>', today),
         "featured": re.findall(r"readers since featured: \d+ more, \d+ less", today),
         "index": re.findall(r"due \d+ · sent \d+ [^<]*", index),  # today's edition
@@ -70,3 +70,18 @@ def test_purging_a_returning_reader_who_did_not_confirm_keeps_what_they_were_sen
     assert subscribers_purge_unconfirmed() == 1
     after = figures(editor, day)
     assert (after["row"], after["detail"], after["today"]) == (before["row"], before["detail"], before["today"])
+
+
+def test_a_copy_in_flight_when_its_reader_is_erased_does_not_count_as_in_progress_for_ever():
+    from newsletter.models import Delivery, Edition
+    from newsletter.services import subscriber_erase
+
+    edition = Edition.objects.create(date=dt.date(2024, 3, 14))
+    waiting, held = make_subscriber("waiting@example.org"), make_subscriber("held@example.org")
+    Delivery.objects.create(edition=edition, subscriber=waiting, state=Delivery.State.PENDING)
+    Delivery.objects.create(edition=edition, subscriber=held, state=Delivery.State.SENDING)
+    subscriber_erase(subscriber=waiting)
+    subscriber_erase(subscriber=held)
+    totals = Edition.objects.get(pk=edition.pk).totals()
+    assert (totals["due"], totals["pending"], totals["sending"]) == (2, 0, 0)
+    assert (totals["skipped"], totals["sent"]) == (1, 1)  # never to be sent; on its way

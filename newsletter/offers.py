@@ -192,7 +192,17 @@ def edition_offer(edition, frequency):
         dict(Topic.objects.values_list("id", "name")),
         ranking_weights(),
     )
-    return Offer(edition, frequency, pool, papers, notes_of(features), recent_editions(edition, papers))
+    return Offer(edition, frequency, pool, papers, edition_notes(edition, features), recent_editions(edition, papers))
+
+
+def edition_notes(edition, features):
+    """{paper id: note} that digests of edition carry: once it has gone out, the notes recorded
+    then (archive.edition_record_offered), so that a reader mailed later gets what the first
+    readers got and what every reader's web copy shows; before, the features' own."""
+    if edition.offered_notes is None:
+        return notes_of(features)
+    recorded = {int(pid): note for pid, note in edition.offered_notes.items()}
+    return {f.paper_id: recorded.get(f.paper_id, "") for f in features}
 
 
 def recent_editions(edition, papers=None):

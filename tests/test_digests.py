@@ -10,7 +10,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.test import Client
 
-from newsletter import delivery, reconcile, tokens
+from newsletter import delivery, offers, reconcile, tokens
 from newsletter.emails import build_message
 from newsletter.links import unsubscribe_path
 from newsletter.models import Delivery, Edition, Subscriber
@@ -508,3 +508,20 @@ def test_digests_go_out_when_the_archive_cannot_be_recorded(time_machine, monkey
             failed.append(str(error))
     assert failed == ["the archive cannot be recorded"]
     assert [m.to[0] for m in sent_mail()] == ["london@example.org"]
+
+
+def test_a_reader_mailed_after_a_note_is_edited_gets_the_note_the_edition_went_out_with(editor, papers, readers, time_machine):
+    from papers.services import paper_feature
+
+    time_machine.move_to(dt.datetime(2024, 3, 14, 9, tzinfo=dt.timezone.utc))  # the edition's day
+
+    paper_feature(paper=papers["jam"], day=DAY, note="Read the threat model")
+    send()  # the first readers' copies: the edition has gone out
+    editor.post("/admin/newsletter/edition/today/", {"op": "note", "paper": papers["jam"].pk, "note": "Rewritten", "day": DAY})
+    make_subscriber("late@example.org", topics=["security"])  # due later the same day
+    offers.worker_cache.clear()  # as a worker that has not made this edition's offer yet
+    send()
+    (mail,) = to("late@example.org")
+    assert "Read the threat model" in mail.body and "Rewritten" not in mail.body
+    page = editor.get(copy_url("late")).content.decode()
+    assert "Read the threat model" in page and "Rewritten" not in page  # the web copy says the same

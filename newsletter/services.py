@@ -51,14 +51,6 @@ def _record(subscriber, kind, description="", when=None):
     )
 
 
-def _may_mail(email):
-    """At most CONFIRMATIONS_PER_ADDRESS_PER_DAY signup mails to one address per day, on the
-    shared cache, so nobody can use the form to flood someone else's inbox."""
-    key = f"signup-mails:{email_hash(email)}:{timezone.now():%Y-%m-%d}"
-    cache.add(key, 0, timeout=86400)
-    return cache.incr(key) <= settings.CONFIRMATIONS_PER_ADDRESS_PER_DAY
-
-
 def _send(kind, subscriber, ctx=None):
     """Send a transactional mail. A hard bounce (the mail server refusing the address for
     good) suppresses it as a digest's would; any other error is the caller's to retry or raise."""
@@ -69,6 +61,21 @@ def _send(kind, subscriber, ctx=None):
         if mail_error_kind(error) is not MailError.HARD_BOUNCE:
             raise
         subscriber_bounced(subscriber=subscriber, description=f"{kind} mail refused: {error}")
+
+
+def _send_limited(kind, subscriber, ctx=None):
+    """_send(), within CONFIRMATIONS_PER_ADDRESS_PER_DAY mails to one address a day, on the
+    shared cache, so nobody can use the forms to flood someone else's inbox. A send that fails
+    gives its place back: the task's retry must not use up the address's day."""
+    key = f"signup-mails:{email_hash(subscriber.email)}:{timezone.now():%Y-%m-%d}"
+    cache.add(key, 0, timeout=86400)
+    if cache.incr(key) > settings.CONFIRMATIONS_PER_ADDRESS_PER_DAY:
+        return
+    try:
+        _send(kind, subscriber, ctx)
+    except BaseException:
+        cache.decr(key)
+        raise
 
 
 def next_digest_at(subscriber, now=None):
@@ -164,9 +171,8 @@ def subscriber_signup(*, email, topic_ids=(), keywords="", frequency=Subscriber.
             if signed_up:
                 subscriber.topics.set(topics)
                 subscriber.refresh_interest_key()
-    if _may_mail(email):
-        ctx = {"confirm_url": confirm_url(subscriber), "max_age_hours": settings.CONFIRM_MAX_AGE_HOURS}
-        _send(kind, subscriber, ctx)
+    ctx = {"confirm_url": confirm_url(subscriber), "max_age_hours": settings.CONFIRM_MAX_AGE_HOURS}
+    _send_limited(kind, subscriber, ctx)
 
 
 def subscriber_confirm(*, subscriber, ip=None, user_agent=""):
@@ -187,16 +193,16 @@ def subscriber_confirm(*, subscriber, ip=None, user_agent=""):
 
 
 def subscriber_resend_confirmation(*, subscriber):
-    if subscriber.status == Subscriber.Status.PENDING and _may_mail(subscriber.email):
-        _send("confirm", subscriber, {"confirm_url": confirm_url(subscriber), "max_age_hours": settings.CONFIRM_MAX_AGE_HOURS})
+    if subscriber.status == Subscriber.Status.PENDING:
+        _send_limited("confirm", subscriber, {"confirm_url": confirm_url(subscriber), "max_age_hours": settings.CONFIRM_MAX_AGE_HOURS})
 
 
 def subscriber_send_link(*, email):
     """'E-mail me my preferences link' (from subscriber_send_link_task): only confirmed
     subscribers get one."""
     subscriber = Subscriber.objects.confirmed().filter(email=email_canonical(email)).first()
-    if subscriber and _may_mail(subscriber.email):
-        _send("manage", subscriber)
+    if subscriber:
+        _send_limited("manage", subscriber)
 
 
 def subscriber_send_data_link(*, subscriber_id):
@@ -205,8 +211,8 @@ def subscriber_send_data_link(*, subscriber_id):
     link goes to the subscriber's own address only, and expires. Within the daily limit per
     address; never to a suppressed address (it bounced or complained)."""
     subscriber = Subscriber.objects.exclude(status=Subscriber.Status.SUPPRESSED).filter(pk=subscriber_id).first()
-    if subscriber and _may_mail(subscriber.email):
-        _send("data", subscriber, {"data_url": data_url(subscriber), "max_age_minutes": tokens.DATA_MAX_AGE_MINUTES})
+    if subscriber:
+        _send_limited("data", subscriber, {"data_url": data_url(subscriber), "max_age_minutes": tokens.DATA_MAX_AGE_MINUTES})
 
 
 def subscribers_purge_unconfirmed(*, now=None):

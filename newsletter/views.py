@@ -243,6 +243,7 @@ def _feedback_control(request, subscriber, paper):
 # for an hour, not the preferences link, which is in every digest and so in every forwarded one.
 
 
+@ratelimit(key="ip", rate=SIGNUP_RATE, method="POST", block=False)
 @require_http_methods(["POST"])
 def data_link(request, token):
     """'E-mail me a link to export or delete my data', from the preferences page."""
@@ -252,6 +253,7 @@ def data_link(request, token):
     return _data_link_sent(request, subscriber)
 
 
+@ratelimit(key="ip", rate=SIGNUP_RATE, method="POST", block=False)
 @require_http_methods(["POST"])
 def data_resend(request, token):
     # An expired link is still a genuine one: it may ask for a fresh one, to the same address.
@@ -263,7 +265,10 @@ def data_resend(request, token):
 
 def _data_link_sent(request, subscriber):
     pk = subscriber.pk
-    transaction.on_commit(lambda: tasks.subscriber_send_data_link_task.delay(pk))
+    # Per IP, as sign-ups: whoever holds a forwarded digest cannot spend the address's daily
+    # mails from one machine. A limited request gets the same page, and nothing is sent.
+    if not getattr(request, "limited", False):
+        transaction.on_commit(lambda: tasks.subscriber_send_data_link_task.delay(pk))
     ctx = {"subscriber": subscriber, "masked_email": masked(subscriber.email),
            "max_age_minutes": tokens.DATA_MAX_AGE_MINUTES}
     return render(request, "newsletter/data_link_sent.html", ctx)

@@ -194,3 +194,15 @@ def test_a_suppressed_address_is_not_mailed_and_told_so():
     assert mail.outbox == []
     page = client.get(preferences_link(alice)).content.decode()
     assert "E-mail me a link to export or delete my data" not in page and "ask the operator" in page
+
+
+def test_asking_for_links_is_limited_per_ip_with_the_same_answer(settings):
+    from newsletter import views
+
+    limit = int(views.SIGNUP_RATE.split("/")[0])
+    client = browser()
+    for n in range(limit + 2):
+        someone = reader(f"reader{n}@example.org")
+        response = press(client, preferences_link(someone), "E-mail me a link to export or delete my data")
+        assert response.status_code == 200  # the same page, whether or not a mail goes
+    assert len(mail.outbox) == limit

@@ -158,3 +158,17 @@ def test_a_returning_reader_is_not_purged_before_they_can_confirm(client, mailou
     confirm = next(link for link in links(mailoutbox[-1]) if "/confirm/" in link)
     assert "subscribed" in client.post(confirm.removeprefix("https://paperboy.test")).content.decode()
     assert Subscriber.objects.get().status == "active"
+
+
+def test_a_confirmation_retried_after_a_failure_does_not_use_up_the_addresss_day(client, mailoutbox, settings, monkeypatch):
+    # Only mails that went count against the daily limit: an outage's retries must not leave
+    # a new reader without their link.
+    from tests.backends import FlakyBackend
+
+    settings.EMAIL_BACKEND = "tests.backends.FlakyBackend"
+    settings.CONFIRMATIONS_PER_ADDRESS_PER_DAY = 1
+    monkeypatch.setattr(FlakyBackend, "failures", 2)
+    signup(client)
+    assert [m.to for m in mailoutbox] == [["alice@example.org"]]
+    signup(client)  # the day's one mail went: nothing more
+    assert len(mailoutbox) == 1

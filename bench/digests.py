@@ -443,6 +443,9 @@ def run(args):
     print(f"deliveries: {totals['sent']:,} sent, {totals['skipped']:,} skipped, {totals['failed']:,} failed, "
           f"{totals['pending'] + totals['sending']} left; weekly readers not due today: {args.subscribers - totals['due']:,}")
     print(f"distinct digests rendered: {stats.renders:,} (summed over workers)")
+    print(f"progress files flushed to the disk (msync, at most once a second a group): {stats.flushes:,} times, "
+          f"{stats.flush_seconds * 1e3:.0f} ms of wall time waiting in them, summed over workers "
+          f"({stats.flush_seconds / max(stats.sent, 1) * 1e6:.1f} us/digest)")
     busy = sum(stats.seconds.values())
     print("per-stage CPU time in workers: " + ", ".join(
         f"{name} {seconds:.2f} s ({seconds / max(stats.sent, 1) * 1e6:.0f} us/digest)" for name, seconds in stats.seconds.most_common()

@@ -94,9 +94,13 @@ class SendStats:
     # figures. CPU, not wall time: a stage must not look slower because the process was
     # descheduled or waited for the database server (whose share the benchmark shows apart).
     seconds: Counter = field(default_factory=Counter)
+    # Progress files flushed to the disk (msync) and the wall time spent waiting for it: I/O,
+    # which the CPU figures above do not show.
+    flushes: int = 0
+    flush_seconds: float = 0.0
 
     def add(self, other):
-        for name in ("sent", "skipped", "failed", "renders"):
+        for name in ("sent", "skipped", "failed", "renders", "flushes", "flush_seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds.update(other.seconds)
 
@@ -160,6 +164,8 @@ def deliveries_send(*, delivery_ids, connection=None):
                         stats.add(_send_claimed(edition, by_edition[edition.pk], connection, progress))
                     except TransientSendError as error:
                         retry = error  # this edition's unsent rows are pending again; the others go on
+            stats.flushes += progress.flushes
+            stats.flush_seconds += progress.flush_seconds
             if retry is not None:
                 raise retry
     finally:

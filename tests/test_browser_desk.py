@@ -147,7 +147,9 @@ def test_after_sending_the_today_page_warns_and_previews_the_copy_mailed(browser
     page.screenshot(path=f"/tmp/desk-today-mailed-{width}.png", full_page=True)
     page.get_by_role("link", name="See what they would get now").click()
     page.wait_for_selector("text=would get if sent now")
-    assert "Changed later" in page.frame_locator("iframe").locator("body").inner_text()
+    # The edition's notes stay as it went out, for its later readers too: the change is for the next.
+    assert "Pinned first" in page.frame_locator("iframe").locator("body").inner_text()
+    assert "a changed note reaches the next edition" in page.locator(".went-out").inner_text()
 
 
 @pytest.mark.parametrize("width", WIDTHS)

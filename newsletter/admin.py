@@ -303,6 +303,9 @@ class EditionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False  # nothing on it is edited: a page to read, with no Save button
+
     def has_delete_permission(self, request, obj=None):
         return False  # its deliveries go with it, and their readers would get the edition again
 

@@ -105,7 +105,7 @@ def test_the_digest_is_ranked_for_the_subscriber_with_reasons(papers, readers):
     assert re.search(r'<h2[^>]*><a href="https://paperboy\.test/f/[^/]+/\d+/why/#why"', bob_html)
     assert "Mentioning “tiny chips”</a></h2>" in bob_html
     assert alice["Subject"] == "Robot arms that learn + 2 trending · 14 Mar"
-    assert Delivery.objects.get(subscriber=readers["alice"]).picks[0] == [papers["robot"].pk, "matches your topic Robotics"]
+    assert Delivery.objects.get(subscriber=readers["alice"]).picks[0] == [papers["robot"].pk, "topic", "Robotics", 1.0]
 
 
 def test_headers_links_and_both_parts(papers, readers):
@@ -445,7 +445,7 @@ def test_each_row_records_the_digest_its_reader_got(papers, readers, shared):
     assert len({tuple(map(tuple, d.picks)) for d in rows}) == (2 if shared else 3)
     for d in rows:
         text = parsed(to(d.subscriber.email)[0]).get_body(("plain",)).get_content()
-        titles = [p.title for p in papers.values() if p.pk in {pid for pid, _ in d.picks}]
+        titles = [p.title for p in papers.values() if p.pk in {pick[0] for pick in d.picks}]
         assert titles and all(title in text for title in titles)
         assert d.attempts == 1 and d.sent_at is not None and d.message_id
     assert len({d.message_id for d in rows}) == len(rows)

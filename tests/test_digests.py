@@ -508,3 +508,35 @@ def test_digests_go_out_when_the_archive_cannot_be_recorded(time_machine, monkey
             failed.append(str(error))
     assert failed == ["the archive cannot be recorded"]
     assert [m.to[0] for m in sent_mail()] == ["london@example.org"]
+
+
+def test_old_deliveries_stored_with_english_reasons_section_as_before_once_migrated(client, papers, readers):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("newsletter.migrations.0015_reasons_typed_picks")
+    alice, robot, jam, quant = readers["alice"], papers["robot"], papers["jam"], papers["quant"]
+    edition = Edition.objects.create(date=DAY, offered=[{"paper": quant.pk, "reason": "trending: 90 upvotes", "note": ""}],
+                                     offered_notes={})
+    old = [[robot.pk, "matches your topic Robotics"], [quant.pk, "by Ada Lovelace, whom you follow"],
+           [jam.pk, "similar to 'Robot arms that learn', which you liked"], [papers["old"].pk, "trending: 1 upvote"]]
+    row = Delivery.objects.create(subscriber=alice, edition=edition, state="sent", picks=old)
+    migration.to_typed(apps, None)
+    row.refresh_from_db()
+    assert row.picks == [[robot.pk, "topic", "Robotics", 0.0], [quant.pk, "author", "Ada Lovelace", 0.0],
+                         [jam.pk, "similar-to", str(robot.pk), 0.0, "Robot arms that learn"],
+                         [papers["old"].pk, "trending", "", 1.0]]
+    page = client.get(f"/editions/{DAY}/{tokens.make(tokens.VIEW, alice.pk)}/").content.decode()
+    # The sections, their order and the lines the old sentences gave.
+    headings = re.findall(r"<h2[^>]*>(?:<a [^>]*>)?([^<]+)<", page)
+    assert headings == ["Robotics", "Authors you follow", "Because you liked “Robot arms that learn”", "Trending"]
+    assert "By Ada Lovelace, whom you follow" in page
+    assert "1 in Robotics, 1 by an author you follow, 1 like a paper you liked, 1 trending" in page
+    assert "Trending</h2>" in client.get(f"/editions/{DAY}/").content.decode()
+    assert "trending: 90 upvotes" in client.get("/editions/feed/").content.decode()
+    # And back, for a rollback.
+    migration.to_english(apps, None)
+    row.refresh_from_db()
+    assert row.picks == old
+    assert Edition.objects.get(pk=edition.pk).offered[0]["reason"] == "trending: 90 upvotes"

@@ -26,15 +26,16 @@ class Section:
     phrase: tuple | None
 
 
+@lru_cache(maxsize=20_000)
 def section_of(reason):
     """The Section a pick with this reason goes in."""
+    # Remembered twice: by reason (most repeat across digests), and as below, by what is read.
     return _section(reason.kind, reason.subject, reason.label)
 
 
 @lru_cache(maxsize=20_000)
 def _section(kind, subject, label):
-    # Remembered: a digest asks several times per pick, and reasons repeat across digests
-    # (their strength, which each reader's may differ in, is not read).
+    # A "similar to" reason's strength is each reader's own: what its section reads is not.
     if kind == Kind.FEATURED:
         return Section("featured", "Editor's pick", "", "", ("editor's pick", "editor's picks"))
     if kind == Kind.TOPIC:

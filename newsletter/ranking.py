@@ -95,11 +95,6 @@ def author_reason(candidate, authors, weight):
     return Reason(Kind.AUTHOR, next(name for key, name in candidate.authors if key in authors), weight)
 
 
-def similar_reason(liked, strength):
-    """liked: (id, title) of the liked paper closest to the pick."""
-    return Reason(Kind.SIMILAR, str(liked[0]), round(strength, 2), liked[1])
-
-
 class Pool:
     """The papers an edition offers, prepared once for every subscriber ranked against them:
     candidates in upvotes order (a column each), the columns of each topic and author, the
@@ -250,7 +245,7 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
     similar_rows, similar_ranks = np.nonzero((strongest == 3) & (np.arange(ranked.shape[1]) < counts[:, None]))
     liked = closest(similar_rows, ranked[similar_rows, similar_ranks]) if len(similar_rows) else []
     # In row-major order, as the loop below meets them.
-    next_liked = zip(liked, strengths[3, similar_rows, similar_ranks].tolist()).__next__
+    next_liked = zip(liked, np.round(strengths[3, similar_rows, similar_ranks], 2).tolist()).__next__
     fill = np.argsort(~others, axis=1, kind="stable")[:, :limit].tolist()
     # Followers (and voters) get at most trending_fill papers beside their matches.
     caps = [trending_fill if has_profile or interests.follows_anything else limit for interests, _ in people]
@@ -261,9 +256,9 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
 
 def _reasoned(pool, people, heads, ranked, strongest, counts, rooms, fill, next_liked, explored):
     """The picks with their reasons. (paper, reason) pairs are made once and shared: the same
-    topics, or the same liked paper, give many subscribers the same reason for the same paper."""
+    topics, keywords or authors give many subscribers the same reason for the same paper."""
     weights = pool.weights
-    results, topic_pairs, similar_pairs, pairs = [], {}, {}, {}
+    results, topic_pairs, pairs = [], {}, {}
     ids, ordered = pool.ids, pool.ordered
     for (interests, _), picks, chosen, kinds, count, room, fills, explore in zip(
         people, heads, ranked, strongest, counts, rooms, fill, explored
@@ -278,10 +273,9 @@ def _reasoned(pool, people, heads, ranked, strongest, counts, rooms, fill, next_
                     reason = topic_reason(ordered[j], interests.topic_ids, pool.topic_names, weights.topic)
                     pair = phrased[j] = (ids[j], reason)
             elif kind == 3:
-                liked, strength = next_liked()
-                pair = similar_pairs.get((j, liked, strength))
-                if pair is None:
-                    pair = similar_pairs[j, liked, strength] = (ids[j], similar_reason(liked, strength))
+                # Each reader's own: its strength is their profile's.
+                (liked_id, title), strength = next_liked()
+                pair = (ids[j], Reason(Kind.SIMILAR, str(liked_id), strength, title))
             else:
                 what = interests.keywords if kind == 1 else interests.authors
                 pair = pairs.get((what, j))

@@ -38,39 +38,46 @@ class Reason(NamedTuple):
 FEATURED = Reason(Kind.FEATURED)
 
 
-def stored(reason):
-    """A Reason as stored (JSON): [kind, subject, strength], and its label if any."""
+def reason_json(reason):
+    """A Reason as stored (JSON text): [kind, subject, strength], and its label if any. Written
+    out, not json.dumps'd: readers with a profile each get picks of their own (a strength of
+    their own), and this is made for each as it is sent (docs/performance.md)."""
     kind, subject, strength, label = reason
-    return [kind.value, subject, strength, label] if label else [kind.value, subject, strength]
+    label = f", {_quoted(label)}" if label else ""
+    return f'["{kind}", {_quoted(subject)}, {float(strength)!r}{label}]'
+
+
+@lru_cache(maxsize=8192)
+def _quoted(text):
+    return json.dumps(text)
+
+
+@lru_cache(maxsize=8192)
+def pick_json(pick):
+    """A (paper id, Reason) pick as Delivery.picks stores it: [paper id, *reason], the paper
+    id first, as Picked() reads it."""
+    return f"[{int(pick[0])}, {reason_json(pick[1])[1:]}"
+
+
+def stored(reason):
+    """reason_json() as a value, for a JSON field."""
+    return json.loads(reason_json(reason))
 
 
 def loaded(row):
-    """stored() read back."""
+    """A stored reason read back."""
     kind, subject, strength, *label = row
     return Reason(Kind(kind), subject, strength, *label)
 
 
-def stored_pick(pick):
-    """A (paper id, Reason) pick as Delivery.picks stores it: [id, *stored(reason)], the paper
-    id first, as Picked() reads it."""
-    return [pick[0], *stored(pick[1])]
-
-
 def loaded_pick(row):
-    """stored_pick() read back: (paper id, Reason)."""
+    """A stored pick read back: (paper id, Reason)."""
     return row[0], loaded(row[1:])
 
 
 def loaded_picks(rows):
     """A delivery's stored picks read back, as a tuple (what sending and recording take)."""
     return tuple(map(loaded_pick, rows))
-
-
-@lru_cache(maxsize=8192)
-def pick_json(pick):
-    # Remembered: readers with a profile each get picks of their own, made of the same few
-    # hundred picks.
-    return json.dumps(stored_pick(pick))
 
 
 # How each kind reads ({subject}, {label}, {upvotes}, and {s}: the plural's ending).

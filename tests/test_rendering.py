@@ -260,10 +260,10 @@ def test_rewording_a_reason_changes_its_line_but_no_section_summary_or_subject(o
     monkeypatch.setitem(reasons.WORDING, reasons.Kind.AUTHOR, "written by {subject}, an author of yours")
     monkeypatch.setitem(reasons.WORDING, reasons.Kind.TOPIC, "on {subject}, one of your topics")
     monkeypatch.setitem(reasons.WORDING, reasons.Kind.SIMILAR, "near '{label}', a favourite")
-    outline._section.cache_clear()
+    outline.section_of.cache_clear(), outline._section.cache_clear()
     assert [(n, s.key, s.heading, starts) for n, s, starts in outline.in_sections([r for _, r in picks])] == laid
     assert (outline.summary([r for _, r in picks]), outline.subject_tail([r for _, r in picks[1:]])) == said
     html = type(offer.renderer)(offer.edition, offer.papers, offer.notes).content(picks[:3]).html
     assert "Written by Ada Lovelace, an author of yours</a></p>" in html  # the line, reworded, is all that changed
     assert html.count("Robotics</a></h2>") == 1
-    outline._section.cache_clear()
+    outline.section_of.cache_clear(), outline._section.cache_clear()

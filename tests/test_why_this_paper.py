@@ -4,6 +4,7 @@ acts, undo restores)."""
 
 import datetime as dt
 import email
+import json
 import re
 from email import policy
 from io import StringIO
@@ -16,7 +17,7 @@ from django.urls import reverse
 
 from newsletter import tokens
 from newsletter.models import Delivery, Edition, SubscriberEvent, Vote
-from newsletter.reasons import Kind, Reason, stored_pick
+from newsletter.reasons import Kind, Reason, pick_json
 from tests.conftest import DAY, make_paper, make_subscriber, topic
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +47,7 @@ def alice(liked):
 def mailed(subscriber, paper, reason, day=DAY):
     """A digest of `day` that gave the reader `paper` for `reason`, as sending records it."""
     edition, _ = Edition.objects.get_or_create(date=day)
-    Delivery.objects.create(subscriber=subscriber, edition=edition, state="sent", picks=[stored_pick((paper.pk, reason))])
+    Delivery.objects.create(subscriber=subscriber, edition=edition, state="sent", picks=[json.loads(pick_json((paper.pk, reason)))])
 
 
 REASONS = {

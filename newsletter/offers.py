@@ -91,7 +91,7 @@ class Offer:
             limit = settings.DIGEST_MAX_PAPERS
             ranked = rank_many(
                 self.pool, [people[s] for s in voters], limit=limit, explore=round(settings.EXPLORE_SHARE * limit),
-                cosines=found.cosines[rows], closest=lambda r, columns: self.liked(found.closest(rows[r], columns)),
+                cosines=found.cosines[rows], closest=lambda r, columns: self.liked(found, rows[r], columns),
             )
             result.update(zip(voters, map(tuple, ranked)))
         keys, missing = {}, {}
@@ -131,7 +131,7 @@ class Offer:
         return profiles(
             votes,
             {pid: row for pid, (row, _) in known.items()},
-            {pid: pid for pid in known},  # closest() names a voted paper by its id: see liked()
+            {pid: pid for pid in known},  # closest() names a voted paper by its id: liked() reads it
             self.pool.ids,
             self.candidate_dense,
             now=time.time(),
@@ -139,9 +139,14 @@ class Offer:
         )
 
 
-    def liked(self, ids):
-        """(id, title) of each of these voted papers: what a "similar to" reason names."""
-        return [(pid, self.voted_papers[pid][1]) for pid in ids]
+    def liked(self, found, rows, columns):
+        """(id, title, cosine to the candidate) of the liked paper closest to each (profile row,
+        candidate column) pair of `found`: what a "similar to" reason names. A function of the
+        pair, so readers who liked the same paper share the reason."""
+        ids = found.closest(rows, columns)
+        voted = {pid: n for n, pid in enumerate(found.titles.tolist())}  # profiles_for() names papers by id
+        cosines = found.to_candidates[[voted[pid] for pid in ids], columns].tolist()
+        return [(pid, self.voted_papers[pid][1], cosine) for pid, cosine in zip(ids, cosines)]
 
 
 def offer_for(edition, frequency):

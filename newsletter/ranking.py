@@ -204,8 +204,8 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
 
     people: [(Interests, ids of papers already received)]. cosines: for subscribers with a
     profile, a row per subscriber of cosines to the pool's columns; closest(rows, columns)
-    then gives, for each (row, column) pair, (id, title) of that subscriber's liked paper
-    nearest to that paper (what "similar to" names); `explore` of the slots of a subscriber
+    then gives, for each (row, column) pair, that subscriber's liked paper nearest to that
+    paper as (id, title, cosine of the two): what "similar to" names, and how similar; `explore` of the slots of a subscriber
     with a profile go to papers outside it (the most upvoted that match nothing), so that a
     profile does not close in on itself. Only the chosen papers get reasons.
     """
@@ -244,21 +244,20 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
     strongest = strengths.argmax(axis=0)
     similar_rows, similar_ranks = np.nonzero((strongest == 3) & (np.arange(ranked.shape[1]) < counts[:, None]))
     liked = closest(similar_rows, ranked[similar_rows, similar_ranks]) if len(similar_rows) else []
-    # In row-major order, as the loop below meets them.
-    next_liked = zip(liked, np.round(strengths[3, similar_rows, similar_ranks], 2).tolist()).__next__
+    next_liked = iter(liked).__next__  # in row-major order, as the loop below meets them
     fill = np.argsort(~others, axis=1, kind="stable")[:, :limit].tolist()
     # Followers (and voters) get at most trending_fill papers beside their matches.
     caps = [trending_fill if has_profile or interests.follows_anything else limit for interests, _ in people]
     rooms = np.minimum(np.minimum(limit - counts - explored, caps), others.sum(axis=1) - explored).tolist()
-    return _reasoned(pool, people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill, next_liked,
-                     explored.tolist())
+    return _phrase(pool, people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill, next_liked,
+                   explored.tolist())
 
 
-def _reasoned(pool, people, heads, ranked, strongest, counts, rooms, fill, next_liked, explored):
+def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_liked, explored):
     """The picks with their reasons. (paper, reason) pairs are made once and shared: the same
-    topics, keywords or authors give many subscribers the same reason for the same paper."""
+    topics, or the same liked paper, give many subscribers the same reason for the same paper."""
     weights = pool.weights
-    results, topic_pairs, pairs = [], {}, {}
+    results, topic_pairs, similar_pairs, pairs = [], {}, {}, {}
     ids, ordered = pool.ids, pool.ordered
     for (interests, _), picks, chosen, kinds, count, room, fills, explore in zip(
         people, heads, ranked, strongest, counts, rooms, fill, explored
@@ -273,9 +272,11 @@ def _reasoned(pool, people, heads, ranked, strongest, counts, rooms, fill, next_
                     reason = topic_reason(ordered[j], interests.topic_ids, pool.topic_names, weights.topic)
                     pair = phrased[j] = (ids[j], reason)
             elif kind == 3:
-                # Each reader's own: its strength is their profile's.
-                (liked_id, title), strength = next_liked()
-                pair = (ids[j], Reason(Kind.SIMILAR, str(liked_id), strength, title))
+                liked = next_liked()
+                pair = similar_pairs.get((j, liked))
+                if pair is None:
+                    liked_id, title, cosine = liked
+                    pair = similar_pairs[j, liked] = (ids[j], Reason(Kind.SIMILAR, str(liked_id), round(cosine, 2), title))
             else:
                 what = interests.keywords if kind == 1 else interests.authors
                 pair = pairs.get((what, j))
@@ -315,7 +316,8 @@ def starters(pool, interests, received, count):
 def rank(*, candidates, featured, interests, exclude, topic_names, limit, trending_fill=3, similar=None,
          weights=None):
     """rank_many() for one subscriber. similar: {paper id: (cosine to the subscriber's
-    profile, (id, title) of the liked paper closest to it)} for a subscriber who voted."""
+    profile, the liked paper closest to it as closest() gives it in rank_many)} for a
+    subscriber who voted."""
     pool = Pool(candidates, featured, topic_names, weights)
     cosines = closest = None
     if similar:

@@ -19,8 +19,8 @@ class Kind(StrEnum):
     TOPIC = "topic"  # the topic's name, its weight
     KEYWORD = "keyword"  # the keyword as the reader wrote it, its weight
     AUTHOR = "author"  # the author's name as the paper prints it, its weight
-    SIMILAR = "similar-to"  # the liked paper's id (label: its title), profile weight x cosine
-    SEED = "seed"  # the reader's own (seeded) paper's id (label: its title), as SIMILAR
+    SIMILAR = "similar-to"  # the liked paper closest to the pick: its id (label: its title), their cosine
+    SEED = "seed"  # the reader's own (seeded) paper closest to the pick, as SIMILAR
     TRENDING = "trending"  # -, the paper's upvotes
     EXPLORE = "explore"  # -, the paper's upvotes
     FIRST_TASTE = "first-taste"  # the topic's name, 0

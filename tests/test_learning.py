@@ -38,18 +38,18 @@ def run(candidates, interests, similar=None):
 def test_each_reason_appears_when_it_should():
     cands = [candidate(1, 500), candidate(2, 1, authors=["Zoë Ünal"]), candidate(3, 2, topics=[1]), candidate(4, 3)]
     picks = dict(run(cands, Interests(topic_ids=frozenset([1]), authors=frozenset(["zoe unal"])),
-                     similar={4: (0.9, (9, "Liked paper")), 1: (0.05, (9, "Liked paper"))}))
+                     similar={4: (0.9, (9, "Liked paper", 0.613)), 1: (0.05, (9, "Liked paper", 0.1))}))
     assert picks[2] == Reason(Kind.AUTHOR, "Zoë Ünal", 1.5)
     assert picks[3] == Reason(Kind.TOPIC, "Robotics", 1.0)
-    assert picks[4] == Reason(Kind.SIMILAR, "9", 4.68, "Liked paper")  # the settings' profile weight 5.2 x 0.9
+    assert picks[4] == Reason(Kind.SIMILAR, "9", 0.61, "Liked paper")  # the liked paper it is closest to, and how close
     assert picks[1] == Reason(Kind.TRENDING, "", 500.0)  # too dissimilar to count as a match (threshold 0.08)
 
 
 def test_the_blend_puts_strong_profile_matches_above_weak_topic_ones():
     cands = [candidate(1, 100, topics=[1]), candidate(2, 1)]
-    picks = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.8, (9, "Liked"))})
+    picks = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.8, (9, "Liked", 0.8))})
     assert [p for p, _ in picks] == [2, 1]  # 5.2 * 0.8 > 1.0 + trending
-    weak = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.15, (9, "Liked"))})  # 5.2 * 0.15 < 1.0
+    weak = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.15, (9, "Liked", 0.15))})  # 5.2 * 0.15 < 1.0
     assert [p for p, _ in weak] == [1, 2]
 
 
@@ -146,9 +146,9 @@ def test_scoring_many_at_once_gives_what_rank_gives_one_by_one():
         pool = Pool(cands, featured, {1: "A", 2: "B", 3: "C"}, weights)
         columns = [[c.id for c in cands].index(pid) for pid in pool.ids]
         many = rank_many(pool, people, limit=6, cosines=cos[:, columns],
-                         closest=lambda rows, cols: [(r, f"liked {r}-{pool.ids[c]}") for r, c in zip(rows, cols)])
+                         closest=lambda rows, cols: [(r, f"liked {r}-{pool.ids[c]}", 0.5) for r, c in zip(rows, cols)])
         for row, (interests, exclude) in enumerate(people):
-            similar = {c.id: (cos[row, j], (row, f"liked {row}-{c.id}")) for j, c in enumerate(cands) if cos[row, j] > 0}
+            similar = {c.id: (cos[row, j], (row, f"liked {row}-{c.id}", 0.5)) for j, c in enumerate(cands) if cos[row, j] > 0}
             one = rank(candidates=cands, featured=featured, interests=interests, exclude=exclude,
                        topic_names={1: "A", 2: "B", 3: "C"}, limit=6, similar=similar, weights=weights)
             assert many[row] == one, (trial, row)

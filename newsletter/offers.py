@@ -138,7 +138,6 @@ class Offer:
             half_life_days=settings.VOTE_HALF_LIFE_DAYS,
         )
 
-
     def liked(self, found, rows, columns):
         """(id, title, cosine to the candidate) of the liked paper closest to each (profile row,
         candidate column) pair of `found`: what a "similar to" reason names. A function of the

@@ -205,9 +205,9 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
     people: [(Interests, ids of papers already received)]. cosines: for subscribers with a
     profile, a row per subscriber of cosines to the pool's columns; closest(rows, columns)
     then gives, for each (row, column) pair, that subscriber's liked paper nearest to that
-    paper as (id, title, cosine of the two): what "similar to" names, and how similar; `explore` of the slots of a subscriber
-    with a profile go to papers outside it (the most upvoted that match nothing), so that a
-    profile does not close in on itself. Only the chosen papers get reasons.
+    paper as (id, title, cosine of the two): what "similar to" names, and how similar;
+    `explore` of the slots of a subscriber with a profile go to papers outside it (the most
+    upvoted that match nothing), so that a profile does not close in on itself. Only the chosen papers get reasons.
     """
     if not people:
         return []

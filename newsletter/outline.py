@@ -29,13 +29,13 @@ class Section:
 @lru_cache(maxsize=20_000)
 def section_of(reason):
     """The Section a pick with this reason goes in."""
-    # Remembered twice: by reason (most repeat across digests), and as below, by what is read.
+    # Remembered: a digest asks several times per pick, and reasons repeat across digests.
     return _section(reason.kind, reason.subject, reason.label)
 
 
 @lru_cache(maxsize=20_000)
 def _section(kind, subject, label):
-    # A "similar to" reason's strength is each reader's own: what its section reads is not.
+    # Keyed by what a section reads: reasons that differ only in strength share it.
     if kind == Kind.FEATURED:
         return Section("featured", "Editor's pick", "", "", ("editor's pick", "editor's picks"))
     if kind == Kind.TOPIC:

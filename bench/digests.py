@@ -218,7 +218,7 @@ def history_sent(day, days):
     for back in range(days, 0, -1):
         previous = day - dt.timedelta(days=back)
         papers = Paper.objects.listed_on(previous).trending().prefetch_related("topics")[:11]
-        picks = [[p.pk, f"matches your topic {next((t.name for t in p.topics.all()), 'Deep learning')}"] for p in papers]
+        picks = [[p.pk, "topic", next((t.name for t in p.topics.all()), "Deep learning"), 1.0] for p in papers]
         sql.deliveries_insert(edition_get(previous).pk, None, state=Delivery.State.SENT, now=now,
                               picks=json.dumps(picks), sent_at=now, order="interest_key, id")
     if connection.vendor == "postgresql":

@@ -186,6 +186,8 @@ def main():
             topic_only = [p for p, _ in rank(interests=Interests(topic_ids=reader["declared"]), **common)]
             interests = Interests(topic_ids=reader["declared"], authors=frozenset(author_key(a) for a in reader["followed"]))
             similar = found.similar(reader["id"]) if reader["id"] in found else None
+            # As rank() takes it; the bench reads the picks' papers, not their reasons.
+            similar = similar and {pid: (cos, (0, title, 0.0)) for pid, (cos, title) in similar.items()}
             learning = [p for p, _ in rank(interests=interests, similar=similar, **common)]
             scores["p_topic"] += precision_at(topic_only, rel, 5)
             scores["p_learn"] += precision_at(learning, rel, 5)
@@ -238,7 +240,7 @@ def timing(args, world, rng, readers, vectors_by_id, titles_by_id, topic_names, 
                 profile_rows = np.array([found.rows[n] for n in rows], dtype=int)
                 rank_many(pool, [(Interests(topic_ids=group[n][0]), frozenset()) for n in rows], limit=10,
                           cosines=found.cosines[profile_rows],
-                          closest=lambda rs, columns: found.closest(profile_rows[rs], columns))
+                          closest=lambda rs, columns: [(0, t, 0.0) for t in found.closest(profile_rows[rs], columns)])
                 continue
             missing = {Interests(topic_ids=topics) for topics, _ in group} - memo.keys()
             for interests, picks in zip(missing, rank_many(pool, [(i, frozenset()) for i in missing], limit=10)):

@@ -164,13 +164,15 @@ def ndcg_at(picks, relevant, k):
 
 def scores(picks, subscriber_ids, readers, areas):
     """Mean precision@5, nDCG@10 and share of trending picks over the readers."""
+    from newsletter.reasons import Kind
+
     p5 = ndcg = trending = 0.0
     for pk, (area, liked, disliked) in zip(subscriber_ids, readers):
         ids = [paper for paper, _ in picks[pk]]
         relevant = {paper for paper, a in areas.items() if a == area} - set(liked)
         p5 += sum(1 for paper in ids[:5] if areas[paper] == area) / 5
         ndcg += ndcg_at(ids, relevant, 10)
-        trending += sum(1 for _, reason in picks[pk] if reason.startswith("trending")) / max(len(ids), 1)
+        trending += sum(1 for _, reason in picks[pk] if reason.kind == Kind.TRENDING) / max(len(ids), 1)
     n = len(readers)
     return {"precision@5": p5 / n, "ndcg@10": ndcg / n, "trending": trending / n}
 

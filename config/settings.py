@@ -249,11 +249,16 @@ DIGEST_SENDING_TIMEOUT_MINUTES = env_int("DIGEST_SENDING_TIMEOUT_MINUTES", 30, m
 # local to the machine its workers run on, read back when a worker there dies.
 DIGEST_PROGRESS_DIR = Path(env_str("DIGEST_PROGRESS_DIR", str(VAR_DIR / "progress")))
 
-# Ranking weights (newsletter/ranking.py; README "Ranking"). RANKING_WEIGHTS=profile:3,author:1
-# overrides some of them. Calibrated to the text model's cosines (bench/ranking.py --real): a
-# profile matches the top quarter of papers on offer, and its top tenth weighs as a followed topic.
+# Ranking weights, their one home (newsletter/ranking.py reads them; README "Ranking").
+# RANKING_WEIGHTS=profile:3,author:1 overrides some of them. profile and threshold are
+# calibrated to the text model's cosines (bench/ranking.py --real): a profile matches the top
+# quarter of papers on offer, and its top tenth weighs as a followed topic.
 RANKING_WEIGHTS = {
+    "topic": 1.0,
+    "keyword": 0.8,
+    "author": 1.5,
     "profile": 5.2,
+    "trending": 0.5,
     "threshold": 0.08,
     **env_floats("RANKING_WEIGHTS", {"topic", "keyword", "author", "profile", "trending", "threshold"}),
 }

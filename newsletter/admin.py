@@ -17,6 +17,7 @@ from newsletter.forms import TIMEZONES
 from newsletter.models import (
     Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, count_of, email_canonical, email_hash,
 )
+from newsletter.reasons import said
 from newsletter.tasks import enqueue_deliveries
 from newsletter.services import (
     subscriber_erase, subscriber_pause, subscriber_resume, subscriber_suppress, subscriber_unsubscribe, subscriber_update,
@@ -296,7 +297,7 @@ class EditionAdmin(admin.ModelAdmin):
         votes = Vote.objects.filter(paper__in=[item["paper"].pk for item in items], subscriber__in=readers).order_by()
         counts = {pid: (more, less) for pid, more, less in votes.values("paper").annotate(
             more=Count("pk", filter=Q(value=1)), less=Count("pk", filter=Q(value=-1))).values_list("paper", "more", "less")}
-        rows = [(item["paper"].title, item["reason"], *counts.get(item["paper"].pk, (0, 0))) for item in items]
+        rows = [(item["paper"].title, said(item["reason"]), *counts.get(item["paper"].pk, (0, 0))) for item in items]
         listed = format_html_join("", "<li>{} <small>· {} · {} more, {} less</small></li>", rows)
         return format_html('<ol class="wrap" style="margin:0;padding-left:1.2em">{}</ol>', listed) if rows else "—"
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from newsletter.offers import edition_general_picks, features_within, lookback_days, notes_of
 from newsletter.models import Delivery, Edition, Subscriber
-from newsletter.ranking import FEATURED
+from newsletter.reasons import Kind, loaded, stored
 from papers.models import Paper
 
 RECENT_DAYS = 7  # editions older than this are recorded when first shown (their day is over)
@@ -36,7 +36,7 @@ def edition_record_offered(edition, *, now=None):
     now = now or timezone.now()
     if edition.offered is None and edition.pk and (_day_over_everywhere(edition, now) or _went_out(edition)):
         offer, picks = edition_general_picks(edition)
-        offered = [{"paper": pid, "reason": reason, "note": offer.notes.get(pid, "")} for pid, reason in picks]
+        offered = [{"paper": pid, "reason": stored(reason), "note": offer.notes.get(pid, "")} for pid, reason in picks]
         # Readers' copies: the notes of the widest lookback, which holds every narrower one's.
         widest = max(Subscriber.Frequency, key=lookback_days)
         notes = {pid: note for pid, note in notes_of(features_within(edition, widest)).items() if note}
@@ -73,12 +73,16 @@ def edition_items(edition):
         return items_of(picks, offer.papers, offer.notes)
     papers = Paper.objects.in_bulk([item["paper"] for item in edition.offered])
     # A paper deleted since is left out: there is nothing left to link to.
-    return [{**item, "paper": papers[item["paper"]]} for item in edition.offered if item["paper"] in papers]
+    return [
+        {**item, "paper": papers[item["paper"]], "reason": loaded(item["reason"])}
+        for item in edition.offered if item["paper"] in papers
+    ]
 
 
 def copy_items(edition, picks):
     """[{paper, reason, note}] of a reader's copy of edition, as mailed: their picks (papers and
-    reasons, kept on the delivery), the featured ones with the notes recorded when it went out."""
+    reasons, kept on the delivery: loaded_picks()), the featured ones with the notes recorded
+    when it went out."""
     edition = edition_record_offered(edition)
     return items_of(picks, Paper.objects.in_bulk([pid for pid, _ in picks]), mailed_notes(edition, picks))
 
@@ -88,4 +92,4 @@ def mailed_notes(edition, picks):
     when the edition went out (edition_record_offered)."""
     recorded = {int(pid): note for pid, note in (edition.offered_notes or {}).items()}
     # A paper's note went with it only as a featured pick (a daily digest's window is narrower).
-    return {pid: recorded[pid] for pid, reason in picks if reason == FEATURED and pid in recorded}
+    return {pid: recorded[pid] for pid, reason in picks if reason.kind == Kind.FEATURED and pid in recorded}

@@ -1,22 +1,17 @@
 """Why a digest picked a paper for a reader, and what the reader can stop: the "Why you got
 this paper" part of the feedback page.
 
-A paper is worked out the way ranking does (newsletter.ranking's matching rules and reason
-phrases, newsletter.profiles for the liked paper closest to it), from what the reader follows
-now; each reason comes with the control that stops it and the one that undoes that.
+It shows what the ranker used for that pick, as the delivery that mailed the paper stored it
+(newsletter.reasons), never a re-derivation from what the reader follows now; a reason that
+rests on something the reader can stop comes with the control that stops it and the one that
+undoes that.
 """
 
-import time
 from dataclasses import dataclass
 
-import numpy as np
-from django.conf import settings
-
 from newsletter import services
-from newsletter.offers import ranking_weights, votes_of
-from newsletter.profiles import profiles
-from newsletter.ranking import Candidate, author_reason, keyword_reason, keyword_pattern, similar_reason, topic_reason
-from papers import vectors
+from newsletter.models import Delivery
+from newsletter.reasons import Kind, loaded_pick, said
 from papers.models import Paper, Topic, author_key
 
 KINDS = ("topic", "keyword", "author", "like")
@@ -24,7 +19,7 @@ KINDS = ("topic", "keyword", "author", "like")
 
 @dataclass(frozen=True)
 class Control:
-    kind: str  # one of KINDS
+    kind: str  # one of KINDS, or "" for a reason nothing the reader follows stands behind
     value: str  # what the form posts: a topic id, a keyword, an author's name as followed, a liked paper id
     reason: str  # as a digest words it
     label: str  # the topic's name, the keyword, the author, the liked paper's title
@@ -56,56 +51,38 @@ class Control:
         return f"‘{self.label}’ counts as a paper you liked again." if self.kind == "like" else f"You follow {self.label} again."
 
 
-def _candidate(paper):
-    return Candidate(
-        id=paper.pk, title=paper.title, text=f"{paper.title}\n{paper.abstract}".lower(), upvotes=paper.upvotes,
-        listed_ordinal=0, topic_ids=frozenset(paper.topics.values_list("pk", flat=True)),
-        authors=tuple((author_key(name), name) for name in paper.authors),
-    )
+def stored_reason(subscriber, paper):
+    """The Reason the reader's latest digest holding `paper` gave for it, or None."""
+    sent = Delivery.objects.of_subscribers([subscriber.pk]).filter(state=Delivery.State.SENT)
+    # Newest first: a paper is not mailed twice within weeks, so the first found is the one asked about.
+    for picks in sent.order_by("-edition__date").values_list("picks", flat=True).iterator(chunk_size=20):
+        for row in picks:
+            if row[0] == paper.pk:
+                return loaded_pick(row)[1]
+    return None
 
 
 def why_picked(subscriber, paper):
-    """[Control] for each thing the reader follows that picks `paper`: its topics they follow,
-    the keywords it mentions, its authors they follow, and the liked paper closest to it."""
-    candidate = _candidate(paper)
-    found = []
-    for topic in subscriber.topics.filter(pk__in=candidate.topic_ids):
-        reason = topic_reason(candidate, {topic.pk}, {topic.pk: topic.name})
-        found.append(Control("topic", str(topic.pk), reason, topic.name))
-    for keyword in subscriber.keyword_list():
-        if keyword_pattern(keyword).search(candidate.text):
-            found.append(Control("keyword", keyword, keyword_reason(candidate, [keyword]), keyword))
-    followed = {author_key(name): name for name in subscriber.author_list()}
-    for key, name in candidate.authors:
-        if key in followed:  # the value is the name as followed, which is what stopping removes
-            found.append(Control("author", followed.pop(key), author_reason(candidate, {key}), name))
-    liked = _closest_liked(subscriber, paper)
-    if liked:
-        found.append(Control("like", str(liked.pk), similar_reason(liked.title), liked.title))
-    return found
-
-
-def _closest_liked(subscriber, paper):
-    """The paper the reader liked that is closest to `paper`, if their profile is near enough
-    to it for ranking to count it (the weights' threshold)."""
-    votes = votes_of([subscriber.pk])
-    if not any(value > 0 for _, _, value, _ in votes):
+    """A Control for the reason the reader's digest gave for `paper` (None if none mailed it to
+    them): kind "" where nothing the reader follows stands behind that reason."""
+    reason = stored_reason(subscriber, paper)
+    if reason is None:
         return None
-    voted = Paper.objects.in_bulk({paper_id for _, paper_id, _, _ in votes})
-    # closest() names a liked paper by what it is given as its title: here its id.
-    found = profiles(
-        votes,
-        dict(zip(voted, vectors.dense([p.vector for p in voted.values()]))),
-        {pk: pk for pk in voted},
-        [paper.pk],
-        vectors.dense([paper.vector]),
-        now=time.time(),
-        half_life_days=settings.VOTE_HALF_LIFE_DAYS,
-    )
-    row = found.rows.get(subscriber.pk)
-    if row is None or found.cosines[row, 0] < ranking_weights().threshold:
-        return None
-    return voted.get(found.closest(np.array([row]), np.array([0]))[0])
+    kind, subject, _, label = reason
+    line = said(reason)
+    if kind == Kind.TOPIC:
+        topic = Topic.objects.filter(name=subject).first()
+        if topic:
+            return Control("topic", str(topic.pk), line, topic.name)
+    elif kind == Kind.KEYWORD:
+        return Control("keyword", subject, line, subject)
+    elif kind == Kind.AUTHOR:
+        # The value is the name as followed, which is what stopping removes.
+        followed = next((a for a in subscriber.author_list() if author_key(a) == author_key(subject)), subject)
+        return Control("author", followed, line, subject)
+    elif kind in (Kind.SIMILAR, Kind.SEED) and subject.isdigit():
+        return Control("like", subject, line, label)
+    return Control("", "", line, label or subject)
 
 
 class BadControl(ValueError):

@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_date
 from newsletter.archive import edition_record_offered, editions_record_offered, mailed_notes
 from newsletter.offers import digests_for, edition_offer
 from newsletter.models import Delivery, Edition, Subscriber, Vote
+from newsletter.reasons import loaded_picks
 from newsletter.rendering import EditionRenderer
 from papers.models import Feature, FeatureChange, Paper
 from papers.forms import FeatureNoteForm
@@ -152,7 +153,7 @@ def mailed_copy(edition, delivery):
     """The copy `delivery` mailed: its picks, with the notes recorded when the edition went out
     (as the reader's web copy shows them)."""
     edition = edition_record_offered(edition)
-    picks = [tuple(pick) for pick in delivery.picks]
+    picks = loaded_picks(delivery.picks)
     notes = mailed_notes(edition, picks)
     content = EditionRenderer(edition, Paper.objects.in_bulk([pid for pid, _ in picks]), notes).content(picks)
     return {"preview_subscriber": delivery.subscriber, "preview_mailed_at": delivery.sent_at, "preview_subject": content.subject,

@@ -186,7 +186,7 @@ class Subscriber(models.Model):
 
 
 class Picked(models.Func):
-    """Whether a delivery's picks ([[paper id, reason], ...]) hold a paper: a vote on it counts
+    """Whether a delivery's picks ([[paper id, *reason], ...]) hold a paper: a vote on it counts
     for the edition that mailed it to the voter, not for every edition they had."""
 
     output_field = models.BooleanField()
@@ -203,7 +203,7 @@ class Picked(models.Func):
         return f"EXISTS (SELECT 1 FROM json_each({picks}) WHERE json_extract(value, '$[0]') = {paper})", params
 
     def as_postgresql(self, compiler, connection, **extra):
-        picks, paper, params = self._compiled(compiler)  # [[7, "..."]] @> [[7]]
+        picks, paper, params = self._compiled(compiler)  # [[7, "topic", ...]] @> [[7]]
         return f"{picks} @> jsonb_build_array(jsonb_build_array({paper}))", params
 
 
@@ -313,7 +313,8 @@ class EditionQuerySet(models.QuerySet):
 class Edition(models.Model):
     date = models.DateField(unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # What the general edition offered once it went out ([{paper, reason, note}], see
+    # What the general edition offered once it went out ([{paper, reason, note}], the reason as
+    # newsletter.reasons.stored() makes it; see
     # newsletter/archive.py): the archive shows this, not today's features and upvotes.
     offered = models.JSONField(null=True, blank=True, editable=False)
     offered_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -403,7 +404,8 @@ class Delivery(models.Model):
         Edition, on_delete=models.CASCADE, related_name="deliveries", db_index=False, db_constraint=False
     )
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
-    # [[paper_id, reason], ...] in the order mailed: what "never a repeat" checks against.
+    # [[paper_id, kind, subject, strength(, label)], ...] in the order mailed (newsletter.reasons):
+    # what "never a repeat" checks against, and why each paper was picked.
     picks = models.JSONField(default=list, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     claim = models.CharField(max_length=32, blank=True)
@@ -436,4 +438,4 @@ class Delivery(models.Model):
         return f"{self.edition} to {self.subscriber_id}: {self.state}"
 
     def paper_ids(self):
-        return [paper_id for paper_id, _ in self.picks]
+        return [pick[0] for pick in self.picks]

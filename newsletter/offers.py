@@ -23,7 +23,7 @@ from newsletter import sql
 from newsletter.links import digest_message_id_format
 from newsletter.models import Edition, Subscriber, comma_list
 from newsletter.profiles import profiles
-from newsletter.ranking import Candidate, Interests, Pool, Weights, rank_many, starters
+from newsletter.ranking import Candidate, Interests, Pool, rank_many, ranking_weights, starters
 from newsletter.rendering import EditionRenderer
 from papers import vectors
 from papers.models import Feature, Paper, Topic, author_key
@@ -43,10 +43,6 @@ def lookback_days(frequency):
     if frequency == Subscriber.Frequency.WEEKLY:
         return settings.DIGEST_WEEKLY_LOOKBACK_DAYS
     return settings.DIGEST_DAILY_LOOKBACK_DAYS
-
-
-def ranking_weights():
-    return Weights(**settings.RANKING_WEIGHTS)
 
 
 @dataclass(eq=False)
@@ -95,7 +91,7 @@ class Offer:
             limit = settings.DIGEST_MAX_PAPERS
             ranked = rank_many(
                 self.pool, [people[s] for s in voters], limit=limit, explore=round(settings.EXPLORE_SHARE * limit),
-                cosines=found.cosines[rows], closest=lambda r, columns: found.closest(rows[r], columns),
+                cosines=found.cosines[rows], closest=lambda r, columns: self.liked(found, rows[r], columns),
             )
             result.update(zip(voters, map(tuple, ranked)))
         keys, missing = {}, {}
@@ -135,12 +131,21 @@ class Offer:
         return profiles(
             votes,
             {pid: row for pid, (row, _) in known.items()},
-            {pid: title for pid, (_, title) in known.items()},
+            {pid: pid for pid in known},  # closest() names a voted paper by its id: liked() reads it
             self.pool.ids,
             self.candidate_dense,
             now=time.time(),
             half_life_days=settings.VOTE_HALF_LIFE_DAYS,
         )
+
+    def liked(self, found, rows, columns):
+        """(id, title, cosine to the candidate) of the liked paper closest to each (profile row,
+        candidate column) pair of `found`: what a "similar to" reason names. A function of the
+        pair, so readers who liked the same paper share the reason."""
+        ids = found.closest(rows, columns)
+        voted = {pid: n for n, pid in enumerate(found.titles.tolist())}  # profiles_for() names papers by id
+        cosines = found.to_candidates[[voted[pid] for pid in ids], columns].tolist()
+        return [(pid, self.voted_papers[pid][1], cosine) for pid, cosine in zip(ids, cosines)]
 
 
 def offer_for(edition, frequency):
@@ -233,7 +238,7 @@ def received_papers(subscriber_ids, edition, recent=None):
 
 @lru_cache(maxsize=4096)
 def _paper_ids(picks):
-    return frozenset(paper_id for paper_id, _ in json.loads(picks))
+    return frozenset(pick[0] for pick in json.loads(picks))
 
 
 def interests_of(preferences):

@@ -1,7 +1,8 @@
 """How a digest reads at a glance: its sections, one-line summary and inbox subject.
 
-Pure functions of the picks' reasons (the strings newsletter.ranking's reason helpers make),
-so the web copy, the whole-document render and the per-edition assembler agree.
+Pure functions of the picks' reasons (newsletter.reasons: kind, subject, strength), so the web
+copy, the whole-document render and the per-edition assembler agree; none reads the English
+line a reason is shown as.
 """
 
 import re
@@ -9,23 +10,9 @@ from functools import lru_cache
 from dataclasses import dataclass
 from operator import itemgetter
 
-from newsletter.ranking import FEATURED
+from newsletter.reasons import Kind, Reason, said
 
 SUBJECT_MAX = 60  # what a phone's inbox shows of a subject is ~40; most desktops ~60
-_REASONS = [
-    # (pattern, section key, heading, whether each card keeps its own reason line, what the
-    # summary says of n of them: n = 1, n > 1)
-    (re.compile(r"matches your topic (?P<x>.+)"), "topic:{x}", "{x}", False, ("in {x}",) * 2),
-    (re.compile(r"mentions '(?P<x>.+)'"), "keyword:{x}", "Mentioning “{x}”", False, ("mentioning “{x}”",) * 2),
-    (re.compile(r"by .+, whom you follow"), "author", "Authors you follow", True,
-     ("by an author you follow", "by authors you follow")),
-    (re.compile(r"similar to '(?P<x>.+)', which you liked"), "similar:{x}", "Because you liked “{x}”", False,
-     ("like a paper you liked", "like papers you liked")),
-    (re.compile(r"trending: .+"), "trending", "Trending", False, ("trending",) * 2),
-    (re.compile(r"outside what you usually read: .+"), "explore", "Something different", False,
-     ("outside what you usually read",) * 2),
-    (re.compile(r"a first taste of (?P<x>.+)"), "starter:{x}", "{x}", False, None),
-]
 
 
 @dataclass(frozen=True)
@@ -41,18 +28,34 @@ class Section:
 
 @lru_cache(maxsize=20_000)
 def section_of(reason):
+    """The Section a pick with this reason goes in."""
     # Remembered: a digest asks several times per pick, and reasons repeat across digests.
-    if reason == FEATURED:
+    return _section(reason.kind, reason.subject, reason.label)
+
+
+@lru_cache(maxsize=20_000)
+def _section(kind, subject, label):
+    # Keyed by what a section reads: reasons that differ only in strength share it.
+    if kind == Kind.FEATURED:
         return Section("featured", "Editor's pick", "", "", ("editor's pick", "editor's picks"))
-    for pattern, key, heading, keeps_reason, phrase in _REASONS:
-        match = pattern.fullmatch(reason)
-        if match:
-            x = match.groupdict().get("x", "")
-            topic = x if key.startswith(("topic:", "keyword:")) else ""
-            phrase = phrase and tuple(p.format(x=x) for p in phrase)
-            return Section(key.format(x=x), heading.format(x=x), reason if keeps_reason else "", topic, phrase)
-    heading = reason[:1].upper() + reason[1:]
-    return Section(f"other:{reason}", heading, "", "", (reason[:1].lower() + reason[1:],) * 2)
+    if kind == Kind.TOPIC:
+        return Section(f"topic:{subject}", subject, "", subject, (f"in {subject}",) * 2)
+    if kind == Kind.KEYWORD:
+        return Section(f"keyword:{subject}", f"Mentioning “{subject}”", "", subject, (f"mentioning “{subject}”",) * 2)
+    if kind == Kind.AUTHOR:  # each card keeps its own line: which author
+        return Section("author", "Authors you follow", said(Reason(kind, subject, 0.0, label)), "",
+                       ("by an author you follow", "by authors you follow"))
+    if kind == Kind.SIMILAR:
+        return Section(f"similar:{subject or label}", f"Because you liked “{label}”", "", "",
+                       ("like a paper you liked", "like papers you liked"))
+    if kind == Kind.SEED:
+        return Section(f"seed:{subject or label}", f"Close to your paper “{label}”", "", "",
+                       ("close to a paper of yours", "close to papers of yours"))
+    if kind == Kind.TRENDING:
+        return Section("trending", "Trending", "", "", ("trending",) * 2)
+    if kind == Kind.EXPLORE:
+        return Section("explore", "Something different", "", "", ("outside what you usually read",) * 2)
+    return Section(f"starter:{subject}", subject, "", "", None)  # Kind.FIRST_TASTE
 
 
 def in_sections(reasons):

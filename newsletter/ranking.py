@@ -13,7 +13,9 @@ voted, matches are ordered by a blended score (weights in settings, see README):
             + trending * log(1 + upvotes) / log(1 + most upvotes that day)
 
 and a paper also matches when its cosine to the profile reaches `threshold`. Every pick
-carries the reason that weighed most (on cold start, the first that applies).
+carries the reason that weighed most (on cold start, the first that applies), as data: a
+Reason (kind, subject, strength), stored with the delivery; how it reads to a reader is
+newsletter.reasons' business (said()), never parsed back.
 
 One ranker: rank_many() scores a group of subscribers as matrices (subscribers x papers);
 rank() is the group of one. A Pool holds what every ranking of an edition shares, and
@@ -28,19 +30,26 @@ from functools import lru_cache
 
 import numpy as np
 from cachetools import LRUCache
+from django.conf import settings
 
-FEATURED = "featured by the editors"
+from newsletter.reasons import FEATURED, Kind, Reason
+
 KEYWORDS_KEPT = 20_000  # keywords whose matching papers a pool remembers
 
 
 @dataclass(frozen=True)
 class Weights:
-    topic: float = 1.0
-    keyword: float = 0.8
-    author: float = 1.5
-    profile: float = 2.0
-    trending: float = 0.5
-    threshold: float = 0.2
+    topic: float
+    keyword: float
+    author: float
+    profile: float
+    trending: float
+    threshold: float
+
+
+def ranking_weights():
+    """The weights sending uses: settings.RANKING_WEIGHTS, their one home."""
+    return Weights(**settings.RANKING_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -74,32 +83,16 @@ def sort_key(candidate):
     return (-candidate.upvotes, -candidate.listed_ordinal, -candidate.id)
 
 
-def trending_reason(candidate):
-    return f"trending: {candidate.upvotes} upvote{'s' if candidate.upvotes != 1 else ''}"
+def topic_reason(candidate, topic_ids, topic_names, weight):
+    return Reason(Kind.TOPIC, min(topic_names.get(t, "") for t in candidate.topic_ids & topic_ids), weight)
 
 
-def topic_reason(candidate, topic_ids, topic_names):
-    return f"matches your topic {min(topic_names.get(t, 'you follow') for t in candidate.topic_ids & topic_ids)}"
+def keyword_reason(candidate, keywords, weight):
+    return Reason(Kind.KEYWORD, next(k for k in keywords if keyword_pattern(k).search(candidate.text)), weight)
 
 
-def keyword_reason(candidate, keywords):
-    return f"mentions '{next(k for k in keywords if keyword_pattern(k).search(candidate.text))}'"
-
-
-def author_reason(candidate, authors):
-    return f"by {next(name for key, name in candidate.authors if key in authors)}, whom you follow"
-
-
-def similar_reason(liked_title):
-    return f"similar to '{liked_title}', which you liked"
-
-
-def explore_reason(candidate):
-    return f"outside what you usually read: {candidate.upvotes} upvote{'s' if candidate.upvotes != 1 else ''}"
-
-
-def starter_reason(topic_name):
-    return f"a first taste of {topic_name}"
+def author_reason(candidate, authors, weight):
+    return Reason(Kind.AUTHOR, next(name for key, name in candidate.authors if key in authors), weight)
 
 
 class Pool:
@@ -107,7 +100,8 @@ class Pool:
     candidates in upvotes order (a column each), the columns of each topic and author, the
     trending term of the score, and the columns each keyword matches (remembered)."""
 
-    def __init__(self, candidates, featured, topic_names, weights=Weights()):
+    def __init__(self, candidates, featured, topic_names, weights=None):
+        weights = weights or ranking_weights()
         self.ordered = sorted(candidates, key=sort_key)
         self.featured = list(featured)
         self.topic_names = topic_names
@@ -124,8 +118,8 @@ class Pool:
         self.offered = frozenset(self.ids) | {c.id for c in self.featured}
         top = math.log1p(max((c.upvotes for c in self.ordered), default=0)) or 1
         self.trend = weights.trending * np.log1p([c.upvotes for c in self.ordered]) / top
-        self.trending = [(c.id, trending_reason(c)) for c in self.ordered]
-        self.outside = [(c.id, explore_reason(c)) for c in self.ordered]
+        self.trending = [(c.id, Reason(Kind.TRENDING, "", float(c.upvotes))) for c in self.ordered]
+        self.outside = [(c.id, Reason(Kind.EXPLORE, "", float(c.upvotes))) for c in self.ordered]
         self._keywords = LRUCache(maxsize=KEYWORDS_KEPT)
 
     def keyword_columns(self, keyword):
@@ -206,14 +200,14 @@ def _follows(pool, people):
 
 
 def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=None, explore=0):
-    """[(paper_id, reason), ...] for each subscriber of a group; an empty list means no digest.
+    """[(paper_id, Reason), ...] for each subscriber of a group; an empty list means no digest.
 
     people: [(Interests, ids of papers already received)]. cosines: for subscribers with a
     profile, a row per subscriber of cosines to the pool's columns; closest(rows, columns)
-    then gives, for each (row, column) pair, the title of that subscriber's liked paper
-    nearest to that paper (what "similar to" names); `explore` of the slots of a subscriber
-    with a profile go to papers outside it (the most upvoted that match nothing), so that a
-    profile does not close in on itself. Only the chosen papers get reasons.
+    then gives, for each (row, column) pair, that subscriber's liked paper nearest to that
+    paper as (id, title, cosine of the two): what "similar to" names, and how similar;
+    `explore` of the slots of a subscriber with a profile go to papers outside it (the most
+    upvoted that match nothing), so that a profile does not close in on itself. Only the chosen papers get reasons.
     """
     if not people:
         return []
@@ -249,19 +243,20 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
     strengths = np.where(blended[None] | np.isinf(strengths), strengths, 0.0)
     strongest = strengths.argmax(axis=0)
     similar_rows, similar_ranks = np.nonzero((strongest == 3) & (np.arange(ranked.shape[1]) < counts[:, None]))
-    titles = closest(similar_rows, ranked[similar_rows, similar_ranks]) if len(similar_rows) else []
-    next_title = iter(titles).__next__  # in row-major order, as the loop below meets them
+    liked = closest(similar_rows, ranked[similar_rows, similar_ranks]) if len(similar_rows) else []
+    next_liked = iter(liked).__next__  # in row-major order, as the loop below meets them
     fill = np.argsort(~others, axis=1, kind="stable")[:, :limit].tolist()
     # Followers (and voters) get at most trending_fill papers beside their matches.
     caps = [trending_fill if has_profile or interests.follows_anything else limit for interests, _ in people]
     rooms = np.minimum(np.minimum(limit - counts - explored, caps), others.sum(axis=1) - explored).tolist()
-    return _phrase(pool, people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill, next_title,
+    return _phrase(pool, people, heads, ranked.tolist(), strongest.tolist(), counts.tolist(), rooms, fill, next_liked,
                    explored.tolist())
 
 
-def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_title, explored):
+def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_liked, explored):
     """The picks with their reasons. (paper, reason) pairs are made once and shared: the same
     topics, or the same liked paper, give many subscribers the same reason for the same paper."""
+    weights = pool.weights
     results, topic_pairs, similar_pairs, pairs = [], {}, {}, {}
     ids, ordered = pool.ids, pool.ordered
     for (interests, _), picks, chosen, kinds, count, room, fills, explore in zip(
@@ -274,17 +269,22 @@ def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_ti
             if kind == 0:
                 pair = phrased[j]
                 if pair is None:
-                    pair = phrased[j] = (ids[j], topic_reason(ordered[j], interests.topic_ids, pool.topic_names))
+                    reason = topic_reason(ordered[j], interests.topic_ids, pool.topic_names, weights.topic)
+                    pair = phrased[j] = (ids[j], reason)
             elif kind == 3:
-                title = next_title()
-                pair = similar_pairs.get((j, title))
+                liked = next_liked()
+                pair = similar_pairs.get((j, liked))
                 if pair is None:
-                    pair = similar_pairs[j, title] = (ids[j], similar_reason(title))
+                    liked_id, title, cosine = liked
+                    pair = similar_pairs[j, liked] = (ids[j], Reason(Kind.SIMILAR, str(liked_id), round(cosine, 2), title))
             else:
                 what = interests.keywords if kind == 1 else interests.authors
                 pair = pairs.get((what, j))
                 if pair is None:
-                    reason = keyword_reason(ordered[j], what) if kind == 1 else author_reason(ordered[j], what)
+                    if kind == 1:
+                        reason = keyword_reason(ordered[j], what, weights.keyword)
+                    else:
+                        reason = author_reason(ordered[j], what, weights.author)
                     pair = pairs[what, j] = (ids[j], reason)
             picks.append(pair)
         picks.extend([pool.outside[j] for j in fills[:explore]])
@@ -308,19 +308,20 @@ def starters(pool, interests, received, count):
                 queue.pop(0)
             if queue and len(picks) < count:
                 j = queue.pop(0)  # columns are in upvotes order
-                picks.append((pool.ids[j], starter_reason(pool.topic_names.get(topic, "a topic"))))
+                picks.append((pool.ids[j], Reason(Kind.FIRST_TASTE, pool.topic_names.get(topic, ""))))
                 taken.add(pool.ids[j])
     return picks
 
 
 def rank(*, candidates, featured, interests, exclude, topic_names, limit, trending_fill=3, similar=None,
-         weights=Weights()):
+         weights=None):
     """rank_many() for one subscriber. similar: {paper id: (cosine to the subscriber's
-    profile, title of the liked paper closest to it)} for a subscriber who voted."""
+    profile, the liked paper closest to it as closest() gives it in rank_many)} for a
+    subscriber who voted."""
     pool = Pool(candidates, featured, topic_names, weights)
     cosines = closest = None
     if similar:
-        cosines = [[similar.get(pid, (0.0, ""))[0] for pid in pool.ids]]
+        cosines = [[similar.get(pid, (0.0, None))[0] for pid in pool.ids]]
         closest = lambda rows, columns: [similar[pool.ids[j]][1] for j in columns]  # noqa: E731
     return rank_many(pool, [(interests, exclude)], limit=limit, trending_fill=trending_fill, cosines=cosines,
                      closest=closest)[0]

@@ -14,6 +14,7 @@ from django.utils import timezone
 from newsletter import sql
 from newsletter.models import Delivery, Subscriber, SubscriberEvent
 from newsletter.progress import abandoned
+from newsletter.reasons import loaded_picks
 
 
 # Failures never sent again: the address refused the mail for good (marked so when it failed:
@@ -90,7 +91,7 @@ def deliveries_recover(*, enqueue, now=None):
         rows = Delivery.objects.in_doubt().filter(pk__in=claimed, claim=claim)
         attempts = dict(rows.values_list("pk", "attempts"))
         outcomes = [
-            (pk, Delivery.State.SENT, tuple(map(tuple, picks)), now, "sent; recorded after the worker stopped",
+            (pk, Delivery.State.SENT, loaded_picks(picks), now, "sent; recorded after the worker stopped",
              message_id[:200], attempts[pk] + 1)
             for pk, (picks, message_id) in sent.items() if pk in attempts
         ]

@@ -194,12 +194,10 @@ def _number(n):
 CARDS_KEPT = 8192
 
 
-def _joined_card(html_cards, text_cards, pid, reason, first, number):
-    """A card, HTML and text, each as one chunk: what a paper's card is for a reason, with
-    its section's heading or without, at a place in the digest."""
-    section = outline.section_of(reason)
-    heading = section.heading if first else ""
-    detail = section.detail[:1].upper() + section.detail[1:]
+def _joined_card(html_cards, text_cards, pid, heading, detail, number):
+    """A card, HTML and text, each as one chunk: what a paper's card is with its section's
+    heading (or none) and reason line (or none), at a place in the digest."""
+    detail = detail[:1].upper() + detail[1:]
     return (
         Chunk.joined(html_cards[pid].join(_html(heading), _html(detail))),
         Chunk.joined(text_cards[pid].join(_text(heading.upper()), _text(detail), _number(number))),
@@ -235,7 +233,7 @@ class EditionRenderer:
             pid: _Card.cut(stencil(card, TEXT_SLOTS), "\n", "", numbered=True) for pid, card in zip(order, text_cards)
         }
         # Bounded: distinct contents grow with the number of subscribers, memory must not.
-        # Cards, by paper, reason, place and whether a heading leads them, are far fewer than
+        # Cards, by paper, heading, reason line and place, are far fewer than
         # digests: readers with a profile each get their own digest, joined from these.
         # (Cached functions of what they read, not of self: no reference cycle keeps an old
         # renderer alive until a full garbage collection.)
@@ -263,8 +261,8 @@ class EditionRenderer:
         picks, sections = [picks[n] for n, _, _ in laid], [section for _, section, _ in laid]
         summary = outline.summary_of(sections)
         html, text = _around(self.html_shell[0], _html(summary)), _around(self.text_shell[0], _text(summary))
-        for number, (pid, reason), (_, _, starts) in zip(range(1, len(picks) + 1), picks, laid):
-            html_card, text_card = self._card(pid, reason, starts, number)
+        for number, (pid, _), section, (_, _, starts) in zip(range(1, len(picks) + 1), picks, sections, laid):
+            html_card, text_card = self._card(pid, section.heading if starts else "", section.detail, number)
             html.append(html_card)
             text.append(text_card)
         html.append(self.html_shell[1])

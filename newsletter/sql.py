@@ -9,13 +9,13 @@ more than the query itself (docs/performance.md, "Raw reads per group").
 Column lists are written out once here; tests/test_sql.py checks them against the models.
 """
 
-import json
 import re
 from functools import lru_cache
 
 from django.db import connection, transaction
 
 from newsletter.models import Delivery, Subscriber, Suppression, Vote
+from newsletter.reasons import pick_json
 
 # Every column a new Delivery row needs a value for (tested against the model).
 DELIVERY_INSERT = ("edition_id", "subscriber_id", "state", "picks", "attempts", "claim", "message_id", "note",
@@ -138,15 +138,10 @@ def votes(subscriber_ids, latest):
 
 @lru_cache(maxsize=4096)
 def picks_json(picks):
-    """A digest's picks as stored (json.dumps' text): the progress record and the outcome
-    statement share it. Made of each pick's, as readers with a profile each get their own
-    picks, made of the same few hundred (paper, reason) pairs."""
-    return f"[{', '.join(map(_pick_json, picks))}]"
-
-
-@lru_cache(maxsize=8192)
-def _pick_json(pick):
-    return json.dumps(pick)
+    """A digest's picks as stored (JSON text, newsletter.reasons): the progress record and the
+    outcome statement share it. Made of each pick's, as readers with a profile each get their
+    own picks, made of the same few hundred (paper, reason) pairs."""
+    return f"[{', '.join(map(pick_json, picks))}]"
 
 
 def deliveries_finish(outcomes):

@@ -16,6 +16,7 @@ from newsletter.archive import copy_items, edition_items, items_of
 from newsletter.offers import edition_general_picks
 from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, TimezoneForm, VoteForm
 from newsletter.models import Delivery, Edition, Subscriber
+from newsletter.reasons import loaded_picks
 from newsletter.rendering import outlined
 from papers.models import Paper
 
@@ -378,10 +379,11 @@ def edition_copy(request, day, token):
     delivery = Delivery.objects.filter(edition=edition, subscriber=subscriber, state=Delivery.State.SENT).first()
     if delivery is None:  # e.g. sent, then erased and subscribed anew: the general edition, said so
         return render(request, "newsletter/edition.html", {"edition": edition, "items": [], "missing_copy": True}, status=404)
+    picks = loaded_picks(delivery.picks)
     ctx = {
         "edition": edition,
-        "items": outlined(copy_items(edition, delivery.picks)),
-        "summary": _summary(delivery.picks),
+        "items": outlined(copy_items(edition, picks)),
+        "summary": _summary(picks),
         "copy": True,
         "feedback_token": tokens.make(tokens.FEEDBACK, subscriber.pk),
         "preferences_url": preferences_path(subscriber),

@@ -105,7 +105,7 @@ def test_the_digest_is_ranked_for_the_subscriber_with_reasons(papers, readers):
     assert re.search(r'<h2[^>]*><a href="https://paperboy\.test/f/[^/]+/\d+/why/#why"', bob_html)
     assert "Mentioning “tiny chips”</a></h2>" in bob_html
     assert alice["Subject"] == "Robot arms that learn + 2 trending · 14 Mar"
-    assert Delivery.objects.get(subscriber=readers["alice"]).picks[0] == [papers["robot"].pk, "matches your topic Robotics"]
+    assert Delivery.objects.get(subscriber=readers["alice"]).picks[0] == [papers["robot"].pk, "topic", "Robotics", 1.0]
 
 
 def test_headers_links_and_both_parts(papers, readers):
@@ -445,7 +445,7 @@ def test_each_row_records_the_digest_its_reader_got(papers, readers, shared):
     assert len({tuple(map(tuple, d.picks)) for d in rows}) == (2 if shared else 3)
     for d in rows:
         text = parsed(to(d.subscriber.email)[0]).get_body(("plain",)).get_content()
-        titles = [p.title for p in papers.values() if p.pk in {pid for pid, _ in d.picks}]
+        titles = [p.title for p in papers.values() if p.pk in {pick[0] for pick in d.picks}]
         assert titles and all(title in text for title in titles)
         assert d.attempts == 1 and d.sent_at is not None and d.message_id
     assert len({d.message_id for d in rows}) == len(rows)
@@ -525,3 +525,35 @@ def test_a_reader_mailed_after_a_note_is_edited_gets_the_note_the_edition_went_o
     assert "Read the threat model" in mail.body and "Rewritten" not in mail.body
     page = editor.get(copy_url("late")).content.decode()
     assert "Read the threat model" in page and "Rewritten" not in page  # the web copy says the same
+
+
+def test_old_deliveries_stored_with_english_reasons_section_as_before_once_migrated(client, papers, readers):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("newsletter.migrations.0017_reasons_typed_picks")
+    alice, robot, jam, quant = readers["alice"], papers["robot"], papers["jam"], papers["quant"]
+    edition = Edition.objects.create(date=DAY, offered=[{"paper": quant.pk, "reason": "trending: 90 upvotes", "note": ""}],
+                                     offered_notes={})
+    old = [[robot.pk, "matches your topic Robotics"], [quant.pk, "by Ada Lovelace, whom you follow"],
+           [jam.pk, "similar to 'Robot arms that learn', which you liked"], [papers["old"].pk, "trending: 1 upvote"]]
+    row = Delivery.objects.create(subscriber=alice, edition=edition, state="sent", picks=old)
+    migration.to_typed(apps, None)
+    row.refresh_from_db()
+    assert row.picks == [[robot.pk, "topic", "Robotics", 0.0], [quant.pk, "author", "Ada Lovelace", 0.0],
+                         [jam.pk, "similar-to", str(robot.pk), 0.0, "Robot arms that learn"],
+                         [papers["old"].pk, "trending", "", 1.0]]
+    page = client.get(f"/editions/{DAY}/{tokens.make(tokens.VIEW, alice.pk)}/").content.decode()
+    # The sections, their order and the lines the old sentences gave.
+    headings = re.findall(r"<h2[^>]*>(?:<a [^>]*>)?([^<]+)<", page)
+    assert headings == ["Robotics", "Authors you follow", "Because you liked “Robot arms that learn”", "Trending"]
+    assert "By Ada Lovelace, whom you follow" in page
+    assert "1 in Robotics, 1 by an author you follow, 1 like a paper you liked, 1 trending" in page
+    assert "Trending</h2>" in client.get(f"/editions/{DAY}/").content.decode()
+    assert "trending: 90 upvotes" in client.get("/editions/feed/").content.decode()
+    # And back, for a rollback.
+    migration.to_english(apps, None)
+    row.refresh_from_db()
+    assert row.picks == old
+    assert Edition.objects.get(pk=edition.pk).offered[0]["reason"] == "trending: 90 upvotes"

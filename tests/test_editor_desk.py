@@ -229,7 +229,7 @@ def test_an_edition_whose_day_is_over_everywhere_is_recorded_when_first_shown(cl
     edition = Edition.objects.create(date=past)
     assert "An old paper" in client.get(f"/editions/{past}/").content.decode()
     edition.refresh_from_db()
-    assert [item["reason"] for item in edition.offered] == ["trending: 5 upvotes"]
+    assert [item["reason"] for item in edition.offered] == [["trending", "", 5.0]]
     assert edition.offered_at is not None
 
 

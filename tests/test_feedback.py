@@ -132,7 +132,7 @@ def test_an_editions_more_and_less_count_votes_on_its_own_papers(editor, alice, 
     time_machine.move_to("2026-03-02 07:00Z")
     monday, tuesday = Edition.objects.create(date="2026-03-02"), Edition.objects.create(date="2026-03-03")
     for edition, paper, sent in ((monday, robots, "2026-03-02 07:00Z"), (tuesday, fluids, "2026-03-03 07:00Z")):
-        Delivery.objects.create(subscriber=alice, edition=edition, state="sent", sent_at=sent, picks=[[paper.pk, "topic"]])
+        Delivery.objects.create(subscriber=alice, edition=edition, state="sent", sent_at=sent, picks=[[paper.pk, "topic", "Robotics", 1.0]])
     time_machine.move_to("2026-03-03 09:00Z")  # within two days of both: a vote on Monday's paper
     browser = Client(enforce_csrf_checks=True)
     browser.get(url(alice, robots))

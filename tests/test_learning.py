@@ -10,7 +10,8 @@ from django.core.management import call_command
 
 from newsletter.offers import edition_offer
 from newsletter.models import Delivery, Edition, Vote
-from newsletter.ranking import Candidate, Interests, Weights, rank
+from newsletter.ranking import Candidate, Interests, rank
+from newsletter.reasons import Kind, Reason
 from papers.models import author_key
 from tests.conftest import DAY, make_paper, make_subscriber
 
@@ -31,33 +32,33 @@ def candidate(id, upvotes=0, authors=(), topics=()):
 
 def run(candidates, interests, similar=None):
     return rank(candidates=candidates, featured=[], interests=interests, exclude=set(), topic_names={1: "Robotics"},
-                limit=10, similar=similar, weights=Weights())
+                limit=10, similar=similar)
 
 
 def test_each_reason_appears_when_it_should():
     cands = [candidate(1, 500), candidate(2, 1, authors=["Zoë Ünal"]), candidate(3, 2, topics=[1]), candidate(4, 3)]
     picks = dict(run(cands, Interests(topic_ids=frozenset([1]), authors=frozenset(["zoe unal"])),
-                     similar={4: (0.9, "Liked paper"), 1: (0.05, "Liked paper")}))
-    assert picks[2] == "by Zoë Ünal, whom you follow"
-    assert picks[3] == "matches your topic Robotics"
-    assert picks[4] == "similar to 'Liked paper', which you liked"
-    assert picks[1] == "trending: 500 upvotes"  # too dissimilar to count as a match
+                     similar={4: (0.9, (9, "Liked paper", 0.613)), 1: (0.05, (9, "Liked paper", 0.1))}))
+    assert picks[2] == Reason(Kind.AUTHOR, "Zoë Ünal", 1.5)
+    assert picks[3] == Reason(Kind.TOPIC, "Robotics", 1.0)
+    assert picks[4] == Reason(Kind.SIMILAR, "9", 0.61, "Liked paper")  # the liked paper it is closest to, and how close
+    assert picks[1] == Reason(Kind.TRENDING, "", 500.0)  # too dissimilar to count as a match (threshold 0.08)
 
 
 def test_the_blend_puts_strong_profile_matches_above_weak_topic_ones():
     cands = [candidate(1, 100, topics=[1]), candidate(2, 1)]
-    picks = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.8, "Liked")})
-    assert [p for p, _ in picks] == [2, 1]  # 2.0 * 0.8 > 1.0 + trending
-    weak = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.25, "Liked")})
+    picks = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.8, (9, "Liked", 0.8))})
+    assert [p for p, _ in picks] == [2, 1]  # 5.2 * 0.8 > 1.0 + trending
+    weak = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.15, (9, "Liked", 0.15))})  # 5.2 * 0.15 < 1.0
     assert [p for p, _ in weak] == [1, 2]
 
 
 def test_without_votes_or_authors_the_ranking_is_exactly_the_topic_one():
     cands = [candidate(n, n, topics=[1] if n % 2 else []) for n in range(1, 8)]
+    robotics = Reason(Kind.TOPIC, "Robotics", 1.0)
     assert run(cands, Interests(topic_ids=frozenset([1]))) == [
-        (7, "matches your topic Robotics"), (5, "matches your topic Robotics"), (3, "matches your topic Robotics"),
-        (1, "matches your topic Robotics"), (6, "trending: 6 upvotes"), (4, "trending: 4 upvotes"),
-        (2, "trending: 2 upvotes")]
+        (7, robotics), (5, robotics), (3, robotics), (1, robotics), (6, Reason(Kind.TRENDING, "", 6.0)),
+        (4, Reason(Kind.TRENDING, "", 4.0)), (2, Reason(Kind.TRENDING, "", 2.0))]
 
 
 def test_profiles_come_from_liked_minus_disliked_papers():
@@ -67,7 +68,7 @@ def test_profiles_come_from_liked_minus_disliked_papers():
     robot = make_paper("Robots that walk", abstract=ROBOT.replace("legged", "quadruped"), listed_on=DAY)
     offer = edition_offer(Edition.objects.create(date=DAY), "daily")
     similar = offer.profiles_for([(1, liked.pk, 1), (1, disliked.pk, -1)]).similar(1)
-    assert similar[quant.pk][0] > 0.3 and similar[quant.pk][1] == "Four-bit LLM weights"
+    assert similar[quant.pk][0] > 0.3 and similar[quant.pk][1] == liked.pk  # named by its id: see Offer.liked()
     assert robot.pk not in similar or similar[robot.pk][0] < similar[quant.pk][0] / 3
     assert 2 not in offer.profiles_for([(2, disliked.pk, -1)])  # nothing liked: no profile
 
@@ -119,8 +120,10 @@ def test_scoring_many_at_once_gives_what_rank_gives_one_by_one():
 
     import numpy as np
 
-    from newsletter.ranking import Pool, rank_many
+    from newsletter.ranking import Pool, Weights, rank_many
 
+    # A profile weight of 2: cosines of 0.5 and 0.75 weigh as much as a topic and an author.
+    weights = Weights(topic=1.0, keyword=0.8, author=1.5, profile=2.0, trending=0.5, threshold=0.2)
     rng = random.Random(3)
     names = ["Ada Lovelace", "Zoë Ünal", "Alan Turing", "Grace Hopper"]
     for trial in range(30):
@@ -140,14 +143,14 @@ def test_scoring_many_at_once_gives_what_rank_gives_one_by_one():
             people.append((interests, set(rng.sample([c.id for c in cands], 3))))
             # 0.5 and 0.75 weigh as much as a topic and an author: ties between reasons.
             cos[row] = [rng.choice([0.5, 0.75, max(0.0, rng.uniform(-0.3, 0.9))]) for _ in cands]
-        pool = Pool(cands, featured, {1: "A", 2: "B", 3: "C"})
+        pool = Pool(cands, featured, {1: "A", 2: "B", 3: "C"}, weights)
         columns = [[c.id for c in cands].index(pid) for pid in pool.ids]
         many = rank_many(pool, people, limit=6, cosines=cos[:, columns],
-                         closest=lambda rows, cols: [f"liked {r}-{pool.ids[c]}" for r, c in zip(rows, cols)])
+                         closest=lambda rows, cols: [(r, f"liked {r}-{pool.ids[c]}", 0.5) for r, c in zip(rows, cols)])
         for row, (interests, exclude) in enumerate(people):
-            similar = {c.id: (cos[row, j], f"liked {row}-{c.id}") for j, c in enumerate(cands) if cos[row, j] > 0}
+            similar = {c.id: (cos[row, j], (row, f"liked {row}-{c.id}", 0.5)) for j, c in enumerate(cands) if cos[row, j] > 0}
             one = rank(candidates=cands, featured=featured, interests=interests, exclude=exclude,
-                       topic_names={1: "A", 2: "B", 3: "C"}, limit=6, similar=similar)
+                       topic_names={1: "A", 2: "B", 3: "C"}, limit=6, similar=similar, weights=weights)
             assert many[row] == one, (trial, row)
 
 

@@ -81,8 +81,8 @@ def test_export_is_that_subscribers_data_only(client):
     alice = make_subscriber(topics=["robotics"], keywords="drones", consent_ip="192.0.2.1")
     bob = make_subscriber("bob@example.org")
     edition = Edition.objects.create(date="2024-03-14")
-    Delivery.objects.create(subscriber=alice, edition=edition, state="sent", picks=[[1, "trending: 3 upvotes"]])
-    Delivery.objects.create(subscriber=bob, edition=edition, state="sent", picks=[[2, "x"]])
+    Delivery.objects.create(subscriber=alice, edition=edition, state="sent", picks=[[1, "trending", "", 3.0]])
+    Delivery.objects.create(subscriber=bob, edition=edition, state="sent", picks=[[2, "trending", "", 1.0]])
     response = client.get(data_url(alice, "newsletter:export"))
     assert response["Content-Type"] == "application/json" and "attachment" in response["Content-Disposition"]
     data = json.loads(response.content)

@@ -1,4 +1,5 @@
-from newsletter.ranking import FEATURED, Candidate, Interests, rank
+from newsletter.ranking import Candidate, Interests, rank
+from newsletter.reasons import FEATURED, Kind, Reason
 
 ROBOTICS, SECURITY = 1, 2
 NAMES = {ROBOTICS: "Robotics", SECURITY: "Security"}
@@ -19,10 +20,10 @@ def test_featured_papers_come_first_then_matches_then_trending_fill():
     picks = run(candidates, Interests(topic_ids=frozenset([ROBOTICS])), featured=[paper(9, 0)])
     assert picks == [
         (9, FEATURED),
-        (3, "matches your topic Robotics"),
-        (2, "matches your topic Robotics"),
-        (1, "trending: 500 upvotes"),
-        (4, "trending: 1 upvote"),
+        (3, Reason(Kind.TOPIC, "Robotics", 1.0)),
+        (2, Reason(Kind.TOPIC, "Robotics", 1.0)),
+        (1, Reason(Kind.TRENDING, "", 500.0)),
+        (4, Reason(Kind.TRENDING, "", 1.0)),
     ]
 
 
@@ -34,13 +35,13 @@ def test_upvotes_then_recency_break_ties():
 def test_keywords_match_whole_words_and_say_which():
     candidates = [paper(1, text="post-training quantization of llms"), paper(2, text="quantizationless methods")]
     picks = run(candidates, Interests(keywords=("quantization",)))
-    assert picks[0] == (1, "mentions 'quantization'")
-    assert picks[1] == (2, "trending: 0 upvotes")
+    assert picks[0] == (1, Reason(Kind.KEYWORD, "quantization", 0.8))
+    assert picks[1] == (2, Reason(Kind.TRENDING, "", 0.0))
 
 
 def test_topic_reason_wins_over_keyword_reason():
     picks = run([paper(1, topics=[SECURITY], text="jamming attacks")], Interests(frozenset([SECURITY]), ("jamming",)))
-    assert picks == [(1, "matches your topic Security")]
+    assert picks == [(1, Reason(Kind.TOPIC, "Security", 1.0))]
 
 
 def test_never_a_paper_already_received_and_nothing_new_means_no_digest():
@@ -56,7 +57,7 @@ def test_a_featured_paper_is_not_repeated_below():
 def test_limits_matches_and_trending_fill():
     candidates = [paper(n, n, topics=[ROBOTICS] if n <= 12 else []) for n in range(1, 30)]
     follower = run(candidates, Interests(topic_ids=frozenset([ROBOTICS])), limit=10)
-    assert len(follower) == 10 and all("Robotics" in r for _, r in follower)
+    assert len(follower) == 10 and all(r == (Kind.TOPIC, "Robotics", 1.0, "") for _, r in follower)
     few = run(candidates[:2] + candidates[20:], Interests(topic_ids=frozenset([ROBOTICS])), limit=10)
     assert len(few) == 2 + 3  # followers get at most three trending papers beside their matches
     everyone = run(candidates, limit=10)
@@ -65,4 +66,4 @@ def test_limits_matches_and_trending_fill():
 
 def test_keywords_are_quoted_as_the_subscriber_wrote_them():
     picks = run([paper(1, text="fast llm inference")], Interests(keywords=("LLM",)))
-    assert picks == [(1, "mentions 'LLM'")]
+    assert picks == [(1, Reason(Kind.KEYWORD, "LLM", 0.8))]

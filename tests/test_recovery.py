@@ -11,6 +11,7 @@ from newsletter import reconcile, sql
 from newsletter.fanout import deliveries_create, edition_get
 from newsletter.models import Delivery, Subscriber
 from newsletter.progress import Progress, abandoned
+from newsletter.reasons import Kind, Reason
 from newsletter.tasks import enqueue_deliveries
 from tests.conftest import DAY, make_paper, make_subscriber
 
@@ -79,7 +80,7 @@ def test_what_a_killed_process_wrote_is_read_back_whole(monkeypatch):
     from newsletter import progress as progress_module
 
     monkeypatch.setattr(progress_module, "MAPPED", 64)  # so that the lines below outgrow it
-    picks = [((n, f"similar to 'Paper {n}', which you liked"),) for n in range(30)]
+    picks = [((n, Reason(Kind.SIMILAR, str(n), 2.5, f"Paper {n}")),) for n in range(30)]
     child = os.fork()
     if child == 0:  # the worker
         progress = Progress("killed-claim")
@@ -90,7 +91,7 @@ def test_what_a_killed_process_wrote_is_read_back_whole(monkeypatch):
     os.waitpid(child, 0)
     [(claim, claimed, sent, error)] = list(abandoned())
     assert claim == "killed-claim" and claimed == list(range(100, 130)) and error == ""
-    assert sent == {100 + n: ([list(pick[0])], f"<m{n}@x>") for n, pick in enumerate(picks)}
+    assert sent == {100 + n: ([[n, "similar-to", str(n), 2.5, f"Paper {n}"]], f"<m{n}@x>") for n, pick in enumerate(picks)}
 
 
 def test_a_full_disk_stops_a_send_before_anything_is_claimed(readers, settings, monkeypatch):
@@ -121,8 +122,8 @@ def test_a_line_cut_short_in_the_mapped_file_is_not_read_as_sent():
     # line whole but for zeros within it.
     from newsletter.progress import _read
 
-    data = b'C 7,8\nP 0 [[1, "trending: 3 upvotes"]]\nS 7 0 <m7@x>\nS 8 0 <m8\0\0\0>\n\0\0'
-    assert _read(data) == ([7, 8], {7: ([[1, "trending: 3 upvotes"]], "<m7@x>")}, "")
+    data = b'C 7,8\nP 0 [[1, "trending", "", 3.0]]\nS 7 0 <m7@x>\nS 8 0 <m8\0\0\0>\n\0\0'
+    assert _read(data) == ([7, 8], {7: ([[1, "trending", "", 3.0]], "<m7@x>")}, "")
 
 
 def test_a_worker_that_starts_again_resumes_what_is_waiting(readers, settings):
@@ -235,7 +236,7 @@ def test_a_row_the_esp_reports_sent_while_recovery_settles_its_group_stays_sent(
     with pytest.raises(SystemExit):
         with Progress("dead-claim") as progress:
             progress.claimed(ids)
-            progress.sent([(recorded.pk, ((1, "trending: 3 upvotes"),), "<m0@x>")])
+            progress.sent([(recorded.pk, ((1, Reason(Kind.TRENDING, "", 3.0)),), "<m0@x>")])
             raise SystemExit("killed")
     finish = sql.deliveries_finish
 
@@ -271,7 +272,7 @@ def test_the_progress_file_reaches_the_disk_at_most_a_second_after_the_last_flus
 
     monkeypatch.setattr(progress_module, "clock", lambda: now[0])
     monkeypatch.setattr(progress_module.mmap, "mmap", Mapping)
-    pick = ((1, "trending: 3 upvotes"),)
+    pick = ((1, Reason(Kind.TRENDING, "", 3.0)),)
     with pytest.raises(SystemExit):
         with Progress("flushed-claim") as progress:
             progress.claimed(range(1, 10))

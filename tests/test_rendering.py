@@ -12,6 +12,7 @@ from newsletter.emails import build_message, list_headers, render_parts
 from newsletter.models import Edition
 from newsletter.digest_mail import personal_message
 from newsletter.links import FEEDBACK_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, VIEW_TOKEN
+from newsletter.reasons import FEATURED, Kind, Reason
 from newsletter.rendering import Content, digest_context
 from papers.models import Feature
 from tests.conftest import DAY, make_paper
@@ -34,16 +35,24 @@ def offer():
     return edition_offer(Edition.objects.create(date=DAY), "daily")
 
 
-PICKS = [
-    ("featured by the editors",),
-    ("matches your topic Robotics",),
-    ("mentions 'tiny chips' & <more>",),
-]
+def topic(name):
+    return Reason(Kind.TOPIC, name, 1.0)
+
+
+def author(name):
+    return Reason(Kind.AUTHOR, name, 1.5)
+
+
+def liked(pk, title):
+    return Reason(Kind.SIMILAR, str(pk), 3.12, title)
+
+
+PICKS = [FEATURED, topic("Robotics"), Reason(Kind.KEYWORD, "tiny chips & <more>", 0.8)]
 
 
 def picks_of(offer):
     ids = [offer.pool.featured[0].id] + sorted(offer.pool.ids)
-    return tuple((pid, reason) for pid, (reason,) in zip(ids, PICKS))
+    return tuple(zip(ids, PICKS))
 
 
 def filled(text, links):
@@ -119,11 +128,7 @@ def test_a_line_too_long_for_8bit_falls_back_to_djangos_encoding(offer):
 
 def test_cards_of_one_section_follow_each_other_under_one_heading(offer):
     featured, first, second = picks_of(offer)[0][0], *(pid for pid, _ in picks_of(offer)[1:])
-    picks = (
-        (first, "matches your topic Robotics"),
-        (featured, "by Zoë Ünal, whom you follow"),
-        (second, "matches your topic Robotics"),
-    )
+    picks = ((first, topic("Robotics")), (featured, author("Zoë Ünal")), (second, topic("Robotics")))
     content = offer.renderer.content(picks)
     assert squash(content.html) == squash(whole_document(offer, picks)[2])
     assert content.text == whole_document(offer, picks)[1]
@@ -140,12 +145,12 @@ def test_digests_joined_from_shared_cards_keep_their_own_numbers_headings_and_su
     # Readers with a profile each get their own digest, joined from cards kept by paper,
     # reason and place: each must still read as if rendered whole.
     featured, first, second = (pid for pid, _ in picks_of(offer))
-    liked = "similar to 'Robots & <friends>', which you liked"
+    robots = liked(first, "Robots & <friends>")
     digests = [
-        ((first, liked), (second, liked), (featured, "featured by the editors")),
-        ((featured, "featured by the editors"), (second, liked), (first, "by Ada Lovelace, whom you follow")),
-        ((second, "by Zoë Ünal, whom you follow"), (first, "by Ada Lovelace, whom you follow"), (featured, liked)),
-        ((first, liked), (second, "similar to 'Jamming attacks', which you liked")),
+        ((first, robots), (second, robots), (featured, FEATURED)),
+        ((featured, FEATURED), (second, robots), (first, author("Ada Lovelace"))),
+        ((second, author("Zoë Ünal")), (first, author("Ada Lovelace")), (featured, robots)),
+        ((first, robots), (second, liked(featured, "Jamming attacks"))),
     ]
     for picks in digests:
         subject, text, html = whole_document(offer, picks)
@@ -159,8 +164,9 @@ def test_digests_joined_from_shared_cards_keep_their_own_numbers_headings_and_su
 def test_the_summary_counts_each_kind_of_pick_in_the_readers_words():
     from newsletter.outline import summary
 
-    reasons = ["featured by the editors", "mentions 'LLM'", "mentions 'LLM'", "by Ada Lovelace, whom you follow",
-               "similar to 'Four-bit weights', which you liked", "trending: 3 upvotes", "trending: 1 upvote"]
+    llm = Reason(Kind.KEYWORD, "LLM", 0.8)
+    reasons = [FEATURED, llm, llm, author("Ada Lovelace"), liked(7, "Four-bit weights"), Reason(Kind.TRENDING, "", 3.0),
+               Reason(Kind.TRENDING, "", 1.0)]
     assert summary(reasons) == (
         "1 editor's pick, 2 mentioning “LLM”, 1 by an author you follow, 1 like a paper you liked, 2 trending"
     )
@@ -169,22 +175,21 @@ def test_the_summary_counts_each_kind_of_pick_in_the_readers_words():
 def test_the_subject_says_what_follows_the_lead_paper():
     from newsletter.outline import subject_tail
 
-    topic, keyword = "matches your topic Robotics", "mentions 'robot'"
-    liked, trending = "similar to 'Four-bit weights', which you liked", "trending: 3 upvotes"
-    assert subject_tail([topic, topic]) == " + 2 in Robotics"
-    assert subject_tail([topic, topic, liked]) == " + 3, mostly Robotics"
-    assert subject_tail([keyword, liked]) == " + 2, mostly robot"
+    robotics, keyword = topic("Robotics"), Reason(Kind.KEYWORD, "robot", 0.8)
+    four_bits, trending = liked(7, "Four-bit weights"), Reason(Kind.TRENDING, "", 3.0)
+    assert subject_tail([robotics, robotics]) == " + 2 in Robotics"
+    assert subject_tail([robotics, robotics, four_bits]) == " + 3, mostly Robotics"
+    assert subject_tail([keyword, four_bits]) == " + 2, mostly robot"
     assert subject_tail([trending, trending]) == " + 2 trending"
-    assert subject_tail([topic, liked, trending]) == " + 3 more"
-    assert subject_tail([liked, liked, trending]) == " + 3 more"
+    assert subject_tail([robotics, four_bits, trending]) == " + 3 more"
+    assert subject_tail([four_bits, four_bits, trending]) == " + 3 more"
     assert subject_tail([]) == ""
 
 
 def test_the_subject_fits_a_phone_and_a_hidden_preheader_sums_up_the_digest(offer):
     featured, first, second = (pid for pid, _ in picks_of(offer))
     offer.papers[featured].title = "Digi-Q: Learning Q-Value Functions for Training Device-Control Agents at ``scale''"
-    picks = ((featured, "featured by the editors"), (first, "matches your topic Reinforcement learning"),
-             (second, "matches your topic Reinforcement learning"))
+    picks = ((featured, FEATURED), (first, topic("Reinforcement learning")), (second, topic("Reinforcement learning")))
     renderer = type(offer.renderer)(offer.edition, offer.papers, offer.notes)
     content = renderer.content(picks)
     assert content.subject == "Digi-Q + 2 in Reinforcement learning · 14 Mar"
@@ -256,3 +261,23 @@ def test_an_offers_renderer_is_freed_as_soon_as_the_offer_is_dropped(offer):
         assert renderer() is None
     finally:
         gc.enable()
+
+
+def test_rewording_a_reason_changes_its_line_but_no_section_summary_or_subject(offer, monkeypatch):
+    from newsletter import outline, reasons
+
+    featured, first, second = (pid for pid, _ in picks_of(offer))
+    picks = ((first, author("Ada Lovelace")), (featured, topic("Robotics")), (second, topic("Robotics")),
+             (featured, liked(second, "Jamming attacks")))
+    laid = [(n, s.key, s.heading, starts) for n, s, starts in outline.in_sections([r for _, r in picks])]
+    said = outline.summary([r for _, r in picks]), outline.subject_tail([r for _, r in picks[1:]])
+    monkeypatch.setitem(reasons.WORDING, reasons.Kind.AUTHOR, "written by {subject}, an author of yours")
+    monkeypatch.setitem(reasons.WORDING, reasons.Kind.TOPIC, "on {subject}, one of your topics")
+    monkeypatch.setitem(reasons.WORDING, reasons.Kind.SIMILAR, "near '{label}', a favourite")
+    outline.section_of.cache_clear(), outline._section.cache_clear()
+    assert [(n, s.key, s.heading, starts) for n, s, starts in outline.in_sections([r for _, r in picks])] == laid
+    assert (outline.summary([r for _, r in picks]), outline.subject_tail([r for _, r in picks[1:]])) == said
+    html = type(offer.renderer)(offer.edition, offer.papers, offer.notes).content(picks[:3]).html
+    assert "Written by Ada Lovelace, an author of yours</a></p>" in html  # the line, reworded, is all that changed
+    assert html.count("Robotics</a></h2>") == 1
+    outline.section_of.cache_clear(), outline._section.cache_clear()

@@ -1,8 +1,10 @@
 """Control from the mail: a pick's reason links to the feedback page, which says why the paper
-was picked and stops each reason with a button (GET shows, POST acts, undo restores)."""
+was picked (the reason the digest stored for it) and stops it with a button (GET shows, POST
+acts, undo restores)."""
 
 import datetime as dt
 import email
+import json
 import re
 from email import policy
 from io import StringIO
@@ -14,7 +16,8 @@ from django.test import Client
 from django.urls import reverse
 
 from newsletter import tokens
-from newsletter.models import SubscriberEvent, Vote
+from newsletter.models import Delivery, Edition, SubscriberEvent, Vote
+from newsletter.reasons import Kind, Reason, pick_json
 from tests.conftest import DAY, make_paper, make_subscriber, topic
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +44,20 @@ def alice(liked):
     return alice
 
 
+def mailed(subscriber, paper, reason, day=DAY):
+    """A digest of `day` that gave the reader `paper` for `reason`, as sending records it."""
+    edition, _ = Edition.objects.get_or_create(date=day)
+    Delivery.objects.create(subscriber=subscriber, edition=edition, state="sent", picks=[json.loads(pick_json((paper.pk, reason)))])
+
+
+REASONS = {
+    "topic": lambda liked: Reason(Kind.TOPIC, "Robotics", 1.0),
+    "keyword": lambda liked: Reason(Kind.KEYWORD, "four bits", 0.8),
+    "author": lambda liked: Reason(Kind.AUTHOR, "Zoë Ünal", 1.5),
+    "like": lambda liked: Reason(Kind.SIMILAR, str(liked.pk), 3.9, liked.title),
+}
+
+
 def page_url(subscriber, paper, vote="why", purpose=tokens.FEEDBACK):
     return reverse("newsletter:feedback", args=[tokens.make(purpose, subscriber.pk), paper.pk, vote])
 
@@ -52,16 +69,21 @@ def state(subscriber):
             "authors": subscriber.authors, "votes": votes}
 
 
-def test_the_page_says_why_with_a_button_for_each_reason_and_get_changes_nothing(client, alice, paper):
+@pytest.mark.parametrize("kind, line, button", [
+    ("topic", "Matches your topic Robotics.", "Fewer papers on Robotics"),
+    ("keyword", "Mentions &#x27;four bits&#x27;.", "Stop following the keyword ‘four bits’"),
+    ("author", "By Zoë Ünal, whom you follow.", "Stop following Zoë Ünal"),
+    ("like", "Similar to &#x27;Four-bit LLM weights&#x27;, which you liked.", "No more like ‘Four-bit LLM weights’"),
+])
+def test_the_page_says_why_the_digest_picked_it_with_a_button_and_get_changes_nothing(client, alice, paper, liked, kind,
+                                                                                      line, button):
+    mailed(alice, paper, REASONS[kind](liked))
     before = state(alice)
     page = client.get(page_url(alice, paper)).content.decode()
-    for reason in ["Matches your topic Robotics.", "Mentions &#x27;four bits&#x27;.", "By Zoë Ünal, whom you follow.",
-                   "Similar to &#x27;Four-bit LLM weights&#x27;, which you liked."]:
-        assert reason in page
-    for button in ["Fewer papers on Robotics", "Stop following the keyword ‘four bits’", "Stop following Zoë Ünal",
-                   "No more like ‘Four-bit LLM weights’"]:
-        assert f">{button}</button>" in page
-    assert "Security" not in page and "graphs" not in page and "Grace Hopper" not in page  # followed, but not why
+    assert line in page and f">{button}</button>" in page
+    # The reason the digest gave, alone: not everything the reader follows that would match now.
+    assert page.count("<button") == 2  # the vote's and this reason's
+    assert "Security" not in page and "graphs" not in page and "Grace Hopper" not in page
     # The question still comes first; the reason line's link pre-selects no answer.
     assert page.index("More or fewer papers like this one?") < page.index("Save my choice") < page.index("Why you got this paper")
     assert "checked" not in page
@@ -72,7 +94,35 @@ def test_the_page_says_why_with_a_button_for_each_reason_and_get_changes_nothing
 def test_a_paper_nothing_followed_picked_says_so(client, paper):
     reader = make_subscriber("bob@example.org")
     page = client.get(page_url(reader, paper)).content.decode()
-    assert "Nothing you follow picked it" in page and "Stop following" not in page
+    assert "None of your digests picked it" in page and "Stop following" not in page
+    mailed(reader, paper, Reason(Kind.TRENDING, "", 5.0))
+    page = client.get(page_url(reader, paper)).content.decode()
+    assert "Trending: 5 upvotes." in page and "Nothing you follow picked it" in page and "Stop following" not in page
+
+
+def test_a_like_that_did_not_count_is_not_given_as_the_reason(client, alice, paper):
+    # One vote: fewer than a profile needs (PROFILE_FROM_VOTE), so the digest picked the paper
+    # for what alice follows, and the page says that, not "similar to" the paper she liked.
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    page = client.get(page_url(alice, paper)).content.decode()
+    assert "By Zoë Ünal, whom you follow." in page and ">Stop following Zoë Ünal</button>" in page
+    assert "Similar to" not in page and "No more like" not in page and "Matches your topic" not in page
+
+
+def test_a_similar_to_pick_shows_the_liked_paper_the_ranker_used_as_stored(client, paper, liked):
+    reader = make_subscriber("carol@example.org")
+    Vote.objects.create(subscriber=reader, paper=liked, value=1)
+    for title in ("Legged robots", "Walking machines"):  # a profile counts from the third vote
+        other = make_paper(title, abstract="A legged robot walks over rough terrain.", listed_on=DAY - dt.timedelta(days=5))
+        Vote.objects.create(subscriber=reader, paper=other, value=-1)
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    [row] = [pick for pick in Delivery.objects.get(subscriber=reader).picks if pick[0] == paper.pk]
+    assert row[1:3] == ["similar-to", str(liked.pk)] and row[3] > 0 and row[4] == liked.title
+    # What the reader does since changes nothing of why that digest picked it.
+    Vote.objects.filter(subscriber=reader, paper=liked).delete()
+    page = client.get(page_url(reader, paper)).content.decode()
+    assert "Similar to &#x27;Four-bit LLM weights&#x27;, which you liked." in page
+    assert ">No more like ‘Four-bit LLM weights’</button>" in page
 
 
 STOPS = {
@@ -90,8 +140,9 @@ def form_of(page, button):
 
 
 @pytest.mark.parametrize("kind", STOPS)
-def test_each_button_stops_exactly_what_it_says_records_it_and_undo_restores_it(client, alice, paper, kind):
+def test_each_button_stops_exactly_what_it_says_records_it_and_undo_restores_it(client, alice, paper, liked, kind):
     expected, button, event, description = STOPS[kind]
+    mailed(alice, paper, REASONS[kind](liked))
     before = state(alice)
     url = page_url(alice, paper)
     done = client.post(url, form_of(client.get(url).content.decode(), button))

@@ -4,7 +4,7 @@ from django import template
 from django.template.defaultfilters import stringfilter
 from django.utils.safestring import SafeData, mark_safe
 
-from newsletter import outline
+from newsletter import outline, reasons
 
 register = template.Library()
 
@@ -21,6 +21,12 @@ def typeset(text):
 def editor_note(note):
     result = outline.editor_note(note)
     return mark_safe(result) if isinstance(note, SafeData) else result
+
+
+@register.filter
+def said(reason):
+    """How a pick's reason reads (newsletter.reasons.said)."""
+    return reasons.said(reason)
 
 
 @register.filter

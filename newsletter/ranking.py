@@ -94,6 +94,10 @@ def similar_reason(liked_title):
     return f"similar to '{liked_title}', which you liked"
 
 
+def seed_reason(seed_title):
+    return f"close to your paper “{seed_title}”"
+
+
 def explore_reason(candidate):
     return f"outside what you usually read: {candidate.upvotes} upvote{'s' if candidate.upvotes != 1 else ''}"
 
@@ -205,13 +209,14 @@ def _follows(pool, people):
     return heads, topics.matrix(width), keywords.matrix(width), authors.matrix(width), ~taken.matrix(width)
 
 
-def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=None, explore=0):
+def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=None, seeded=None, explore=0):
     """[(paper_id, reason), ...] for each subscriber of a group; an empty list means no digest.
 
     people: [(Interests, ids of papers already received)]. cosines: for subscribers with a
     profile, a row per subscriber of cosines to the pool's columns; closest(rows, columns)
     then gives, for each (row, column) pair, the title of that subscriber's liked paper
-    nearest to that paper (what "similar to" names); `explore` of the slots of a subscriber
+    nearest to that paper (what "similar to" names), and seeded(rows, columns), if given,
+    whether that paper is one the subscriber seeded (named as theirs); `explore` of the slots of a subscriber
     with a profile go to papers outside it (the most upvoted that match nothing), so that a
     profile does not close in on itself. Only the chosen papers get reasons.
     """
@@ -249,8 +254,10 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
     strengths = np.where(blended[None] | np.isinf(strengths), strengths, 0.0)
     strongest = strengths.argmax(axis=0)
     similar_rows, similar_ranks = np.nonzero((strongest == 3) & (np.arange(ranked.shape[1]) < counts[:, None]))
-    titles = closest(similar_rows, ranked[similar_rows, similar_ranks]) if len(similar_rows) else []
-    next_title = iter(titles).__next__  # in row-major order, as the loop below meets them
+    similar_columns = ranked[similar_rows, similar_ranks]
+    titles = closest(similar_rows, similar_columns) if len(similar_rows) else []
+    seeds = seeded(similar_rows, similar_columns) if seeded and len(similar_rows) else [False] * len(titles)
+    next_title = zip(titles, seeds).__next__  # in row-major order, as the loop below meets them
     fill = np.argsort(~others, axis=1, kind="stable")[:, :limit].tolist()
     # Followers (and voters) get at most trending_fill papers beside their matches.
     caps = [trending_fill if has_profile or interests.follows_anything else limit for interests, _ in people]
@@ -276,10 +283,10 @@ def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_ti
                 if pair is None:
                     pair = phrased[j] = (ids[j], topic_reason(ordered[j], interests.topic_ids, pool.topic_names))
             elif kind == 3:
-                title = next_title()
-                pair = similar_pairs.get((j, title))
+                title, seed = next_title()
+                pair = similar_pairs.get((j, title, seed))
                 if pair is None:
-                    pair = similar_pairs[j, title] = (ids[j], similar_reason(title))
+                    pair = similar_pairs[j, title, seed] = (ids[j], seed_reason(title) if seed else similar_reason(title))
             else:
                 what = interests.keywords if kind == 1 else interests.authors
                 pair = pairs.get((what, j))

@@ -1,6 +1,6 @@
 """Reading a reader's list of papers: pasted arXiv ids or URLs, a BibTeX file, a RIS or a
 Zotero CSV export. Each gives References (the line it starts on, an arXiv id if one is
-found, the title); anything unreadable raises ReferenceError naming the line.
+found, the title); anything unreadable raises BadReferences naming the line.
 
 BibTeX goes through bibtexparser (braces, @string, comments and quoting are easy to get
 wrong); RIS and CSV are line formats that the standard library reads with line numbers.
@@ -31,7 +31,7 @@ ID_FIELDS = ("eprint", "arxivid", "arxiv", "url", "doi", "journal", "journaltitl
              "extra", "ur", "l1", "l2", "do", "jo", "jf", "t2", "n1", "m1", "publication title", "archive location")
 
 
-class ReferenceError(ValueError):
+class BadReferences(ValueError):
     """The list cannot be read; the message names the line."""
 
 
@@ -79,7 +79,7 @@ def parse_pasted(text):
                 try:
                     references.append(Reference(number, normalize_arxiv_id(token)))
                 except ValidationError as e:
-                    raise ReferenceError(f"line {number}: {e.messages[0]}") from None
+                    raise BadReferences(f"line {number}: {e.messages[0]}") from None
     return _limited(references)
 
 
@@ -88,13 +88,13 @@ def parse_bibtex(text):
     if library.failed_blocks:
         block = library.failed_blocks[0]  # bibtexparser counts lines from 0
         why = getattr(block.error, "abort_reason", "") or "an unclosed brace or a missing comma?"
-        raise ReferenceError(f"line {block.start_line + 1}: this BibTeX entry cannot be read: {why.strip()}")
+        raise BadReferences(f"line {block.start_line + 1}: this BibTeX entry cannot be read: {why.strip()}")
     references = []
     for entry in library.entries:
         fields = {key.lower(): str(value) for key, value in ((f.key, f.value) for f in entry.fields)}
         reference = _reference(entry.start_line + 1, fields)
         if reference is None:
-            raise ReferenceError(f"line {entry.start_line + 1}: entry “{entry.key}” has neither a title nor an arXiv id")
+            raise BadReferences(f"line {entry.start_line + 1}: entry “{entry.key}” has neither a title nor an arXiv id")
         references.append(reference)
     return _limited(references)
 
@@ -108,20 +108,20 @@ def parse_ris(text):
             if tag == "ty":
                 fields, start = {}, number
             elif fields is None:
-                raise ReferenceError(f"line {number}: a {match[1]} tag outside a record (records start with “TY  - ”)")
+                raise BadReferences(f"line {number}: a {match[1]} tag outside a record (records start with “TY  - ”)")
             elif tag == "er":
                 reference = _reference(start, fields)
                 if reference is None:
-                    raise ReferenceError(f"line {start}: this record has neither a title (TI) nor an arXiv id")
+                    raise BadReferences(f"line {start}: this record has neither a title (TI) nor an arXiv id")
                 references.append(reference)
                 fields = None
             else:
                 fields.setdefault(tag, value)  # the first of a repeated tag (UR, L1) is the paper's own
         elif line.strip() and fields is None:
-            raise ReferenceError(f"line {number}: not a RIS line (“XX  - value”): {line.strip()[:60]!r}")
+            raise BadReferences(f"line {number}: not a RIS line (“XX  - value”): {line.strip()[:60]!r}")
         # Inside a record, other lines continue the tag before them (wrapped abstracts).
     if fields is not None:
-        raise ReferenceError(f"line {start}: this record has no end (“ER  - ”)")
+        raise BadReferences(f"line {start}: this record has no end (“ER  - ”)")
     return _limited(references)
 
 
@@ -129,29 +129,29 @@ def parse_zotero_csv(text):
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = {name.strip().lower() for name in reader.fieldnames or ()}
     if "title" not in header:
-        raise ReferenceError("line 1: a Zotero CSV export starts with a header naming its columns, “Title” among them")
+        raise BadReferences("line 1: a Zotero CSV export starts with a header naming its columns, “Title” among them")
     references = []
     try:
         for row in reader:
             if None in row:  # more cells than the header has columns
-                raise ReferenceError(f"line {reader.line_num}: more cells than the header has columns")
+                raise BadReferences(f"line {reader.line_num}: more cells than the header has columns")
             reference = _reference(reader.line_num, {(k or "").strip().lower(): v or "" for k, v in row.items()})
             if reference is not None:
                 references.append(reference)
     except csv.Error as e:
-        raise ReferenceError(f"line {reader.line_num}: {e}") from None
+        raise BadReferences(f"line {reader.line_num}: {e}") from None
     return _limited(references)
 
 
 def parse_file(data):
     """The references in an uploaded file, whose format is told from its content."""
     if len(data) > MAX_FILE_BYTES:
-        raise ReferenceError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        raise BadReferences(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise ReferenceError(f"line {line}: not UTF-8 text (export the file as UTF-8)") from None
+        raise BadReferences(f"line {line}: not UTF-8 text (export the file as UTF-8)") from None
     if _BIBTEX.search(text):
         return parse_bibtex(text)
     if re.search(r"^TY  -", text, re.MULTILINE):
@@ -159,10 +159,10 @@ def parse_file(data):
     first = next(csv.reader(text.splitlines()[:1]), [])
     if "title" in {cell.strip().lower() for cell in first}:
         return parse_zotero_csv(text)
-    raise ReferenceError("line 1: not a BibTeX, RIS or Zotero CSV file")
+    raise BadReferences("line 1: not a BibTeX, RIS or Zotero CSV file")
 
 
 def _limited(references):
     if len(references) > MAX_REFERENCES:
-        raise ReferenceError(f"at most {MAX_REFERENCES} papers at a time; this has {len(references)}")
+        raise BadReferences(f"at most {MAX_REFERENCES} papers at a time; this has {len(references)}")
     return references

@@ -21,6 +21,8 @@ _REASONS = [
      ("by an author you follow", "by authors you follow")),
     (re.compile(r"similar to '(?P<x>.+)', which you liked"), "similar:{x}", "Because you liked “{x}”", False,
      ("like a paper you liked", "like papers you liked")),
+    (re.compile(r"close to your paper “(?P<x>.+)”"), "seed:{x}", "Close to your paper “{x}”", False,
+     ("close to a paper of yours", "close to papers of yours")),
     (re.compile(r"trending: .+"), "trending", "Trending", False, ("trending",) * 2),
     (re.compile(r"outside what you usually read: .+"), "explore", "Something different", False,
      ("outside what you usually read",) * 2),

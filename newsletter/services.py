@@ -504,6 +504,10 @@ def subscriber_export(*, subscriber):
             {"paper": v.paper.arxiv_id or v.paper.title, "vote": "more" if v.value > 0 else "less", "at": iso(v.updated_at)}
             for v in subscriber.votes.select_related("paper").order_by("created_at")
         ],
+        "seeds": [
+            {"paper": s.arxiv_id or s.paper.title, "state": s.state, "at": iso(s.created_at)}
+            for s in subscriber.seeds.select_related("paper").order_by("created_at", "pk")
+        ],
         "events": [
             {"kind": e.kind, "at": iso(e.occurred_at), "description": e.description}
             for e in subscriber.events.order_by("occurred_at")

@@ -259,3 +259,16 @@ def test_a_seeders_first_digest_follows_their_papers_not_the_topic_sampler(day_o
     first = bodies[seeder.email]
     assert "Your first digest" not in first
     assert "CLOSE TO YOUR PAPER “MY QUANTIZED MODELS”" in first and "Quantized language models at four bits" in first
+
+
+@pytest.mark.django_db
+def test_seeds_are_in_the_readers_export_and_go_with_an_erasure():
+    from newsletter.services import subscriber_erase, subscriber_export
+
+    make_paper("My Quantized Models", arxiv_id="2403.09611")
+    reader = make_subscriber("reader@example.org")
+    subscriber_seed(subscriber=reader, references=[Reference(1, "2403.09611"), Reference(2, "2399.99999")])
+    exported = subscriber_export(subscriber=reader)["seeds"]
+    assert [(s["paper"], s["state"]) for s in exported] == [("2403.09611", "found"), ("2399.99999", "pending")]
+    subscriber_erase(subscriber=reader)
+    assert not Seed.objects.exists()

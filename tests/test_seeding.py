@@ -4,11 +4,8 @@ and the next digest (a first one included) following them, saying so."""
 
 import datetime as dt
 import re
-from io import StringIO
 
 import pytest
-from django.core import mail
-from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 from werkzeug import Response
@@ -20,9 +17,7 @@ from papers.models import Paper
 from papers.references import BadReferences, Reference, parse_file, parse_pasted
 from tests.conftest import DAY, make_paper, make_subscriber
 from tests.test_fetch_papers import sources  # noqa: F401 - the fixture: a local HTTP server as arXiv
-
-QUANT = "We quantize large language models to four bits with little loss, on tiny chips and phones."
-ROBOT = "A legged robot learns to walk on rough terrain with reinforcement learning and a simulator."
+from tests.test_new_readers import QUANT, day_of_papers, send  # noqa: F401 - a day of quantization and robots
 
 BIB = rb"""% exported by a reference manager
 @string{arx = "arXiv preprint"}
@@ -224,22 +219,14 @@ def test_the_confirmation_page_offers_to_seed():
 
 # The digests that follow
 
-def send(day=DAY):
-    mail.outbox.clear()
-    call_command("send_digests", date=day, stdout=StringIO())
-    return {m.to[0]: m.body for m in mail.outbox}
-
-
 @pytest.fixture
-def day_of_papers():
-    make_paper("Quantized language models at four bits", abstract=QUANT.replace("tiny", "small"), listed_on=DAY, upvotes=1)
-    for n in range(12):
-        make_paper(f"Robots that walk {n}", abstract=ROBOT.replace("rough", f"rough {n}"), listed_on=DAY, upvotes=50 + n)
-    return make_paper("My quantized models", arxiv_id="2312.00003", abstract=QUANT)  # the reader's own, not listed
+def own_paper(day_of_papers):
+    """test_new_readers' day, and the reader's own paper (not listed on any day)."""
+    return make_paper("My quantized models", arxiv_id="2312.00003", abstract=QUANT)
 
 
 @pytest.mark.django_db
-def test_the_next_digest_follows_one_seeded_paper_and_names_it(day_of_papers):
+def test_the_next_digest_follows_one_seeded_paper_and_names_it(own_paper):
     reader = make_subscriber("reader@example.org", topics=["robotics"])
     subscriber_seed(subscriber=reader, references=[Reference(1, "2312.00003")])
     body = send()["reader@example.org"]
@@ -249,7 +236,7 @@ def test_the_next_digest_follows_one_seeded_paper_and_names_it(day_of_papers):
 
 
 @pytest.mark.django_db
-def test_a_seeders_first_digest_follows_their_papers_not_the_topic_sampler(day_of_papers, time_machine):
+def test_a_seeders_first_digest_follows_their_papers_not_the_topic_sampler(own_paper, time_machine):
     time_machine.move_to(timezone.make_aware(dt.datetime.combine(DAY - dt.timedelta(days=1), dt.time(18))))
     sampled = make_subscriber("sampled@example.org", topics=["robotics"])
     seeder = make_subscriber("seeder@example.org", topics=["robotics"])

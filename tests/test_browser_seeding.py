@@ -39,7 +39,7 @@ def test_a_reader_pastes_ids_and_uploads_a_bib_and_sees_what_was_found(browser, 
     page.get_by_label("Or a file").set_input_files(str(bib))
     page.get_by_role("button", name="Add my papers").click()
     status = page.get_by_role("status")
-    assert status.text_content().startswith("Liked 1 of your papers; fetching 2 from arXiv")
+    assert status.text_content().startswith("Added: 1 paper liked at once, 2 being fetched from arXiv")
     assert "line 6 “A Book Nobody Has”" in status.text_content()
     # The fetch ran as the request ended (eager tasks): what arXiv had is there.
     assert page.locator("#seeds").text_content().split() == "2 of your papers liked. Not found on arXiv: 2399.99999.".split()
@@ -77,6 +77,6 @@ def test_right_after_confirming_a_reader_can_add_their_papers(browser, server, v
     page.screenshot(path=shots / f"confirmed-{viewport['width']}.png", full_page=True)
     page.get_by_label("arXiv ids or links").fill("arXiv:2403.09611v2")
     page.get_by_role("button", name="Add my papers").click()
-    assert page.get_by_role("status").text_content() == "Liked 1 of your papers."
+    assert page.get_by_role("status").text_content() == "Added: 1 paper liked at once."
     assert Vote.objects.filter(subscriber=reader, paper__arxiv_id="2403.09611", value=1).exists()
     page.close()

@@ -160,7 +160,7 @@ def test_known_papers_are_liked_at_once_and_unknown_ones_fetched_from_arxiv(arxi
     bib = b"@misc{a, title={My Quantized Models}, eprint={2403.09611}}\n@book{b, title={A Book without an arXiv ID}}\n" \
           b"@misc{c, title={Unheard of}}\n"
     answer = seed(client, reader, "2312.00003 https://arxiv.org/abs/2399.99999", upload("mine.bib", bib)).content.decode()
-    assert "Liked 2 of your papers; fetching 2 from arXiv, liked when they arrive." in answer
+    assert "Added: 2 papers liked at once, 2 being fetched from arXiv (liked when they arrive)." in answer
     assert "Not found (no arXiv id, and no paper of that title here): line 3 “Unheard of”." in answer
     # The background task ran as the request ended: what arXiv had is imported and liked.
     fetched = Paper.objects.get(arxiv_id="2312.00003")

@@ -90,7 +90,9 @@ class Offer:
         seeds = seeds or {}
         found = self.profiles_for(votes, seeds) if votes else None
         counted = Counter(vote[0] for vote in votes)
-        voters = [s for s in people if found is not None and s in found and (counted[s] >= PROFILE_FROM_VOTE or s in seeds)]
+        voters = [
+            s for s in people if found is not None and s in found and (counted[s] >= PROFILE_FROM_VOTE or s in seeds)
+        ]
         result = {}
         if voters:
             rows = np.array([found.rows[s] for s in voters], dtype=int)

@@ -56,7 +56,8 @@ def decay(times, now, half_life_days):
     return np.exp2(-age_days / half_life_days)
 
 
-def profiles(votes, voted_dense, voted_titles, candidate_ids, candidate_dense, now=None, half_life_days=None, seeds=None):
+def profiles(votes, voted_dense, voted_titles, candidate_ids, candidate_dense, now=None, half_life_days=None,
+             seeds=None):
     """Profiles of the subscribers who liked something and whose profile is near at least one
     candidate. votes: [(subscriber, paper id, +1 or -1, when), ...], as read from the database
     (when: Unix seconds; votes without it, or without a half-life, do not decay);
@@ -80,7 +81,8 @@ def profiles(votes, voted_dense, voted_titles, candidate_ids, candidate_dense, n
     liked[rows[values > 0], columns[values > 0]] = True
     seeded = np.zeros(weights.shape, dtype=bool)
     if seeds:
-        mine = np.array([paper in seeds.get(subscriber, ()) for subscriber, paper in zip(subscriber_ids.tolist(), paper_ids.tolist())])
+        pairs = zip(subscriber_ids.tolist(), paper_ids.tolist())
+        mine = np.array([paper in seeds.get(subscriber, ()) for subscriber, paper in pairs])
         seeded[rows[mine], columns[mine]] = True
     # Dense rows: every product below is a small BLAS call.
     zero = np.zeros(candidate_dense.shape[1], dtype=np.float32)

@@ -286,7 +286,8 @@ def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_ti
                 title, seed = next_title()
                 pair = similar_pairs.get((j, title, seed))
                 if pair is None:
-                    pair = similar_pairs[j, title, seed] = (ids[j], seed_reason(title) if seed else similar_reason(title))
+                    reason = seed_reason(title) if seed else similar_reason(title)
+                    pair = similar_pairs[j, title, seed] = (ids[j], reason)
             else:
                 what = interests.keywords if kind == 1 else interests.authors
                 pair = pairs.get((what, j))

@@ -326,7 +326,8 @@ def _like_seeds(subscriber, papers):
         update_conflicts=True, unique_fields=["subscriber", "paper"], update_fields=["value", "updated_at"],
     )
     # A paper seeded before, as pending, missing or failed, is found now.
-    Seed.objects.filter(subscriber=subscriber, paper=None, arxiv_id__in=[p.arxiv_id for p in papers if p.arxiv_id]).delete()
+    ids = [p.arxiv_id for p in papers if p.arxiv_id]
+    Seed.objects.filter(subscriber=subscriber, paper=None, arxiv_id__in=ids).delete()
     Seed.objects.bulk_create(
         [Seed(subscriber=subscriber, paper=p, arxiv_id=p.arxiv_id or "", state=Seed.State.FOUND) for p in papers],
         ignore_conflicts=True,
@@ -369,7 +370,8 @@ def subscriber_seeds_fetch(*, subscriber_id, http=None):
     """Fetch a subscriber's pending seeds from arXiv and like those it has (from
     subscriber_seeds_fetch_task; running it twice is harmless: only pending seeds move).
     Returns how many were found."""
-    pending = dict(Seed.objects.filter(subscriber_id=subscriber_id, state=Seed.State.PENDING).values_list("arxiv_id", "pk"))
+    pending = Seed.objects.filter(subscriber_id=subscriber_id, state=Seed.State.PENDING)
+    pending = dict(pending.values_list("arxiv_id", "pk"))
     if not pending:
         return 0
     try:
@@ -383,11 +385,17 @@ def subscriber_seeds_fetch(*, subscriber_id, http=None):
         subscriber = Subscriber.objects.confirmed().select_for_update().filter(pk=subscriber_id).first()
         missing = [pk for arxiv_id, pk in pending.items() if arxiv_id not in papers]
         Seed.objects.filter(pk__in=missing, state=Seed.State.PENDING).update(state=Seed.State.MISSING)
-        arrived = [p for arxiv_id, p in papers.items()
-                   if Seed.objects.filter(pk=pending[arxiv_id], state=Seed.State.PENDING).update(state=Seed.State.FOUND, paper=p)]
-        if subscriber is not None and arrived:
-            _like_seeds(subscriber, arrived)
+        # A paper seeded by its title before, which has its arXiv id now: seeded already.
+        seeded = Seed.objects.filter(subscriber_id=subscriber_id, paper__in=papers.values())
+        again = [pending[seed.paper.arxiv_id] for seed in seeded.select_related("paper")]
+        Seed.objects.filter(pk__in=again, state=Seed.State.PENDING).delete()
+        arrived = []
+        for arxiv_id, paper in papers.items():
+            moved = Seed.objects.filter(pk=pending[arxiv_id], state=Seed.State.PENDING)
+            if moved.update(state=Seed.State.FOUND, paper=paper):
+                arrived.append(paper)
         if subscriber is not None:
+            _like_seeds(subscriber, arrived)
             _record(subscriber, "seeds fetched", f"{len(arrived)} found on arXiv and liked, {len(missing)} not on arXiv")
     return len(arrived)
 

@@ -259,3 +259,17 @@ def test_seeds_are_in_the_readers_export_and_go_with_an_erasure():
     assert [(s["paper"], s["state"]) for s in exported] == [("2403.09611", "found"), ("2399.99999", "pending")]
     subscriber_erase(subscriber=reader)
     assert not Seed.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_paper_seeded_by_title_and_then_by_its_arxiv_id_is_one_seed(arxiv):
+    untitled = make_paper("Four-bit language models on phones")  # listed once without its arXiv id
+    reader = make_subscriber("reader@example.org")
+    client = Client(enforce_csrf_checks=True)
+    page(client, reader)
+    seed(client, reader, file=upload("mine.bib", b"@misc{a, title={Four-bit language models on phones}}\n"))
+    seed(client, reader, "2312.00003")
+    untitled.refresh_from_db()
+    assert untitled.arxiv_id == "2312.00003"  # arXiv's entry completed the paper known by its title
+    assert list(reader.seeds.values_list("paper_id", "state")) == [(untitled.pk, Seed.State.FOUND)]
+    assert "1 of your papers liked." in page(client, reader).content.decode()

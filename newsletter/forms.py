@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 
 from newsletter.models import VOTE_CHOICES, Subscriber, comma_list, email_canonical
 from papers.models import Topic
+from papers.references import MAX_FILE_BYTES, MAX_REFERENCES, BadReferences, parse_file, parse_pasted
 
 MAX_KEYWORDS = 20
 MAX_KEYWORD_LENGTH = 60
@@ -139,3 +140,35 @@ class PreferencesForm(forms.Form):
             self.data = self.data.copy()
             for name in rejected:
                 self.data[name] = self.initial[name]
+
+class SeedForm(forms.Form):
+    """A reader's own papers, pasted or as a file; read into cleaned_data["references"]."""
+
+    ids = forms.CharField(
+        label="arXiv ids or links", required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One or more, e.g. 2403.09611 or https://arxiv.org/abs/2403.09611",
+    )
+    file = forms.FileField(
+        label="Or a file", required=False,
+        help_text=f"BibTeX (.bib), RIS or Zotero CSV export; at most {MAX_REFERENCES} papers. Only the papers found are kept, not the file.",
+    )
+
+    def clean(self):
+        references = []
+        try:
+            references += parse_pasted(self.cleaned_data.get("ids") or "")
+        except BadReferences as e:
+            self.add_error("ids", str(e))
+        upload = self.cleaned_data.get("file")
+        if upload:
+            try:
+                references += parse_file(upload.read(MAX_FILE_BYTES + 1))
+            except BadReferences as e:
+                self.add_error("file", f"{upload.name}: {e}")
+        if not self.errors:
+            if not references:
+                raise ValidationError("Paste arXiv ids or links, or choose a file that lists papers.")
+            if len(references) > MAX_REFERENCES:
+                raise ValidationError(f"At most {MAX_REFERENCES} papers at a time; this was {len(references)}.")
+        self.cleaned_data["references"] = references
+        return self.cleaned_data

@@ -1,6 +1,7 @@
 import datetime as dt
 import hashlib
 import unicodedata
+from collections import defaultdict
 from zoneinfo import ZoneInfo
 
 import idna
@@ -228,6 +229,45 @@ class Vote(models.Model):
 
     def __str__(self):
         return f"{self.subscriber_id} {'+' if self.value > 0 else '-'} {self.paper_id}"
+
+
+class SeedQuerySet(models.QuerySet):
+    def states(self):
+        """{state: arXiv ids (or paper titles)} of these seeds, for the reader to see."""
+        states = defaultdict(list)
+        for state, arxiv_id, title in self.order_by("arxiv_id").values_list("state", "arxiv_id", "paper__title"):
+            states[state].append(arxiv_id or title)
+        return dict(states)
+
+
+class Seed(models.Model):
+    """A paper a reader named as theirs, or one they like (pasted or from their bibliography):
+    liked as soon as it is known. Unknown arXiv ids wait here, pending, while they are fetched;
+    what arXiv did not have stays, missing, for the reader to see. Nothing else of the list
+    they gave is kept."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Being fetched from arXiv"
+        FOUND = "found", "Found"
+        MISSING = "missing", "Not on arXiv"
+        FAILED = "failed", "arXiv could not be reached"
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="seeds")
+    arxiv_id = models.CharField("arXiv id", max_length=40, blank=True)
+    paper = models.ForeignKey("papers.Paper", on_delete=models.CASCADE, related_name="+", null=True, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SeedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "arxiv_id"], condition=~models.Q(arxiv_id=""), name="one_seed_per_arxiv_id"),
+            models.UniqueConstraint(fields=["subscriber", "paper"], name="one_seed_per_paper"),
+        ]
+
+    def __str__(self):
+        return f"{self.subscriber_id} seeded {self.arxiv_id or self.paper_id} ({self.state})"
 
 
 class Suppression(models.Model):

@@ -21,7 +21,7 @@ from django.db.models import Min
 
 from newsletter import sql
 from newsletter.links import digest_message_id_format
-from newsletter.models import Edition, Subscriber, comma_list
+from newsletter.models import Edition, Seed, Subscriber, comma_list
 from newsletter.profiles import profiles
 from newsletter.ranking import Candidate, Interests, Pool, rank_many, ranking_weights, starters
 from newsletter.rendering import EditionRenderer
@@ -76,15 +76,19 @@ class Offer:
     def candidate_dense(self):
         return vectors.dense([self.papers[pid].vector for pid in self.pool.ids])
 
-    def picks(self, people, votes=(), first=frozenset()):
+    def picks(self, people, votes=(), first=frozenset(), seeds=None):
         """{subscriber: picks} for people, {subscriber: (Interests, ids of papers received)};
         votes: [(subscriber, paper id, +1 or -1, time)] of any of them; first: those about to
-        get their first digest. Subscribers with a profile (from their third vote) are ranked
-        together; new readers get starters(); the others are ranked by what ranking reads of
-        them, once per key."""
-        found = self.profiles_for(votes) if votes else None
+        get their first digest; seeds: {subscriber: ids of the papers they seeded}.
+        Subscribers with a profile (from their third vote, or their first seed: a reader's own
+        paper says more than a vote) are ranked together; new readers get starters(); the
+        others are ranked by what ranking reads of them, once per key."""
+        seeds = seeds or {}
+        found = self.profiles_for(votes, seeds) if votes else None
         counted = Counter(vote[0] for vote in votes)
-        voters = [s for s in people if found is not None and s in found and counted[s] >= PROFILE_FROM_VOTE]
+        voters = [
+            s for s in people if found is not None and s in found and (counted[s] >= PROFILE_FROM_VOTE or s in seeds)
+        ]
         result = {}
         if voters:
             rows = np.array([found.rows[s] for s in voters], dtype=int)
@@ -92,6 +96,7 @@ class Offer:
             ranked = rank_many(
                 self.pool, [people[s] for s in voters], limit=limit, explore=round(settings.EXPLORE_SHARE * limit),
                 cosines=found.cosines[rows], closest=lambda r, columns: self.liked(found, rows[r], columns),
+                seeded=(lambda r, columns: found.closest_seeded(rows[r], columns)) if seeds else None,
             )
             result.update(zip(voters, map(tuple, ranked)))
         keys, missing = {}, {}
@@ -116,7 +121,7 @@ class Offer:
             result[subscriber] = self.memo[key]
         return result
 
-    def profiles_for(self, votes):
+    def profiles_for(self, votes, seeds=None):
         """Profiles (newsletter/profiles.py) of these voters against the offer's papers. The
         voted papers' dense vectors are kept: the same papers recur across subscribers."""
         voted = {vote[1] for vote in votes}
@@ -136,6 +141,7 @@ class Offer:
             self.candidate_dense,
             now=time.time(),
             half_life_days=settings.VOTE_HALF_LIFE_DAYS,
+            seeds=seeds,
         )
 
     def liked(self, found, rows, columns):
@@ -266,6 +272,16 @@ def votes_of(subscriber_ids):
     return sql.votes(subscriber_ids, settings.PROFILE_VOTES_READ) if subscriber_ids else []
 
 
+def seeds_of(subscriber_ids):
+    """{subscriber id: frozenset of the paper ids they seeded} of those who seeded any."""
+    seeds = defaultdict(set)
+    if subscriber_ids:
+        found = Seed.objects.filter(subscriber_id__in=subscriber_ids, state=Seed.State.FOUND)
+        for subscriber_id, paper_id in found.values_list("subscriber_id", "paper_id"):
+            seeds[subscriber_id].add(paper_id)
+    return {pk: frozenset(ids) for pk, ids in seeds.items()}
+
+
 def is_first_digest(confirmed_at, received, edition, frequency):
     """Whether a reader's digest of `edition` is their first: confirmed within its lookback
     window, and nothing received in the editions before."""
@@ -285,13 +301,15 @@ def digests_for(edition, recipients, offer_of=offer_for):
     ids = [pk for pk, _, _, _, _ in recipients]
     received = received_papers(ids, edition, recent)
     votes = votes_of(ids)
+    seeds = seeds_of(sorted({vote[0] for vote in votes}))  # a seed counts as a like: only voters have any
     picks = {}
     for frequency in frequencies:
         group = [(pk, confirmed_at) for pk, f, _, _, confirmed_at in recipients if f == frequency]
         people = {pk: (interests[pk], received[pk]) for pk, _ in group}
         first = {pk for pk, confirmed_at in group if is_first_digest(confirmed_at, received[pk], edition, frequency)}
         group_votes = [vote for vote in votes if vote[0] in people]
-        picks.update(offer_of(edition, frequency).picks(people, group_votes, first))
+        group_seeds = {pk: seeds[pk] for pk in people if pk in seeds}
+        picks.update(offer_of(edition, frequency).picks(people, group_votes, first, group_seeds))
     return picks
 
 

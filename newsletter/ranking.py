@@ -199,13 +199,15 @@ def _follows(pool, people):
     return heads, topics.matrix(width), keywords.matrix(width), authors.matrix(width), ~taken.matrix(width)
 
 
-def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=None, explore=0):
+def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=None, seeded=None, explore=0):
     """[(paper_id, Reason), ...] for each subscriber of a group; an empty list means no digest.
 
     people: [(Interests, ids of papers already received)]. cosines: for subscribers with a
     profile, a row per subscriber of cosines to the pool's columns; closest(rows, columns)
     then gives, for each (row, column) pair, that subscriber's liked paper nearest to that
     paper as (id, title, cosine of the two): what "similar to" names, and how similar;
+    and seeded(rows, columns), if given, whether that liked paper is one the subscriber seeded
+    (named as theirs: "close to your paper");
     `explore` of the slots of a subscriber with a profile go to papers outside it (the most
     upvoted that match nothing), so that a profile does not close in on itself. Only the chosen papers get reasons.
     """
@@ -243,8 +245,10 @@ def rank_many(pool, people, *, limit, trending_fill=3, cosines=None, closest=Non
     strengths = np.where(blended[None] | np.isinf(strengths), strengths, 0.0)
     strongest = strengths.argmax(axis=0)
     similar_rows, similar_ranks = np.nonzero((strongest == 3) & (np.arange(ranked.shape[1]) < counts[:, None]))
-    liked = closest(similar_rows, ranked[similar_rows, similar_ranks]) if len(similar_rows) else []
-    next_liked = iter(liked).__next__  # in row-major order, as the loop below meets them
+    similar_columns = ranked[similar_rows, similar_ranks]
+    liked = closest(similar_rows, similar_columns) if len(similar_rows) else []
+    seeds = seeded(similar_rows, similar_columns) if seeded and len(similar_rows) else [False] * len(liked)
+    next_liked = zip(liked, seeds).__next__  # in row-major order, as the loop below meets them
     fill = np.argsort(~others, axis=1, kind="stable")[:, :limit].tolist()
     # Followers (and voters) get at most trending_fill papers beside their matches.
     caps = [trending_fill if has_profile or interests.follows_anything else limit for interests, _ in people]
@@ -272,11 +276,12 @@ def _phrase(pool, people, heads, ranked, strongest, counts, rooms, fill, next_li
                     reason = topic_reason(ordered[j], interests.topic_ids, pool.topic_names, weights.topic)
                     pair = phrased[j] = (ids[j], reason)
             elif kind == 3:
-                liked = next_liked()
-                pair = similar_pairs.get((j, liked))
+                liked, seed = next_liked()
+                pair = similar_pairs.get((j, liked, seed))
                 if pair is None:
                     liked_id, title, cosine = liked
-                    pair = similar_pairs[j, liked] = (ids[j], Reason(Kind.SIMILAR, str(liked_id), round(cosine, 2), title))
+                    kind = Kind.SEED if seed else Kind.SIMILAR
+                    pair = similar_pairs[j, liked, seed] = (ids[j], Reason(kind, str(liked_id), round(cosine, 2), title))
             else:
                 what = interests.keywords if kind == 1 else interests.authors
                 pair = pairs.get((what, j))

@@ -16,10 +16,13 @@ from newsletter.emails import make_message
 from newsletter.mailerrors import MailError, mail_error_kind
 from newsletter.links import confirm_url, data_url, preferences_url
 from newsletter.models import (
-    Delivery, Edition, Subscriber, SubscriberEvent, Suppression, Vote, comma_list, edition_feedback, email_canonical,
-    email_hash,
+    Delivery, Edition, Seed, Subscriber, SubscriberEvent, Suppression, Vote, comma_list, edition_feedback,
+    email_canonical, email_hash,
 )
-from papers.models import Topic, author_key
+from papers.models import Paper, Topic, author_key, title_key
+from papers.parsers import FeedError
+from papers.services import papers_fetch_arxiv
+from papers.sources import SourceError
 from newsletter.schedule import next_digest_time
 
 log = logging.getLogger(__name__)
@@ -334,6 +337,98 @@ def vote_remove(*, subscriber, paper_id):
     return removed
 
 
+# Seeding: the reader's own papers
+
+
+@dataclass
+class SeedResult:
+    liked: list  # papers known here, now liked
+    fetching: list  # arXiv ids not known here, to fetch (subscriber_seeds_fetch)
+    unmatched: list  # references with no arXiv id and no paper of their title here
+
+
+def _like_seeds(subscriber, papers):
+    """Like `papers` as seeds of a subscriber whose row the caller holds locked (and confirmed)."""
+    now = timezone.now()
+    Vote.objects.bulk_create(
+        [Vote(subscriber=subscriber, paper=p, value=1, created_at=now, updated_at=now) for p in papers],
+        update_conflicts=True, unique_fields=["subscriber", "paper"], update_fields=["value", "updated_at"],
+    )
+    # A paper seeded before, as pending, missing or failed, is found now.
+    ids = [p.arxiv_id for p in papers if p.arxiv_id]
+    Seed.objects.filter(subscriber=subscriber, paper=None, arxiv_id__in=ids).delete()
+    Seed.objects.bulk_create(
+        [Seed(subscriber=subscriber, paper=p, arxiv_id=p.arxiv_id or "", state=Seed.State.FOUND) for p in papers],
+        ignore_conflicts=True,
+    )
+
+
+def subscriber_seed(*, subscriber, references):
+    """A reader's own papers (papers.references): those known here (by arXiv id, else by
+    title) are liked at once, the arXiv ids not known wait as pending seeds for
+    subscriber_seeds_fetch. Only while subscribed; one event. Returns a SeedResult, or None
+    if the subscriber is not subscribed."""
+    ids = list(dict.fromkeys(r.arxiv_id for r in references if r.arxiv_id))
+    by_id = Paper.objects.in_bulk(ids, field_name="arxiv_id")
+    titled = [r for r in references if not r.arxiv_id]
+    by_title = {p.title_key: p for p in Paper.objects.filter(title_key__in={title_key(r.title) for r in titled})}
+    found, unmatched = {p.pk: p for p in by_id.values()}, []
+    for reference in titled:
+        paper = by_title.get(title_key(reference.title))
+        if paper:
+            found[paper.pk] = paper
+        else:
+            unmatched.append(reference)
+    found = list(found.values())
+    result = SeedResult(liked=found, fetching=[i for i in ids if i not in by_id], unmatched=unmatched)
+    with transaction.atomic():
+        if not Subscriber.objects.confirmed().select_for_update().filter(pk=subscriber.pk).exists():
+            return None
+        _like_seeds(subscriber, found)
+        # Asked again, what was missing or could not be fetched is tried again.
+        Seed.objects.filter(subscriber=subscriber, arxiv_id__in=result.fetching).delete()
+        Seed.objects.bulk_create(
+            [Seed(subscriber=subscriber, arxiv_id=i, state=Seed.State.PENDING) for i in result.fetching]
+        )
+        _record(subscriber, "seeded", f"{len(found)} papers liked, {len(result.fetching)} to fetch from arXiv, "
+                                      f"{len(result.unmatched)} not found")
+    return result
+
+
+def subscriber_seeds_fetch(*, subscriber_id, http=None):
+    """Fetch a subscriber's pending seeds from arXiv and like those it has (from
+    subscriber_seeds_fetch_task; running it twice is harmless: only pending seeds move).
+    Returns how many were found."""
+    pending = Seed.objects.filter(subscriber_id=subscriber_id, state=Seed.State.PENDING)
+    pending = dict(pending.values_list("arxiv_id", "pk"))
+    if not pending:
+        return 0
+    try:
+        papers = papers_fetch_arxiv(arxiv_ids=pending, http=http)
+    except (SourceError, FeedError) as e:
+        # urllib3 already retried with backoff: the reader sees it and may paste them again.
+        log.warning("seeds of subscriber %s not fetched: %s", subscriber_id, e)
+        Seed.objects.filter(pk__in=pending.values(), state=Seed.State.PENDING).update(state=Seed.State.FAILED)
+        return 0
+    with transaction.atomic():
+        subscriber = Subscriber.objects.confirmed().select_for_update().filter(pk=subscriber_id).first()
+        missing = [pk for arxiv_id, pk in pending.items() if arxiv_id not in papers]
+        Seed.objects.filter(pk__in=missing, state=Seed.State.PENDING).update(state=Seed.State.MISSING)
+        # A paper seeded by its title before, which has its arXiv id now: seeded already.
+        seeded = Seed.objects.filter(subscriber_id=subscriber_id, paper__in=papers.values())
+        again = [pending[seed.paper.arxiv_id] for seed in seeded.select_related("paper")]
+        Seed.objects.filter(pk__in=again, state=Seed.State.PENDING).delete()
+        arrived = []
+        for arxiv_id, paper in papers.items():
+            moved = Seed.objects.filter(pk=pending[arxiv_id], state=Seed.State.PENDING)
+            if moved.update(state=Seed.State.FOUND, paper=paper):
+                arrived.append(paper)
+        if subscriber is not None:
+            _like_seeds(subscriber, arrived)
+            _record(subscriber, "seeds fetched", f"{len(arrived)} found on arXiv and liked, {len(missing)} not on arXiv")
+    return len(arrived)
+
+
 def _following_changed(subscriber, kind, what, field=None):
     if field:  # only that field: never a whole row from a copy that may be stale
         Subscriber.objects.filter(pk=subscriber.pk).update(**{field: getattr(subscriber, field)}, updated_at=timezone.now())
@@ -445,6 +540,10 @@ def subscriber_export(*, subscriber):
         "votes": [
             {"paper": v.paper.arxiv_id or v.paper.title, "vote": "more" if v.value > 0 else "less", "at": iso(v.updated_at)}
             for v in subscriber.votes.select_related("paper").order_by("created_at")
+        ],
+        "seeds": [
+            {"paper": s.arxiv_id or s.paper.title, "state": s.state, "at": iso(s.created_at)}
+            for s in subscriber.seeds.select_related("paper").order_by("created_at", "pk")
         ],
         "events": [
             {"kind": e.kind, "at": iso(e.occurred_at), "description": e.description}

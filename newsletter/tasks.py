@@ -90,3 +90,9 @@ def subscriber_send_link_task(self, email):
 @shared_task(bind=True, max_retries=5)
 def subscriber_send_data_link_task(self, subscriber_id):
     return _mail_retried(self, services.subscriber_send_data_link, subscriber_id=subscriber_id)
+
+
+@shared_task
+def subscriber_seeds_fetch_task(subscriber_id):
+    """A reader's seeded arXiv ids not known here, fetched from arXiv in the background."""
+    return services.subscriber_seeds_fetch(subscriber_id=subscriber_id)

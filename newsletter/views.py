@@ -14,8 +14,8 @@ from newsletter import controls, outline, services, tasks, tokens
 from newsletter.links import preferences_path, unsubscribe_path
 from newsletter.archive import copy_items, edition_items, items_of
 from newsletter.offers import edition_general_picks
-from newsletter.forms import EmailForm, PreferencesForm, SubscribeForm, TimezoneForm, VoteForm
-from newsletter.models import Delivery, Edition, Subscriber
+from newsletter.forms import EmailForm, PreferencesForm, SeedForm, SubscribeForm, TimezoneForm, VoteForm
+from newsletter.models import Delivery, Edition, Seed, Subscriber
 from newsletter.reasons import loaded_picks
 from newsletter.rendering import outlined
 from papers.models import Paper
@@ -97,7 +97,7 @@ def confirm(request, token):
     elif request.method == "POST":
         ctx["just_confirmed"] = services.subscriber_confirm(subscriber=subscriber, **_client(request))
         subscriber.refresh_from_db()
-    return render(request, "newsletter/confirm.html", {**ctx, "subscriber": subscriber})
+    return render(request, "newsletter/confirm.html", {**ctx, "subscriber": subscriber, "seed_form": SeedForm()})
 
 
 @require_http_methods(["POST"])
@@ -135,9 +135,18 @@ def preferences(request, token):
     if request.method == "POST" and action in ("unvote", "follow"):
         return _preferences_vote_action(request, subscriber, action, token)
     form = PreferencesForm.for_subscriber(subscriber, data=request.POST if action == "save" and request.method == "POST" else None)
-    saved = ""
+    saved, seeded, seed_form = "", None, SeedForm()
     if request.method == "POST":
-        if action == "pause":
+        if action == "seed":
+            seed_form = SeedForm(request.POST, request.FILES)
+            if seed_form.is_valid():
+                seeded = services.subscriber_seed(subscriber=subscriber, references=seed_form.cleaned_data["references"])
+                if seeded is None:
+                    return HttpResponse("Only subscribed readers can add papers.", status=409, content_type="text/plain")
+                if seeded.fetching:
+                    transaction.on_commit(lambda: tasks.subscriber_seeds_fetch_task.delay(subscriber.pk))
+                seed_form = SeedForm()
+        elif action == "pause":
             services.subscriber_pause(subscriber=subscriber)
             saved = "Digests paused. Nothing more will arrive until you resume."
         elif action == "resume":
@@ -159,7 +168,7 @@ def preferences(request, token):
                 authors=data["authors"],
             )
             saved = "Your preferences are saved."
-        elif action not in ("save", "pause", "resume", "weekly"):
+        elif action not in ("save", "pause", "resume", "weekly", "seed"):
             return HttpResponse("Unknown action.", status=400, content_type="text/plain")
         if saved:
             subscriber = Subscriber.objects.filter(pk=subscriber.pk).first()
@@ -173,10 +182,13 @@ def preferences(request, token):
         "token": token,
         "unsubscribe_url": unsubscribe_path(subscriber),
         "votes": subscriber.votes.select_related("paper").order_by("-updated_at")[:100],
+        "seed_form": seed_form,
+        "seeded": seeded,
+        "seeds": subscriber.seeds.states(),
         "guess_timezone": subscriber.timezone == "UTC" and not form.is_bound,
         "data_max_age_minutes": tokens.DATA_MAX_AGE_MINUTES,
     }
-    return render(request, "newsletter/preferences.html", ctx, status=400 if form.errors else 200)
+    return render(request, "newsletter/preferences.html", ctx, status=400 if form.errors or seed_form.errors else 200)
 
 
 def _switch_to_weekly(subscriber):

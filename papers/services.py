@@ -16,7 +16,7 @@ from django.utils import timezone
 from papers.models import Feature, FeatureChange, FetchRun, Paper, Topic, title_key
 from papers.notes import note_as_text, validate_note
 from papers.parsers import FeedError, PaperRecord, detect_format, parse, parse_text
-from papers.sources import SOURCES, SourceError, session
+from papers.sources import SOURCES, SourceError, arxiv_by_ids, session
 from papers.vectors import MODEL, embeddings
 
 log = logging.getLogger(__name__)
@@ -382,6 +382,17 @@ def papers_fetch_days(*, last_day, days, sources=None):
                 continue
             runs.append(papers_fetch(source=source, day=day, http=http))
     return runs
+
+
+def papers_fetch_arxiv(*, arxiv_ids, http=None):
+    """Import the papers with these arXiv ids from arXiv (not listed on any day: they are
+    known, not trending). Returns {arxiv id: paper} of those arXiv knows. Raises SourceError
+    or FeedError when arXiv cannot be read; the caller may try again."""
+    items = arxiv_by_ids(http or session(), list(arxiv_ids))
+    result = papers_import(items=items, source=Paper.Source.ARXIV)
+    if result.errors:
+        log.warning("arXiv entries rejected: %s", "; ".join(result.errors))
+    return Paper.objects.in_bulk(list(arxiv_ids), field_name="arxiv_id")
 
 
 def days_to_fetch(*, today):

@@ -66,13 +66,15 @@ ARXIV_THROTTLE = Throttle()
 
 
 def get(http, url, run, params=None, conditional=False):
-    """GET url; returns the body, or None when the server says it has not changed (304)."""
+    """GET url; returns the body, or None when the server says it has not changed (304).
+    run: the FetchRun that counts the request, if any."""
     headers = {}
     if conditional and run.etag:
         headers["If-None-Match"] = run.etag
     if conditional and run.last_modified:
         headers["If-Modified-Since"] = run.last_modified
-    run.requests += 1
+    if run:
+        run.requests += 1
     try:
         response = http.get(url, params=params, headers=headers,
                             timeout=(settings.HTTP_CONNECT_TIMEOUT, settings.HTTP_READ_TIMEOUT))
@@ -117,14 +119,19 @@ class ArxivEnrichment:
         ids = list(
             Paper.objects.filter(listed_on=day, categories=[]).exclude(arxiv_id=None).values_list("arxiv_id", flat=True)
         )
-        items = []
-        for start in range(0, len(ids), ARXIV_BATCH):
-            batch = ids[start : start + ARXIV_BATCH]
-            ARXIV_THROTTLE.wait(settings.ARXIV_MIN_INTERVAL)
-            params = {"id_list": ",".join(batch), "max_results": len(batch)}
-            body = get(http, f"{settings.ARXIV_API}/api/query", run, params)
-            items.extend(parse_arxiv_atom(body))
-        return items
+        return arxiv_by_ids(http, ids, run)
+
+
+def arxiv_by_ids(http, ids, run=None):
+    """Parsed arXiv entries of these ids, ARXIV_BATCH a request."""
+    items = []
+    for start in range(0, len(ids), ARXIV_BATCH):
+        batch = ids[start : start + ARXIV_BATCH]
+        ARXIV_THROTTLE.wait(settings.ARXIV_MIN_INTERVAL)
+        params = {"id_list": ",".join(batch), "max_results": len(batch)}
+        body = get(http, f"{settings.ARXIV_API}/api/query", run, params)
+        items.extend(parse_arxiv_atom(body))
+    return items
 
 
 class ArxivWatch:

@@ -208,8 +208,7 @@ def test_a_long_topic_in_the_subject_is_cut_only_past_the_limit_and_at_a_word(of
     offer.papers[featured].title = "Digi-Q: Learning Q-Value Functions for Training Device-Control Agents"
 
     def subject(topic):
-        picks = ((featured, "featured by the editors"), (first, f"matches your topic {topic}"),
-                 (second, f"matches your topic {topic}"))
+        picks = ((featured, FEATURED), (first, Reason(Kind.TOPIC, topic, 1.0)), (second, Reason(Kind.TOPIC, topic, 1.0)))
         return type(offer.renderer)(offer.edition, offer.papers, offer.notes).content(picks).subject
 
     assert subject("Quantization & compression methods") == "Digi-Q + 2 in Quantization & compression methods · 14 Mar"

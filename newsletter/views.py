@@ -5,6 +5,7 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.decorators import ratelimit
@@ -297,6 +298,8 @@ def _data_subscriber(request, token):
     return subscriber, None
 
 
+# The consent record and the export are personal data: no browser or proxy keeps a copy.
+@never_cache
 @require_http_methods(["GET", "HEAD"])
 def my_data(request, token):
     subscriber, refused = _data_subscriber(request, token)
@@ -306,6 +309,7 @@ def my_data(request, token):
     return render(request, "newsletter/data.html", ctx)
 
 
+@never_cache
 def preferences_export(request, token):
     subscriber, refused = _data_subscriber(request, token)
     if refused:

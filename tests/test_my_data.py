@@ -206,3 +206,12 @@ def test_asking_for_links_is_limited_per_ip_with_the_same_answer(settings):
         response = press(client, preferences_link(someone), "E-mail me a link to export or delete my data")
         assert response.status_code == 200  # the same page, whether or not a mail goes
     assert len(mail.outbox) == limit
+
+
+def test_no_browser_or_proxy_keeps_a_copy_of_the_record_or_the_export():
+    alice = reader()
+    client = browser()
+    _, link = ask_for_data_link(client, alice)
+    for path in (link, link + "export/"):
+        response = client.get(path)
+        assert response.status_code == 200 and "no-store" in response["Cache-Control"], path

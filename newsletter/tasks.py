@@ -50,6 +50,11 @@ def send_deliveries_task(self, delivery_ids):
 
 
 @shared_task
+def takeover_deliveries_task():
+    return reconcile.deliveries_takeover(enqueue=enqueue_deliveries)
+
+
+@shared_task
 def reconcile_deliveries_task():
     return reconcile.deliveries_reconcile(enqueue=enqueue_deliveries)
 

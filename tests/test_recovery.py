@@ -1,13 +1,16 @@
 """A worker that dies mid-send loses no digest: recovery reads what it had sent."""
 
+import datetime as dt
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.core.management import call_command
+from django.utils import timezone
 
-from newsletter import reconcile, sql
+from newsletter import delivery, reconcile, sql
 from newsletter.fanout import deliveries_create, edition_get
 from newsletter.models import Delivery, Subscriber
 from newsletter.progress import Progress, abandoned
@@ -34,7 +37,10 @@ class DyingBackend(EmailBackend):
 
 
 @pytest.fixture
-def readers(settings):
+def readers(settings, monkeypatch):
+    # No checkpoint to the database here: these tests read the local file alone.
+    settings.DIGEST_CHECKPOINT_SIZE = 1000
+    monkeypatch.setattr(delivery, "CHECKPOINT_SECONDS", float("inf"))
     make_paper("Robot arms that learn", upvotes=3, listed_on=DAY)
     for n in range(5):
         make_subscriber(f"reader{n}@example.org", topics=["robotics"] if n % 2 else [])
@@ -208,8 +214,8 @@ def test_a_row_the_esp_reports_sent_while_recovery_settles_its_group_stays_sent(
             raise SystemExit("killed")
     finish = sql.deliveries_finish
 
-    def webhook_meanwhile(outcomes):
-        finish(outcomes)
+    def webhook_meanwhile(outcomes, **claim):
+        finish(outcomes, **claim)
         event = AnymailTrackingEvent(event_type="delivered", recipient=late.subscriber.email, event_id="late-1",
                                      metadata={"delivery": str(late.pk), "subscriber": str(late.subscriber_id)})
         tracking_events_record(events=[event], esp_name="test")
@@ -252,3 +258,25 @@ def test_the_progress_file_reaches_the_disk_at_most_a_second_after_the_last_flus
     assert flushes == [101.0, 102.0, 104.5, 104.7]
     [(_, _, sent, _)] = list(abandoned())
     assert sorted(sent) == list(range(1, 8))
+
+
+def test_a_lost_hosts_group_is_taken_over_from_the_database_checkpoint(readers, settings, monkeypatch):
+    # Killed at the 4th message; the 1st and 2nd were checkpointed to the database, the 3rd only
+    # in the progress file, which is lost with the host.
+    settings.DIGEST_CHECKPOINT_SIZE = 2
+    monkeypatch.setattr(DyingBackend, "at", 4)
+    DyingBackend.after_accepting = False
+    with pytest.raises(SystemExit):
+        call_command("send_digests", date=DAY, stdout=StringIO())
+    for path in Path(settings.DIGEST_PROGRESS_DIR).glob("*.log"):
+        path.unlink()
+    assert Delivery.objects.filter(state="sent").count() == 2
+    later = timezone.now() + dt.timedelta(seconds=settings.DIGEST_HEARTBEAT_TIMEOUT_SECONDS + 1)
+    assert reconcile.deliveries_takeover(enqueue=enqueue_deliveries) == (0, 0)  # it may only be slow yet
+    assert reconcile.deliveries_takeover(enqueue=enqueue_deliveries, now=later) == (1, 3)
+    assert Delivery.objects.filter(state="sent").count() == 5
+    counts = copies()
+    assert sorted(counts) == [f"reader{n}@example.org" for n in range(5)]  # nobody lost
+    # What was sent after the last checkpoint arrives twice.
+    assert sorted(counts.values()) == [1, 1, 1, 1, 2]
+    assert reconcile.deliveries_takeover(enqueue=enqueue_deliveries, now=later) == (0, 0)

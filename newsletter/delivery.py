@@ -49,6 +49,11 @@ class TransientSendError(Exception):
     pending again."""
 
 
+class GroupTakenOver(Exception):
+    """The group stopped beating long enough for another worker to take it over (this one was
+    paused or cut off from the database): its rows are someone else's now, so it stops."""
+
+
 @dataclass(slots=True)
 class Claimed:
     """A claimed delivery and what sending it needs of its subscriber: plain values, not
@@ -124,13 +129,14 @@ class Record:
     def _checkpoint(self):
         self.at = clock()
         try:
-            if not sql.deliveries_finish(_outcomes(self.unrecorded), claim=self.claim, beat=timezone.now()):
-                log.warning("group %s was taken over after it stopped beating: its rows are sent again", self.claim)
+            beating = sql.deliveries_finish(_outcomes(self.unrecorded), claim=self.claim, beat=timezone.now())
         except DatabaseError as error:
             log.warning("checkpoint of group %s failed, tried again with the next: %s", self.claim, error)
             connection.close()  # the next statement connects afresh
             self.doubt = True
             return
+        if not beating:
+            raise GroupTakenOver(self.claim)
         for delivery in self.unrecorded:
             delivery.checkpointed = True
         self.unrecorded = []
@@ -140,6 +146,8 @@ class Record:
         trying again while the database is away; then the group ends (a synchronous commit,
         which makes the asynchronous checkpoints before it durable too)."""
         outcomes = _outcomes([c for c in claimed if self.doubt or not c.checkpointed])
+        if not outcomes:
+            return
         for wait in (*FINISH_RETRIES, None):
             try:
                 sql.deliveries_finish(outcomes, claim=self.claim)
@@ -230,6 +238,9 @@ def deliveries_send(*, delivery_ids, connection=None):
                         stats.add(_send_claimed(edition, by_edition[edition.pk], connection, record))
                     except TransientSendError as error:
                         retry = error  # this edition's unsent rows are pending again; the others go on
+                    except GroupTakenOver:
+                        log.warning("group %s was taken over after it stopped beating; it stops", record.claim)
+                        break
                 record.ended()
             if retry is not None:
                 raise retry

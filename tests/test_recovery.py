@@ -5,6 +5,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.core.management import call_command
@@ -280,3 +281,32 @@ def test_a_lost_hosts_group_is_taken_over_from_the_database_checkpoint(readers, 
     # What was sent after the last checkpoint arrives twice.
     assert sorted(counts.values()) == [1, 1, 1, 1, 2]
     assert reconcile.deliveries_takeover(enqueue=enqueue_deliveries, now=later) == (0, 0)
+
+
+class PausedBackend(EmailBackend):
+    """Its worker is paused for longer than the heart-beat timeout before the 3rd message, and
+    another worker takes its group over meanwhile."""
+
+    count, queued = 0, []
+
+    def send_messages(self, messages):
+        PausedBackend.count += 1
+        if PausedBackend.count == 3:
+            later = timezone.now() + dt.timedelta(seconds=settings.DIGEST_HEARTBEAT_TIMEOUT_SECONDS + 1)
+            assert reconcile.deliveries_takeover(enqueue=PausedBackend.queued.extend, now=later) == (1, 3)
+        return super().send_messages(messages)
+
+
+def test_a_worker_whose_group_was_taken_over_stops_and_its_late_writes_change_nothing(readers, settings):
+    settings.DIGEST_CHECKPOINT_SIZE = 2
+    settings.EMAIL_BACKEND = "tests.test_recovery.PausedBackend"
+    PausedBackend.count, PausedBackend.queued = 0, []
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    # Its next checkpoint, after the 4th message, found the group taken over: no 5th message,
+    # and the rows it sent since its last checkpoint stay with the worker that took them over.
+    assert len(mail.outbox) == 4
+    assert Delivery.objects.filter(state="sent").count() == 2
+    assert Delivery.objects.filter(state="pending", claim="").count() == 3
+    enqueue_deliveries(PausedBackend.queued)
+    assert sorted(copies()) == [f"reader{n}@example.org" for n in range(5)]
+    assert Delivery.objects.filter(state="sent").count() == 5

@@ -132,7 +132,7 @@ class Record:
             beating = sql.deliveries_finish(_outcomes(self.unrecorded), claim=self.claim, beat=timezone.now())
         except DatabaseError as error:
             log.warning("checkpoint of group %s failed, tried again with the next: %s", self.claim, error)
-            connection.close()  # the next statement connects afresh
+            _reconnect()
             self.doubt = True
             return
         if not beating:
@@ -156,7 +156,7 @@ class Record:
                 if wait is None:
                     raise
                 log.warning("recording group %s failed, trying again in %d s: %s", self.claim, wait, error)
-                connection.close()
+                _reconnect()
                 time.sleep(wait)
 
     def ended(self):
@@ -164,6 +164,13 @@ class Record:
 
 
 NODE = f"{socket.gethostname()}:{os.getpid()}"[:200]
+
+
+def _reconnect():
+    """After a database error: a connection the server dropped (a restart) is closed, so that
+    the next statement connects afresh."""
+    if not connection.is_usable():
+        connection.close()
 
 
 @dataclass

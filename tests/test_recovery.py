@@ -310,3 +310,26 @@ def test_a_worker_whose_group_was_taken_over_stops_and_its_late_writes_change_no
     enqueue_deliveries(PausedBackend.queued)
     assert sorted(copies()) == [f"reader{n}@example.org" for n in range(5)]
     assert Delivery.objects.filter(state="sent").count() == 5
+
+
+def test_a_checkpoint_and_a_last_write_that_fail_while_the_database_restarts_are_tried_again(readers, settings, monkeypatch):
+    from django.db import OperationalError
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.DIGEST_CHECKPOINT_SIZE = 2
+    monkeypatch.setattr(delivery, "FINISH_RETRIES", (0,))
+    finish, calls = sql.deliveries_finish, []
+
+    def restarting(outcomes, **kwargs):
+        calls.append(len(outcomes))
+        if len(calls) in (1, 4):  # the first checkpoint, and the first try of the group's last write
+            raise OperationalError("the database system is shutting down")
+        return finish(outcomes, **kwargs)
+
+    monkeypatch.setattr(sql, "deliveries_finish", restarting)
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    # The second checkpoint carried the first's rows; the last write, after a failed
+    # checkpoint, recorded every outcome again, on its second try.
+    assert calls == [2, 3, 2, 5, 5]
+    assert Delivery.objects.filter(state="sent").count() == 5 and len(copies()) == 5
+    assert not list(Path(settings.DIGEST_PROGRESS_DIR).glob("*.log"))

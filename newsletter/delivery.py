@@ -4,10 +4,10 @@ Rows are claimed with a conditional UPDATE (pending -> sending ... RETURNING) in
 task that runs twice never mails anyone twice; each message the mail server accepts is
 recorded at once in the group's progress file (newsletter/progress.py), and the rows sent so
 far in the database every DIGEST_CHECKPOINT_SIZE messages or second, with the group's
-heart-beat (Record), the rest of the group's outcomes in one statement at its end; transient errors (newsletter/mailerrors.py: the server
-down, refusing or dropping the connection, a 4xx) put unsent rows back to pending for a retry
-with backoff, an attempt charged, and a 5xx to RCPT or DATA is a hard bounce that suppresses
-the address (services.subscriber_bounced). When a
+heart-beat (Record), the rest of its outcomes in one statement at its end; transient errors
+(newsletter/mailerrors.py: the server down, refusing or dropping the connection, a 4xx) put
+unsent rows back to pending for a retry with backoff, an attempt charged, and a 5xx to RCPT
+or DATA is a hard bounce that suppresses the address (services.subscriber_bounced). When a
 worker dies mid-group, recovery settles its rows from the progress file: what was sent is
 recorded, the rest is sent again, so only a message in flight at the instant of the kill can
 arrive twice; when its host is lost with the file, any worker takes the group over once it
@@ -116,7 +116,8 @@ class Record:
         self.unrecorded, self.at, self.doubt = [], clock(), False
         # Before the claim, as the progress file: whatever happens after, the group is known.
         SendingGroup.objects.create(
-            claim=self.claim, node=NODE, delivery_ids=",".join(map(str, delivery_ids)), beat_at=timezone.now()
+            claim=self.claim, node=f"{socket.gethostname()}:{os.getpid()}"[:200],  # a pool process, not its parent
+            delivery_ids=",".join(map(str, delivery_ids)), beat_at=timezone.now(),
         )
 
     def sent(self, deliveries):
@@ -143,8 +144,7 @@ class Record:
 
     def finish(self, claimed):
         """Record the outcomes not yet checkpointed (all of them, after a failed checkpoint),
-        trying again while the database is away; then the group ends (a synchronous commit,
-        which makes the asynchronous checkpoints before it durable too)."""
+        trying again while the database is away."""
         outcomes = _outcomes([c for c in claimed if self.doubt or not c.checkpointed])
         if not outcomes:
             return
@@ -160,10 +160,9 @@ class Record:
                 time.sleep(wait)
 
     def ended(self):
+        """The group's heart-beat removed: a synchronous commit, which makes the asynchronous
+        writes of its outcomes before it durable too."""
         SendingGroup.objects.filter(pk=self.claim).delete()
-
-
-NODE = f"{socket.gethostname()}:{os.getpid()}"[:200]
 
 
 def _reconnect():

@@ -1,6 +1,7 @@
 """What is left behind, and an operator's second try: a dead worker's group recovered from its
 progress file, or taken over from the database's checkpoint once it stops beating (its host
-lost), waiting rows resumed when a worker starts, stuck rows reconciled, failed rows requeued. Each takes the enqueue function (tasks.py), as fan-out does.
+lost), waiting rows resumed when a worker starts, stuck rows reconciled, failed rows requeued.
+Each takes the enqueue function (tasks.py), as fan-out does.
 """
 
 import datetime as dt
@@ -134,7 +135,8 @@ def deliveries_takeover(*, enqueue, now=None):
     messages or a second's worth, arrives twice). Returns (groups, requeued)."""
     now = now or timezone.now()
     deliveries_recover(enqueue=enqueue, now=now)
-    stale = SendingGroup.objects.filter(beat_at__lt=now - dt.timedelta(seconds=settings.DIGEST_HEARTBEAT_TIMEOUT_SECONDS))
+    silent = dt.timedelta(seconds=settings.DIGEST_HEARTBEAT_TIMEOUT_SECONDS)
+    stale = SendingGroup.objects.filter(beat_at__lt=now - silent)
     groups, requeued = 0, []
     for claim, ids in stale.values_list("claim", "delivery_ids"):
         with transaction.atomic():

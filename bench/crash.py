@@ -3,12 +3,22 @@
 
     .venv/bin/python bench/crash.py                                   # 5,000 subscribers, SQLite and PostgreSQL
     .venv/bin/python bench/crash.py --subscribers 300 --database postgres
+    .venv/bin/python bench/crash.py --lose-host --database postgres   # one of two worker hosts lost for good
 
 Starts a real Celery worker (prefork, 2 processes) on Redis, an SMTP server (aiosmtpd) in its
 own process that counts what each address receives, and N subscribers due the same edition;
 kills the whole worker with SIGKILL once a random share (10-90 %) of the edition has arrived,
 starts it again, lets recovery run and waits until nothing is left to send. Prints the
 per-address counts, ending with `lost N`.
+
+With --lose-host: two worker "hosts", each its own progress directory and Celery node name,
+and a beat process beside the second; the first is killed for good mid-edition (SIGKILL of
+its process group, its directory deleted) and never restarted, so the second must take its
+groups over once they stop beating (reconcile.deliveries_takeover). Also prints the time to
+settle and the bound on duplicates (DIGEST_CHECKPOINT_SIZE per worker process of the lost
+host). The hosts are processes with separate directories on this machine, not network
+namespaces: PostgreSQL and Redis listen on 127.0.0.1 here, which another namespace reaches
+only through forwarding that would be most of this script.
 
 Needs Redis at REDIS_URL (default redis://127.0.0.1:6379/15: that database is emptied) and,
 for PostgreSQL, BENCH_CRASH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/paperboy_crash,
@@ -19,6 +29,7 @@ import argparse
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +52,7 @@ def parse():
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--seed", type=int, help="chooses the moment of the kill (default: random)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the edition to finish")
+    parser.add_argument("--lose-host", action="store_true", help="two worker hosts; one lost for good mid-edition")
     return parser.parse_args()
 
 
@@ -126,10 +138,27 @@ def setup(env, count):
     return Paper.objects.latest_day()
 
 
-def start_worker(env):
+CONCURRENCY = 2
+
+
+def start_worker(env, *options):
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2", "--loglevel", "warning",
-         "--without-heartbeat", "--without-mingle", "--without-gossip"],
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", str(CONCURRENCY), "--loglevel", "warning",
+         "--without-heartbeat", "--without-mingle", "--without-gossip", *options],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+def start_host(env, folder, name):
+    """A worker "host": its own progress directory and node name."""
+    (folder / name).mkdir()
+    return start_worker({**env, "DIGEST_PROGRESS_DIR": str(folder / name)}, "--hostname", f"{name}@%h")
+
+
+def start_beat(env, folder):
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "warning",
+         "--schedule", str(folder / "beat-schedule")],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
 
@@ -161,33 +190,50 @@ def run(database, args):
 
     due = args.subscribers
     kill_at = random.Random(args.seed).randint(due // 10, due * 9 // 10)
-    worker = start_worker(env)
+    left = Delivery.objects.filter(edition__date=day).exclude(state__in=["sent", "skipped", "failed"])
+    if args.lose_host:
+        workers = [start_host(env, folder, "host-a"), start_host(env, folder, "host-b"), start_beat(env, folder)]
+    else:
+        workers = [start_worker(env)]
     started = time.monotonic()
     manage(env, "send_digests", "--date", day.isoformat())
     if not wait_for(lambda: sum(received(log_path).values()) >= kill_at, args.timeout):
         sys.exit(f"the edition did not reach {kill_at} messages in {args.timeout:.0f} s")
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait()
+    os.killpg(workers[0].pid, signal.SIGKILL)
+    workers[0].wait()
     arrived = sum(received(log_path).values())
-    print(f"== {database}: {due:,} due; worker killed (SIGKILL, whole process group) after {arrived:,} had arrived "
-          f"({time.monotonic() - started:.1f} s)")
-    left = Delivery.objects.filter(edition__date=day).exclude(state__in=["sent", "skipped", "failed"])
-    print(f"rows left pending or sending: {left.count():,}; restarting the worker")
-    worker = start_worker(env)
+    if args.lose_host:
+        shutil.rmtree(folder / "host-a")
+        print(f"== {database}: {due:,} due; host-a lost (SIGKILL of its process group, its progress directory "
+              f"deleted) after {arrived:,} had arrived ({time.monotonic() - started:.1f} s)")
+        print(f"rows left pending or sending: {left.count():,}; host-b and the beat carry on")
+        workers.pop(0)
+    else:
+        print(f"== {database}: {due:,} due; worker killed (SIGKILL, whole process group) after {arrived:,} had arrived "
+              f"({time.monotonic() - started:.1f} s)")
+        print(f"rows left pending or sending: {left.count():,}; restarting the worker")
+        workers = [start_worker(env)]
     restarted = time.monotonic()
     finished = wait_for(lambda: not left.exists(), args.timeout, every=0.5)
+    settled = time.monotonic() - restarted
     time.sleep(1)  # the last messages reach the sink
-    os.killpg(worker.pid, signal.SIGTERM)
-    worker.wait(30)
+    for worker in workers:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
     sink.terminate()
     counts = received(log_path)
     totals = Delivery.objects.filter(edition__date=day).totals()
-    print(f"after recovery ({time.monotonic() - restarted:.1f} s{'' if finished else ', timed out'}): "
+    print(f"after recovery ({settled:.1f} s{'' if finished else ', timed out'}): "
           f"rows {', '.join(f'{k} {v:,}' for k, v in totals.items())}")
     addresses = [f"reader{n}@example.org" for n in range(due)]
     once = sum(counts[a] == 1 for a in addresses)
     twice = sum(counts[a] >= 2 for a in addresses)
     lost = sum(counts[a] == 0 for a in addresses)
+    if args.lose_host:
+        from django.conf import settings
+
+        print(f"settled {settled:.1f} s after the host was lost; duplicates bound: "
+              f"{settings.DIGEST_CHECKPOINT_SIZE * CONCURRENCY} (DIGEST_CHECKPOINT_SIZE x {CONCURRENCY} processes)")
     print(f"due {due:,}, once {once:,}, twice {twice:,}, lost {lost:,}")
     print(f"lost {lost}")
     return lost

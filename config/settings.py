@@ -167,6 +167,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "newsletter.tasks.record_offered_task",
         "schedule": crontab(minute="*/5"),
     },
+    "takeover-deliveries": {
+        "task": "newsletter.tasks.takeover_deliveries_task",
+        "schedule": crontab(minute="*"),
+    },
     "reconcile-deliveries": {
         "task": "newsletter.tasks.reconcile_deliveries_task",
         "schedule": crontab(minute="*/15"),
@@ -245,6 +249,11 @@ if DIGEST_SENDING not in ("message", "batch"):
 DIGEST_MERGE_FIELD = env_str("DIGEST_MERGE_FIELD", "%recipient.{}%")  # Mailgun; SparkPost: {{{{{}}}}}
 DIGEST_BATCH_LIMIT = env_int("DIGEST_BATCH_LIMIT", 1000, minimum=1)  # recipients per call: Mailgun 1000, Postmark 500, SES 50
 DIGEST_SENDING_TIMEOUT_MINUTES = env_int("DIGEST_SENDING_TIMEOUT_MINUTES", 30, minimum=1)
+# A worker records what its group has sent in the database every DIGEST_CHECKPOINT_SIZE
+# messages or every second, whichever comes first, and so beats; a group that has not beaten
+# for DIGEST_HEARTBEAT_TIMEOUT_SECONDS is taken over by any worker (keep it above EMAIL_TIMEOUT).
+DIGEST_CHECKPOINT_SIZE = env_int("DIGEST_CHECKPOINT_SIZE", 250, minimum=1)
+DIGEST_HEARTBEAT_TIMEOUT_SECONDS = env_int("DIGEST_HEARTBEAT_TIMEOUT_SECONDS", 120, minimum=10)
 # Where each worker records what it has sent of the group it holds (newsletter/progress.py):
 # local to the machine its workers run on, read back when a worker there dies.
 DIGEST_PROGRESS_DIR = Path(env_str("DIGEST_PROGRESS_DIR", str(VAR_DIR / "progress")))

@@ -320,7 +320,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     search_help_text = f"(Part of) a reader's address (the first {READERS_FOUND} readers found), or of a Message-ID."
     raw_id_fields = ["subscriber", "edition"]
     readonly_fields = [f.name for f in Delivery._meta.fields]
-    actions = ["requeue"]
+    actions = ["requeue", "resend_interrupted"]
 
     def get_search_results(self, request, queryset, search_term):
         """A reader's deliveries by their address, through the (edition, subscriber) index:
@@ -358,17 +358,25 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send failed deliveries again…")
     def requeue(self, request, queryset):
+        return self._requeue(request, queryset, "requeue", duplicates_accepted=False)
+
+    @admin.action(description="Send failed deliveries again, those interrupted while sending too (they may arrive twice)…")
+    def resend_interrupted(self, request, queryset):
+        return self._requeue(request, queryset, "resend_interrupted", duplicates_accepted=True)
+
+    def _requeue(self, request, queryset, action, duplicates_accepted):
         if request.POST.get("post") != "yes":
-            plan = deliveries_requeue_plan(deliveries=queryset)
+            plan = deliveries_requeue_plan(deliveries=queryset, duplicates_accepted=duplicates_accepted)
             return confirmation(
-                request, self, queryset, "requeue", "Send failed deliveries again?", plan=plan,
+                request, self, queryset, action, "Send failed deliveries again?", plan=plan,
                 again=sum(n for _, n, yes, _ in plan if yes), kept=sum(n for _, n, yes, _ in plan if not yes),
-                not_failed=queryset.exclude(state=Delivery.State.FAILED).count(),
+                not_failed=queryset.exclude(state=Delivery.State.FAILED).count(), duplicates_accepted=duplicates_accepted,
             )
         editions = list(Edition.objects.filter(deliveries__in=queryset.filter(state=Delivery.State.FAILED)).distinct())
-        count = deliveries_requeue(deliveries=queryset, enqueue=enqueue_deliveries)
+        count = deliveries_requeue(deliveries=queryset, enqueue=enqueue_deliveries, duplicates_accepted=duplicates_accepted)
+        what = "failed deliveries, those interrupted while sending too," if duplicates_accepted else "failed deliveries"
         for edition in editions:
-            curation_log(request.user, edition, f"Requeued failed deliveries ({count} in this request)")
+            curation_log(request.user, edition, f"Requeued {what} ({count} in this request)")
         self.message_user(request, f"Requeued {count} failed deliveries.", messages.SUCCESS if count else messages.WARNING)
 
 

@@ -2,19 +2,24 @@
 
 Rows are claimed with a conditional UPDATE (pending -> sending ... RETURNING) in groups, so a
 task that runs twice never mails anyone twice; each message the mail server accepts is
-recorded at once in the group's progress file (newsletter/progress.py) and the group's
-outcomes in one statement at its end; transient errors (newsletter/mailerrors.py: the server
-down, refusing or dropping the connection, a 4xx) put unsent rows back to pending for a retry
-with backoff, an attempt charged, and a 5xx to RCPT or DATA is a hard bounce that suppresses
-the address (services.subscriber_bounced). When a
+recorded at once in the group's progress file (newsletter/progress.py), and the rows sent so
+far in the database every DIGEST_CHECKPOINT_SIZE messages or second, with the group's
+heart-beat (Record), the rest of its outcomes in one statement at its end; transient errors
+(newsletter/mailerrors.py: the server down, refusing or dropping the connection, a 4xx) put
+unsent rows back to pending for a retry with backoff, an attempt charged, and a 5xx to RCPT
+or DATA is a hard bounce that suppresses the address (services.subscriber_bounced). When a
 worker dies mid-group, recovery settles its rows from the progress file: what was sent is
 recorded, the rest is sent again, so only a message in flight at the instant of the kill can
-arrive twice (newsletter/reconcile.py: recovery, the reconciler, requeues).
+arrive twice; when its host is lost with the file, any worker takes the group over once it
+stops beating, from the database's checkpoint: what was sent since may arrive twice
+(newsletter/reconcile.py: recovery, takeover, the reconciler, requeues).
 """
 
 import datetime as dt
 import logging
+import os
 import random
+import socket
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.mail import get_connection
+from django.db import DatabaseError, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -30,9 +36,9 @@ from newsletter import sql
 from newsletter.digest_mail import batch_message, personal_message
 from newsletter.links import digest_metadata, recipient_links
 from newsletter.mailerrors import MailError, is_transient, mail_error_kind
-from newsletter.models import Delivery, Edition, Subscriber
+from newsletter.models import Delivery, Edition, SendingGroup, Subscriber
 from newsletter.offers import digests_for, offer_for
-from newsletter.progress import Progress
+from newsletter.progress import Progress, clock
 from newsletter.services import subscriber_bounced, unmailable
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,11 @@ log = logging.getLogger(__name__)
 class TransientSendError(Exception):
     """The ESP or SMTP server failed in a way worth retrying later; the rows not sent are
     pending again."""
+
+
+class GroupTakenOver(Exception):
+    """The group stopped beating long enough for another worker to take it over (this one was
+    paused or cut off from the database): its rows are someone else's now, so it stops."""
 
 
 @dataclass(slots=True)
@@ -63,6 +74,7 @@ class Claimed:
     sent_at: dt.datetime | None = None
     message_id: str = ""
     note: str = ""
+    checkpointed: bool = False
 
 
 def _claim(delivery_ids, claim):
@@ -80,8 +92,84 @@ def _claim(delivery_ids, claim):
     ]
 
 
-def _finish(claimed):
-    sql.deliveries_finish([(c.id, c.state, c.picks, c.sent_at, c.note, c.message_id, c.attempts) for c in claimed])
+def _outcomes(claimed):
+    return [(c.id, c.state, c.picks, c.sent_at, c.note, c.message_id, c.attempts) for c in claimed]
+
+
+# Waits between tries of a group's last write while the database is away (a restart, say):
+# the rows it records would otherwise wait for recovery as 'sending'.
+FINISH_RETRIES = (1, 2, 4, 8, 15)
+CHECKPOINT_SECONDS = 1.0
+
+
+class Record:
+    """What a group has sent, recorded as it sends: each accepted message in the local progress
+    file at once (the exact record after a process crash, read on this host), and the rows
+    sent so far in the database every DIGEST_CHECKPOINT_SIZE messages or CHECKPOINT_SECONDS,
+    whichever comes first, with the group's heart-beat: what any worker on any host goes by
+    when this one's host is lost (reconcile.deliveries_takeover). A checkpoint that fails
+    (the database restarting) is tried again with the next; since an asynchronous commit
+    may then have been lost, the group's last write records every outcome again."""
+
+    def __init__(self, progress, delivery_ids):
+        self.progress, self.claim = progress, progress.path.stem
+        self.unrecorded, self.at, self.doubt = [], clock(), False
+        # Before the claim, as the progress file: whatever happens after, the group is known.
+        SendingGroup.objects.create(
+            claim=self.claim, node=f"{socket.gethostname()}:{os.getpid()}"[:200],  # a pool process, not its parent
+            delivery_ids=",".join(map(str, delivery_ids)), beat_at=timezone.now(),
+        )
+
+    def sent(self, deliveries):
+        """Record these deliveries (Claimed, marked sent) as accepted by the mail server."""
+        self.progress.sent([(d.id, d.picks, d.message_id) for d in deliveries])
+        self.unrecorded += deliveries
+        if len(self.unrecorded) >= settings.DIGEST_CHECKPOINT_SIZE or clock() - self.at >= CHECKPOINT_SECONDS:
+            self._checkpoint()
+
+    def _checkpoint(self):
+        self.at = clock()
+        try:
+            beating = sql.deliveries_finish(_outcomes(self.unrecorded), claim=self.claim, beat=timezone.now())
+        except DatabaseError as error:
+            log.warning("checkpoint of group %s failed, tried again with the next: %s", self.claim, error)
+            _reconnect()
+            self.doubt = True
+            return
+        if not beating:
+            raise GroupTakenOver(self.claim)
+        for delivery in self.unrecorded:
+            delivery.checkpointed = True
+        self.unrecorded = []
+
+    def finish(self, claimed):
+        """Record the outcomes not yet checkpointed (all of them, after a failed checkpoint),
+        trying again while the database is away."""
+        outcomes = _outcomes([c for c in claimed if self.doubt or not c.checkpointed])
+        if not outcomes:
+            return
+        for wait in (*FINISH_RETRIES, None):
+            try:
+                sql.deliveries_finish(outcomes, claim=self.claim)
+                break
+            except DatabaseError as error:
+                if wait is None:
+                    raise
+                log.warning("recording group %s failed, trying again in %d s: %s", self.claim, wait, error)
+                _reconnect()
+                time.sleep(wait)
+
+    def ended(self):
+        """The group's heart-beat removed: a synchronous commit, which makes the asynchronous
+        writes of its outcomes before it durable too."""
+        SendingGroup.objects.filter(pk=self.claim).delete()
+
+
+def _reconnect():
+    """After a database error: a connection the server dropped (a restart) is closed, so that
+    the next statement connects afresh."""
+    if not connection.is_usable():
+        connection.close()
 
 
 @dataclass
@@ -155,15 +243,20 @@ def deliveries_send(*, delivery_ids, connection=None):
                 with stats.timing("claim"):
                     # Named before they are claimed: whatever happens after, recovery finds them.
                     progress.claimed(delivery_ids[start : start + size])
+                    record = Record(progress, delivery_ids[start : start + size])
                     claimed = _claim(delivery_ids[start : start + size], progress.path.stem)
                 by_edition = defaultdict(list)  # one, unless an operator requeued several editions' rows
                 for delivery in claimed:
                     by_edition[delivery.edition_id].append(delivery)
                 for edition in Edition.objects.filter(pk__in=by_edition):
                     try:
-                        stats.add(_send_claimed(edition, by_edition[edition.pk], connection, progress))
+                        stats.add(_send_claimed(edition, by_edition[edition.pk], connection, record))
                     except TransientSendError as error:
                         retry = error  # this edition's unsent rows are pending again; the others go on
+                    except GroupTakenOver:
+                        log.warning("group %s was taken over after it stopped beating; it stops", record.claim)
+                        break
+                record.ended()
             stats.flushes += progress.flushes
             stats.flush_seconds += progress.flush_seconds
             if retry is not None:
@@ -173,7 +266,7 @@ def deliveries_send(*, delivery_ids, connection=None):
     return stats
 
 
-def _send_claimed(edition, claimed, connection, progress):
+def _send_claimed(edition, claimed, connection, record):
     stats = SendStats()
     with stats.timing("assemble"):
         # Unsubscribed, paused, suppressed or never confirmed, whatever happened since the fan-out.
@@ -191,7 +284,7 @@ def _send_claimed(edition, claimed, connection, progress):
     send = _send_batches if settings.DIGEST_SENDING == "batch" else _send_each
     before = stats.seconds["render"]
     with stats.timing("build and hand-off"):
-        pending_error = send(ready, connection, stats, now, progress)
+        pending_error = send(ready, connection, stats, now, record)
     # Rendering happens inside send() as it consumes `ready`; count it once.
     stats.seconds["build and hand-off"] -= stats.seconds["render"] - before
     if pending_error is not None:
@@ -199,7 +292,7 @@ def _send_claimed(edition, claimed, connection, progress):
             if delivery.state == Delivery.State.SENDING:  # not reached: back to pending, unattempted
                 delivery.state = Delivery.State.PENDING
     with stats.timing("record"):
-        _finish(claimed)
+        record.finish(claimed)
     if pending_error is not None:
         raise TransientSendError(str(pending_error))
     return stats
@@ -271,7 +364,7 @@ def _message_id(offer, subscriber_id):
     return offer.message_id_format.format(subscriber_id)
 
 
-def _send_each(ready, connection, stats, now, progress):
+def _send_each(ready, connection, stats, now, record):
     """One message per recipient (SMTP, and any ESP without batch sending)."""
     for delivery, offer, picks, content in ready:
         message = personal_message(
@@ -291,11 +384,11 @@ def _send_each(ready, connection, stats, now, progress):
             continue
         esp_id = getattr(getattr(message, "anymail_status", None), "message_id", None)
         _sent(delivery, picks, now, str(esp_id) if esp_id is not None else message.message_id, stats)
-        progress.sent([(delivery.id, picks, delivery.message_id)])
+        record.sent([delivery])
     return None
 
 
-def _send_batches(ready, connection, stats, now, progress):
+def _send_batches(ready, connection, stats, now, record):
     """One ESP API call per group of recipients with identical content (anymail merge data),
     chunked to DIGEST_BATCH_LIMIT. A failed call concerns its recipients only."""
     groups = {}
@@ -337,7 +430,7 @@ def _send_batches(ready, connection, stats, now, progress):
             else:
                 esp_id = status.message_id if status is not None else None
                 _sent(d, picks, now, str(esp_id) if esp_id is not None else _message_id(offer, d.subscriber_id), stats)
-        progress.sent([(d.id, picks, d.message_id) for d in deliveries if d.state == Delivery.State.SENT])
+        record.sent([d for d in deliveries if d.state == Delivery.State.SENT])
     return None
 
 

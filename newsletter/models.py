@@ -418,6 +418,22 @@ class DeliveryQuerySet(models.QuerySet):
         return f"{totals['sent']} sent, {skipped}, {totals['failed']} failed, {waiting} still to send."
 
 
+class SendingGroup(models.Model):
+    """A group of deliveries a worker process holds (their claim), and when it last said it is
+    alive: its heart-beat is the database checkpoint of what it has sent (newsletter/delivery.py).
+    A group that stopped beating, its worker dead or its host lost, is taken over by any worker
+    (reconcile.deliveries_takeover). The ids are kept here, as deliveries have no index on
+    their claim; the row goes when the group ends."""
+
+    claim = models.CharField(max_length=32, primary_key=True)
+    node = models.CharField(max_length=200, help_text="The worker process: host and process id.")
+    delivery_ids = models.TextField(help_text="The deliveries it claimed, comma-separated.")
+    beat_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.claim} on {self.node}"
+
+
 class Delivery(models.Model):
     """One subscriber's copy of one edition. The unique pair is what makes sending exactly-once."""
 

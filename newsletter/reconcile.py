@@ -1,18 +1,20 @@
 """What is left behind, and an operator's second try: a dead worker's group recovered from its
-progress file, waiting rows resumed when a worker starts, stuck rows reconciled, failed rows
-requeued. Each takes the enqueue function (tasks.py), as fan-out does.
+progress file, or taken over from the database's checkpoint once it stops beating (its host
+lost), waiting rows resumed when a worker starts, stuck rows reconciled, failed rows requeued.
+Each takes the enqueue function (tasks.py), as fan-out does.
 """
 
 import datetime as dt
 from collections import Counter
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, F, Q, Value
 from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
 from newsletter import sql
-from newsletter.models import Delivery, Subscriber, SubscriberEvent
+from newsletter.models import Delivery, SendingGroup, Subscriber, SubscriberEvent
 from newsletter.progress import abandoned
 from newsletter.reasons import loaded_picks
 
@@ -28,33 +30,37 @@ MAY_HAVE_GONE = Delivery.INTERRUPTED
 REQUEUED = " · requeued by an operator"
 
 
-def requeue_verdict(note, status):
-    """(send again?, why) for a failed delivery, from its note and its subscriber's status."""
+def requeue_verdict(note, status, duplicates_accepted=False):
+    """(send again?, why) for a failed delivery, from its note and its subscriber's status.
+    Mail that may have gone is sent again only if the operator accepts that it may arrive twice."""
     if status != Subscriber.Status.ACTIVE:
         return False, f"the subscriber is {status or 'erased'} now: not sent"
     if note.startswith(MAY_HAVE_GONE):
+        if duplicates_accepted:
+            return True, "interrupted while sending: sent again, possibly a second time"
         return False, "the mail may already have been delivered: never sent twice"
     if note.startswith(REFUSED_FOR_GOOD):
         return False, "refused for good (a hard bounce): not sent again"
     return True, "not a refusal of the address: sent again"
 
 
-def deliveries_requeue_plan(*, deliveries):
+def deliveries_requeue_plan(*, deliveries, duplicates_accepted=False):
     """What deliveries_requeue() would do, per reason: [(note, count, send again?, why)]."""
     failed = deliveries.filter(state=Delivery.State.FAILED).values_list("note", "subscriber__status")
     plan = Counter()
     for note, status, n in failed.annotate(n=Count("id")).order_by():
-        plan[(note.split(REQUEUED)[0], *requeue_verdict(note, status))] += n
+        plan[(note.split(REQUEUED)[0], *requeue_verdict(note, status, duplicates_accepted))] += n
     return sorted(((note, n, again, why) for (note, again, why), n in plan.items()), key=lambda row: (not row[2], -row[1]))
 
 
-def deliveries_requeue(*, deliveries, enqueue):
+def deliveries_requeue(*, deliveries, enqueue, duplicates_accepted=False):
     """Send failed deliveries again (an operator's decision, e.g. after checking the ESP's log),
-    except those requeue_verdict() keeps back; an event per subscriber keeps why each had
-    failed. Returns how many."""
+    except those requeue_verdict() keeps back (those interrupted while sending too, unless the
+    operator accepts duplicates); an event per subscriber keeps why each had failed. Returns
+    how many."""
     failed = deliveries.filter(state=Delivery.State.FAILED)
     rows = failed.values_list("pk", "note", "subscriber__status", "subscriber_id", "edition__date")
-    again = [row for row in rows if requeue_verdict(row[1], row[2])[0]]
+    again = [row for row in rows if requeue_verdict(row[1], row[2], duplicates_accepted)[0]]
     ids = [row[0] for row in again]
     now = timezone.now()
     # The sender overwrites the note when the copy goes: the subscriber's events keep the history.
@@ -96,22 +102,56 @@ def deliveries_recover(*, enqueue, now=None):
             for pk, (picks, message_id) in sent.items() if pk in attempts
         ]
         if outcomes:
-            sql.deliveries_finish(outcomes)
-        unsent = rows.filter(pk__in=[pk for pk in attempts if pk not in sent])
-        why = error or "its worker stopped"
-        unsent.filter(attempts__gte=settings.DIGEST_MAX_ATTEMPTS - 1).update(
-            state=Delivery.State.FAILED, attempts=F("attempts") + 1,
-            note=f"{why}; failed after {settings.DIGEST_MAX_ATTEMPTS} attempts"[:500],
-        )
-        again = list(unsent.values_list("pk", flat=True))
-        unsent.filter(pk__in=again).update(
-            state=Delivery.State.PENDING, attempts=F("attempts") + 1,
-            note=f"not sent: {why}; sent again"[:500], created_at=now,
-        )
+            sql.deliveries_finish(outcomes, claim=claim)
         sent_total += len(outcomes)
-        requeued += again
+        requeued += _send_again(rows.filter(pk__in=[pk for pk in attempts if pk not in sent]), error or "its worker stopped", now)
+        SendingGroup.objects.filter(pk=claim).delete()
     enqueue(requeued)
     return sent_total, len(requeued)
+
+
+def _send_again(unsent, why, now):
+    """Charge these rows an attempt and put them back to pending, or fail them once they have
+    had DIGEST_MAX_ATTEMPTS. Returns the ids of those pending again."""
+    unsent.filter(attempts__gte=settings.DIGEST_MAX_ATTEMPTS - 1).update(
+        state=Delivery.State.FAILED, attempts=F("attempts") + 1,
+        note=f"{why}; failed after {settings.DIGEST_MAX_ATTEMPTS} attempts"[:500],
+    )
+    again = list(unsent.values_list("pk", flat=True))
+    unsent.filter(pk__in=again).update(
+        # No longer the dead group's: a late write of its worker, if it lives on, changes nothing.
+        state=Delivery.State.PENDING, attempts=F("attempts") + 1, claim="",
+        note=f"not sent: {why}; sent again"[:500], created_at=now,
+    )
+    return again
+
+
+STOPPED_BEATING = "its worker stopped beating (its host lost?)"
+
+
+def deliveries_takeover(*, enqueue, now=None):
+    """Settle, from any host, the groups whose worker has not beaten for
+    DIGEST_HEARTBEAT_TIMEOUT_SECONDS: first those whose progress file is on this machine
+    (deliveries_recover: the exact record), then the others from the database's checkpoint:
+    the rows it recorded are sent already, and those still in doubt under the dead claim are
+    sent again (what the worker sent after its last checkpoint, at most DIGEST_CHECKPOINT_SIZE
+    messages or a second's worth, arrives twice). Returns (groups, requeued)."""
+    now = now or timezone.now()
+    deliveries_recover(enqueue=enqueue, now=now)
+    silent = dt.timedelta(seconds=settings.DIGEST_HEARTBEAT_TIMEOUT_SECONDS)
+    stale = SendingGroup.objects.filter(beat_at__lt=now - silent)
+    groups, requeued = 0, []
+    for claim, ids in stale.values_list("claim", "delivery_ids"):
+        with transaction.atomic():
+            # Decided and written at once: a group that beat meanwhile, or that another worker
+            # took over, is left alone; its worker's late writes then change nothing (the claim).
+            if not stale.filter(pk=claim).delete()[0]:
+                continue
+            rows = Delivery.objects.in_doubt().filter(pk__in=[int(pk) for pk in ids.split(",") if pk], claim=claim)
+            requeued += _send_again(rows, STOPPED_BEATING, now)
+        groups += 1
+    enqueue(requeued)
+    return groups, len(requeued)
 
 
 def deliveries_resume(*, enqueue, now=None):

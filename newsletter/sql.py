@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from django.db import connection, transaction
 
-from newsletter.models import Delivery, Subscriber, Suppression, Vote
+from newsletter.models import Delivery, SendingGroup, Subscriber, Suppression, Vote
 from newsletter.reasons import pick_json
 
 # Every column a new Delivery row needs a value for (tested against the model).
@@ -144,9 +144,12 @@ def picks_json(picks):
     return f"[{', '.join(map(pick_json, picks))}]"
 
 
-def deliveries_finish(outcomes):
+def deliveries_finish(outcomes, *, claim, beat=None):
     """Record a group's outcomes in one UPDATE ... FROM (VALUES ...). outcomes: [(id, state,
-    picks, sent_at, note, message_id, attempts)]. What rows share (state, picks, time sent,
+    picks, sent_at, note, message_id, attempts)], of rows still held under `claim` (a group
+    taken over meanwhile is someone else's now: its worker's late writes change nothing).
+    With `beat` (a time), the group's heart-beat too, in the same transaction; returns False
+    if the group has no heart-beat any more (taken over). What rows share (state, picks, time sent,
     note) is listed once and referred to by number, and numbers are inlined: the statement
     stays small, with one parameter a row (its Message-ID), and each distinct picks is parsed
     as JSON once, not once per row. Where most rows differ (readers with a profile each get
@@ -165,7 +168,7 @@ def deliveries_finish(outcomes):
         sql = (
             f"WITH v(id, state, picks, sent_at, note, message_id, attempts) AS (VALUES {rows}) "
             f"UPDATE {name} SET state = v.state, picks = v.picks, sent_at = v.sent_at, note = v.note, "
-            f"message_id = v.message_id, attempts = v.attempts FROM v WHERE {name}.id = v.id"
+            f"message_id = v.message_id, attempts = v.attempts FROM v WHERE {name}.id = v.id AND {name}.claim = %s"
         )
         params = [
             value
@@ -182,13 +185,20 @@ def deliveries_finish(outcomes):
             f"WITH o(n, state, picks, sent_at, note) AS (VALUES {values}), "
             f"v(id, o, message_id, attempts) AS (VALUES {rows}) "
             f"UPDATE {name} SET state = o.state, picks = o.picks, sent_at = o.sent_at, note = o.note, "
-            f"message_id = v.message_id, attempts = v.attempts FROM v JOIN o ON o.n = v.o WHERE {name}.id = v.id"
+            f"message_id = v.message_id, attempts = v.attempts FROM v JOIN o ON o.n = v.o "
+            f"WHERE {name}.id = v.id AND {name}.claim = %s"
         )
         params = [value for state, picks, sent_at, note in shared for value in (state, picks_json(picks), times[sent_at], note)]
         params += [message_id for _, _, _, _, _, message_id, _ in outcomes]
     with transaction.atomic(), connection.cursor() as cursor:
         if postgres:
-            # Safe to lose in a database crash: the rows stay 'sending' and the reconciler
-            # settles them. The claim, which must not be lost, stays synchronous.
+            # Safe to lose in a database crash: the worker's next write then fails, and its
+            # group's last write records every outcome again (delivery.Record). The claim and
+            # the end of a group, which must not be lost, stay synchronous.
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        cursor.execute(sql, params)
+        if outcomes:
+            cursor.execute(sql, [*params, claim])
+        if beat is None:
+            return True
+        cursor.execute(f"UPDATE {table(SendingGroup)} SET beat_at = %s WHERE claim = %s", [_datetime(beat), claim])
+        return cursor.rowcount == 1

@@ -55,6 +55,12 @@ def send_deliveries_task(self, delivery_ids):
 
 @shared_task
 @once_per_tick
+def takeover_deliveries_task():
+    return reconcile.deliveries_takeover(enqueue=enqueue_deliveries)
+
+
+@shared_task
+@once_per_tick
 def reconcile_deliveries_task():
     return reconcile.deliveries_reconcile(enqueue=enqueue_deliveries)
 

@@ -255,16 +255,17 @@ def test_a_crash_between_sending_and_recording_loses_nothing_and_mails_nobody_tw
     settings.DIGEST_CLAIM_SIZE = 2
     for n in range(5):
         make_subscriber(f"reader{n}@example.org")
-    real_finish = delivery._finish
+    monkeypatch.setattr(delivery, "CHECKPOINT_SECONDS", float("inf"))  # the progress file alone
+    real_finish = delivery.Record.finish
     calls = []
 
-    def crash_once(deliveries):
+    def crash_once(record, deliveries):
         calls.append(1)
         if len(calls) == 1:
             raise SystemExit("worker killed")  # after the first two were handed to the backend
-        real_finish(deliveries)
+        real_finish(record, deliveries)
 
-    monkeypatch.setattr(delivery, "_finish", crash_once)
+    monkeypatch.setattr(delivery.Record, "finish", crash_once)
     with pytest.raises(SystemExit):
         send()
     assert len(sent_mail()) == 2

@@ -1,13 +1,17 @@
 """A worker that dies mid-send loses no digest: recovery reads what it had sent."""
 
+import datetime as dt
 from io import StringIO
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.core.management import call_command
+from django.utils import timezone
 
-from newsletter import reconcile, sql
+from newsletter import delivery, reconcile, sql
 from newsletter.fanout import deliveries_create, edition_get
 from newsletter.models import Delivery, Subscriber
 from newsletter.progress import Progress, abandoned
@@ -35,7 +39,10 @@ class DyingBackend(EmailBackend):
 
 
 @pytest.fixture
-def readers(settings):
+def readers(settings, monkeypatch):
+    # No checkpoint to the database here: these tests read the local file alone.
+    settings.DIGEST_CHECKPOINT_SIZE = 1000
+    monkeypatch.setattr(delivery, "CHECKPOINT_SECONDS", float("inf"))
     make_paper("Robot arms that learn", upvotes=3, listed_on=DAY)
     for n in range(5):
         make_subscriber(f"reader{n}@example.org", topics=["robotics"] if n % 2 else [])
@@ -240,8 +247,8 @@ def test_a_row_the_esp_reports_sent_while_recovery_settles_its_group_stays_sent(
             raise SystemExit("killed")
     finish = sql.deliveries_finish
 
-    def webhook_meanwhile(outcomes):
-        finish(outcomes)
+    def webhook_meanwhile(outcomes, **claim):
+        finish(outcomes, **claim)
         event = AnymailTrackingEvent(event_type="delivered", recipient=late.subscriber.email, event_id="late-1",
                                      metadata={"delivery": str(late.pk), "subscriber": str(late.subscriber_id)})
         tracking_events_record(events=[event], esp_name="test")
@@ -285,3 +292,77 @@ def test_the_progress_file_reaches_the_disk_at_most_a_second_after_the_last_flus
     assert flushes == [101.0, 102.0, 104.5, 104.7]
     [(_, _, sent, _)] = list(abandoned())
     assert sorted(sent) == list(range(1, 8))
+
+
+def test_a_lost_hosts_group_is_taken_over_from_the_database_checkpoint(readers, settings, monkeypatch):
+    # Killed at the 4th message; the 1st and 2nd were checkpointed to the database, the 3rd only
+    # in the progress file, which is lost with the host.
+    settings.DIGEST_CHECKPOINT_SIZE = 2
+    monkeypatch.setattr(DyingBackend, "at", 4)
+    DyingBackend.after_accepting = False
+    with pytest.raises(SystemExit):
+        call_command("send_digests", date=DAY, stdout=StringIO())
+    for path in Path(settings.DIGEST_PROGRESS_DIR).glob("*.log"):
+        path.unlink()
+    assert Delivery.objects.filter(state="sent").count() == 2
+    later = timezone.now() + dt.timedelta(seconds=settings.DIGEST_HEARTBEAT_TIMEOUT_SECONDS + 1)
+    assert reconcile.deliveries_takeover(enqueue=enqueue_deliveries) == (0, 0)  # it may only be slow yet
+    assert reconcile.deliveries_takeover(enqueue=enqueue_deliveries, now=later) == (1, 3)
+    assert Delivery.objects.filter(state="sent").count() == 5
+    counts = copies()
+    assert sorted(counts) == [f"reader{n}@example.org" for n in range(5)]  # nobody lost
+    # What was sent after the last checkpoint arrives twice.
+    assert sorted(counts.values()) == [1, 1, 1, 1, 2]
+    assert reconcile.deliveries_takeover(enqueue=enqueue_deliveries, now=later) == (0, 0)
+
+
+class PausedBackend(EmailBackend):
+    """Its worker is paused for longer than the heart-beat timeout before the 3rd message, and
+    another worker takes its group over meanwhile."""
+
+    count, queued = 0, []
+
+    def send_messages(self, messages):
+        PausedBackend.count += 1
+        if PausedBackend.count == 3:
+            later = timezone.now() + dt.timedelta(seconds=settings.DIGEST_HEARTBEAT_TIMEOUT_SECONDS + 1)
+            assert reconcile.deliveries_takeover(enqueue=PausedBackend.queued.extend, now=later) == (1, 3)
+        return super().send_messages(messages)
+
+
+def test_a_worker_whose_group_was_taken_over_stops_and_its_late_writes_change_nothing(readers, settings):
+    settings.DIGEST_CHECKPOINT_SIZE = 2
+    settings.EMAIL_BACKEND = "tests.test_recovery.PausedBackend"
+    PausedBackend.count, PausedBackend.queued = 0, []
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    # Its next checkpoint, after the 4th message, found the group taken over: no 5th message,
+    # and the rows it sent since its last checkpoint stay with the worker that took them over.
+    assert len(mail.outbox) == 4
+    assert Delivery.objects.filter(state="sent").count() == 2
+    assert Delivery.objects.filter(state="pending", claim="").count() == 3
+    enqueue_deliveries(PausedBackend.queued)
+    assert sorted(copies()) == [f"reader{n}@example.org" for n in range(5)]
+    assert Delivery.objects.filter(state="sent").count() == 5
+
+
+def test_a_checkpoint_and_a_last_write_that_fail_while_the_database_restarts_are_tried_again(readers, settings, monkeypatch):
+    from django.db import OperationalError
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.DIGEST_CHECKPOINT_SIZE = 2
+    monkeypatch.setattr(delivery, "FINISH_RETRIES", (0,))
+    finish, calls = sql.deliveries_finish, []
+
+    def restarting(outcomes, **kwargs):
+        calls.append(len(outcomes))
+        if len(calls) in (1, 4):  # the first checkpoint, and the first try of the group's last write
+            raise OperationalError("the database system is shutting down")
+        return finish(outcomes, **kwargs)
+
+    monkeypatch.setattr(sql, "deliveries_finish", restarting)
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    # The second checkpoint carried the first's rows; the last write, after a failed
+    # checkpoint, recorded every outcome again, on its second try.
+    assert calls == [2, 3, 2, 5, 5]
+    assert Delivery.objects.filter(state="sent").count() == 5 and len(copies()) == 5
+    assert not list(Path(settings.DIGEST_PROGRESS_DIR).glob("*.log"))

@@ -117,3 +117,25 @@ def test_a_failure_of_ours_is_sent_again_once_fixed_and_a_hard_bounce_never(edit
     Delivery.objects.filter(pk=bob.pk).update(note=f"{Delivery.BOUNCED}: SMTPRecipientsRefused: {{...: (550, ...)}}")
     page = post(editor, [bob.pk]).content.decode()
     assert "refused for good" in page and "1 will be sent again" not in page
+
+
+def test_interrupted_deliveries_are_sent_again_by_an_editor_who_accepts_duplicates(editor, failed):
+    ids = list(Delivery.objects.values_list("pk", flat=True))
+    page = post(editor, ids, action="resend_interrupted").content.decode()
+    assert "2 will be sent again and 1 will not" in page and "may arrive twice" in page
+    page = post(editor, ids, action="resend_interrupted", post="yes").content.decode()
+    assert "Requeued 2 failed deliveries." in page
+    assert sorted(m.to[0] for m in sent_mail()) == ["bob@example.org", "carol@example.org"]
+    assert Delivery.objects.get(subscriber=failed["carol"]).state == "sent"
+
+
+def test_send_digests_resends_an_editions_interrupted_deliveries_only(failed):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("send_digests", date=DAY, resend_interrupted=True, stdout=out)
+    assert "Sent 1 interrupted deliveries again" in out.getvalue()
+    assert [m.to[0] for m in sent_mail()] == ["carol@example.org"]
+    assert Delivery.objects.get(subscriber=failed["bob"]).state == "failed"

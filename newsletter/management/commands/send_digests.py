@@ -1,10 +1,11 @@
 import datetime as dt
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from newsletter.fanout import digests_dispatch, digests_dispatch_day, digests_preview
 from newsletter.models import Delivery, Edition
+from newsletter.reconcile import deliveries_requeue
 from newsletter.tasks import enqueue_deliveries
 
 
@@ -18,8 +19,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--date", type=dt.date.fromisoformat, help="Edition day, YYYY-MM-DD.")
         parser.add_argument("--dry-run", action="store_true", help="Show what would be sent; send and change nothing.")
+        parser.add_argument(
+            "--resend-interrupted", action="store_true",
+            help="With --date: send that edition's deliveries interrupted while sending again (their worker's host "
+                 "was lost before it recorded them); some may have gone out already and arrive twice.",
+        )
 
-    def handle(self, *args, date, dry_run, **options):
+    def handle(self, *args, date, dry_run, resend_interrupted, **options):
+        if resend_interrupted:
+            if not date:
+                raise CommandError("--resend-interrupted needs --date: the edition whose interrupted deliveries to send again.")
+            interrupted = Delivery.objects.filter(edition__date=date, note__startswith=Delivery.INTERRUPTED)
+            count = deliveries_requeue(deliveries=interrupted, enqueue=enqueue_deliveries, duplicates_accepted=True)
+            self.stdout.write(f"Sent {count} interrupted deliveries again (some may arrive twice).")
+            return
         if dry_run:
             counts, sample = digests_preview(day=date)
             self.stdout.write(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))

@@ -2,6 +2,7 @@
 """Does the learning ranking beat topic-only? Simulated readers over 20 days.
 
     .venv/bin/python bench/ranking.py [--readers 300] [--days 20] [--scale 100000]
+    .venv/bin/python bench/ranking.py --arxiv [PATH]   # real arXiv listings: bench/arxiv.py
 
 Papers: each day 40 papers whose text is drawn from the real sample abstracts of one topic
 (tagged by the project's own topic rules) and whose authors come from a pool where each
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+import arxiv
 from realtext import ndcg_at
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +142,17 @@ def main():
     parser.add_argument("--papers", type=int, default=40, help="papers a day")
     parser.add_argument("--scale", type=int, default=100_000, help="subscribers for the timing")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--arxiv", nargs="?", const=arxiv.DEFAULT, type=Path, metavar="PATH",
+                        help=f"readers of real arXiv listings (bench/arxiv.py; default {arxiv.DEFAULT})")
+    parser.add_argument("--arxiv-readers", type=int, default=40, help="--arxiv: readers per interest")
+    parser.add_argument("--per-category", type=int, default=150, help="--arxiv: papers per interest category (0: all)")
+    parser.add_argument("--others", type=int, default=12, help="--arxiv: papers per other category")
+    parser.add_argument("--learners", nargs="+", default=list(arxiv.LEARNERS), choices=list(arxiv.LEARNERS))
+    parser.add_argument("--blends", nargs="+", type=float, default=[0.5, 0.6, 0.7], help="--arxiv: MiniLM's weight")
+    parser.add_argument("--floors", nargs="+", type=float, default=[0.3, 0.4, 0.5], help="--arxiv: similar papers' floor")
     args = parser.parse_args()
+    if args.arxiv:
+        return arxiv.run(args)
     setup_django()
     if args.real:
         return real(args)
@@ -261,7 +273,7 @@ def real(args):
     from papers import vectors
 
     before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
-    vectors.model()
+    vectors.embeddings([("A paper", "loads the model")])
     loaded = time.perf_counter() - start
     grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     start = time.perf_counter()

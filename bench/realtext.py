@@ -44,10 +44,11 @@ def labels():
 def import_sample():
     """The sample feeds through the real import; returns {paper id: area}."""
     from papers.models import Paper
-    from papers.services import papers_import_feed
+    from papers.services import papers_embed, papers_import_feed
 
     for path in sorted(SAMPLE.glob("daily_papers_*.json")):
         papers_import_feed(data=path.read_bytes())
+    papers_embed()  # what the background task does once the import is committed
     area = labels()
     return {pk: area[arxiv_id] for pk, arxiv_id in Paper.objects.values_list("pk", "arxiv_id")}
 

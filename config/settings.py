@@ -235,6 +235,12 @@ DIGEST_SENDING_TIMEOUT_MINUTES = env_int("DIGEST_SENDING_TIMEOUT_MINUTES", 30, m
 # local to the machine its workers run on, read back when a worker there dies.
 DIGEST_PROGRESS_DIR = Path(env_str("DIGEST_PROGRESS_DIR", str(VAR_DIR / "progress")))
 
+# The text model of papers (papers/vectors.py: "minilm" or "wordllama"); after a change,
+# `manage.py embed_papers` re-embeds the papers.
+PAPER_TEXT_MODEL = env_str("PAPER_TEXT_MODEL", "minilm")
+if PAPER_TEXT_MODEL not in ("minilm", "wordllama"):
+    raise ImproperlyConfigured(f"PAPER_TEXT_MODEL must be 'minilm' or 'wordllama', got {PAPER_TEXT_MODEL!r}")
+
 # Ranking weights (newsletter/ranking.py; README "Ranking"). RANKING_WEIGHTS=profile:3,author:1
 # overrides some of them. Calibrated to the text model's cosines (bench/ranking.py --real): a
 # profile matches the top quarter of papers on offer, and its top tenth weighs as a followed topic.

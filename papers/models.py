@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from papers.arxiv_ids import validate_arxiv_id
 from papers.notes import sanitize_note, validate_note
-from papers.vectors import MODEL, most_similar, text_vector
+from papers.vectors import SIMILAR_FLOOR, most_similar
 
 
 def title_key(title):
@@ -113,10 +113,20 @@ class Paper(models.Model):
     def __str__(self):
         return self.title
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        paper = super().from_db(db, field_names, values)
+        paper._embedded_text = (paper.__dict__.get("title"), paper.__dict__.get("abstract"))
+        return paper
+
     def save(self, *args, **kwargs):
         self.title_key = title_key(self.title)
-        self.vector, self.vector_model = text_vector(self.title, self.abstract), MODEL
+        # A new text needs a new vector: none until the background task embeds it
+        # (papers.services.papers_embed), as the text model is too slow to run here.
+        if getattr(self, "_embedded_text", None) != (self.title, self.abstract):
+            self.vector, self.vector_model = b"", ""
         super().save(*args, **kwargs)
+        self._embedded_text = (self.title, self.abstract)
 
     def get_absolute_url(self):
         if self.arxiv_id:
@@ -144,10 +154,14 @@ class Paper(models.Model):
         return f"{self.title}\n{self.abstract}"
 
     def similar(self, n=5):
-        """The n papers closest in text (cosine on the vectors), among recent ones."""
+        """Up to n papers closest in text (cosine on the vectors), among recent ones, and only
+        those close enough to be on the same subject (SIMILAR_FLOOR): fewer rather than wrong."""
+        if not self.vector_model:
+            return []
         recent = Paper.objects.exclude(pk=self.pk).filter(vector_model=self.vector_model).order_by("-listed_on", "-id")
         pool = list(recent.only("id", "arxiv_id", "title", "authors", "upvotes", "listed_on", "vector")[:2000])
-        return [(pool[i], score) for i, score in most_similar(self.vector, [p.vector for p in pool], n)]
+        found = most_similar(self.vector, [p.vector for p in pool], n, floor=SIMILAR_FLOOR.get(self.vector_model, 0.0))
+        return [(pool[i], score) for i, score in found]
 
 
 class FeatureQuerySet(models.QuerySet):

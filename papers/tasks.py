@@ -4,7 +4,7 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from papers.services import days_to_fetch, papers_fetch_days, papers_import_feed, papers_retag
+from papers.services import days_to_fetch, papers_embed, papers_fetch_days, papers_import_feed, papers_retag
 
 
 @shared_task
@@ -27,3 +27,9 @@ def retag_papers_task(user_id=None):
     """Re-tag every paper (an editor changed a topic's rules); what changed goes to the admin log."""
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
     return str(papers_retag(user=user))
+
+
+@shared_task
+def embed_papers_task():
+    """Give new and changed papers the text model's vectors (queued after each import)."""
+    return papers_embed()

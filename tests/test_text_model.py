@@ -25,17 +25,10 @@ def test_the_model_loads_and_embeds_with_the_network_cut_off(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    vectors.model.cache_clear()
-    rows = vectors.embeddings([("Four-bit weights", "We quantize language models."), ("Walking robots", "Legs.")])
-    assert rows.shape == (2, vectors.DIMENSIONS) and rows.dtype == np.float32
+    vectors.wordllama_model.cache_clear()
+    rows = vectors.embeddings([("Four-bit weights", "We quantize language models."), ("Walking robots", "Legs.")], "wordllama")
+    assert rows.shape == (2, vectors.WORDLLAMA_DIMENSIONS) and rows.dtype == np.float32
     assert np.allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
-
-
-def test_a_paper_gets_its_vector_and_the_model_that_made_it_when_saved():
-    paper = make_paper("Quantized language models", abstract="We quantize large language models to four bits.")
-    paper.refresh_from_db()
-    assert paper.vector_model == vectors.MODEL
-    assert bytes(paper.vector) == vectors.text_vector(paper.title, paper.abstract)
 
 
 def test_embed_papers_re_embeds_only_papers_another_model_made_unless_told_all():

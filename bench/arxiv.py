@@ -54,23 +54,32 @@ def load(path, per_category, others):
     return chosen
 
 
-def cached_vectors(name, embed, papers, chunk=64):
-    """{paper id: vector} of a model, embedding only papers not in its cache file."""
+def cached_vectors(name, embed, papers, shard=(0, 1), chunk=64):
+    """{paper id: vector} of a model, embedding only papers not in its cache files. shard
+    (i, n): embed the i-th of n parts of what is missing, into a file of its own (n processes
+    at once), and return nothing."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"arxiv-{''.join(c if c.isalnum() else '_' for c in name)}.npz"
+    stem = f"arxiv-{''.join(c if c.isalnum() else '_' for c in name)}"
     known = {}
-    if path.exists():
+    for path in sorted(CACHE.glob(stem + "*.npz")):
         stored = np.load(path)
-        known = dict(zip(stored["ids"].tolist(), stored["vectors"]))
-    missing = [p for p in papers if p["id"] not in known]
+        known.update(zip(stored["ids"].tolist(), stored["vectors"]))
+    missing = [p for p in papers if p["id"] not in known][shard[0] :: shard[1]]
+    path = CACHE / f"{stem}{'' if shard[1] == 1 else f'-{shard[0]}'}.npz"
+    mine = dict(np.load(path).items()) if path.exists() else {"ids": np.array([]), "vectors": np.zeros((0, 1))}
+    mine = dict(zip(mine["ids"].tolist(), mine["vectors"]))
     start, done = time.perf_counter(), 0
     for i in range(0, len(missing), chunk):
         part = missing[i : i + chunk]
-        known.update(zip([p["id"] for p in part], embed([(p["title"], p["abstract"]) for p in part])))
+        made = dict(zip([p["id"] for p in part], embed([(p["title"], p["abstract"]) for p in part])))
+        known.update(made)
+        mine.update(made)
         done += len(part)
-        np.savez(path, ids=np.array(list(known)), vectors=np.stack(list(known.values())))
+        np.savez(path, ids=np.array(list(mine)), vectors=np.stack(list(mine.values())))
         if done % (chunk * 8) == 0:
             print(f"  {done}/{len(missing)} embedded, {done / (time.perf_counter() - start):.1f} papers/s", flush=True)
+    if shard[1] > 1:
+        return None, (len(missing), time.perf_counter() - start)
     return {p["id"]: known[p["id"]] for p in papers}, (len(missing), time.perf_counter() - start)
 
 
@@ -206,16 +215,24 @@ def run(args):
           f"pairs {', '.join('+'.join(p) for p in PAIRS)}; {args.arxiv_readers} readers per interest and number of votes")
     models = {}
     for name in ("wordllama", "minilm"):
-        models[name], (count, seconds) = cached_vectors(vectors.MODELS[name], lambda pairs: vectors.embeddings(pairs, name), papers)
+        models[name], (count, seconds) = cached_vectors(vectors.MODELS[name], lambda pairs: vectors.embeddings(pairs, name),
+                                                        papers, args.shard)
         if count:
             print(f"{name}: embedded {count} papers in {seconds:.0f} s, {count / seconds:.1f} papers/s")
+    if args.shard[1] > 1:
+        return
     start = time.perf_counter()
     models["tfidf"], models["lsa"] = tfidf_vectors(papers)
     print(f"tfidf: fitted and applied in {time.perf_counter() - start:.1f} s")
+    for a in args.blends:  # what the project stores: one row, the two models' rows side by side
+        models[f"stored {a}"] = {pid: np.concatenate([math.sqrt(a) * models["minilm"][pid], math.sqrt(1 - a) * row])
+                                 for pid, row in models["lsa"].items()}
     readers = make_readers(papers, args.arxiv_readers, args.seed)
     variants = [("wordllama", ("wordllama",), (1,)), ("minilm", ("minilm",), (1,)), ("tfidf", ("tfidf",), (1,))]
     variants += [(f"wordllama+tfidf .5", ("wordllama", "tfidf"), (.5, .5))]
+    variants += [("lsa", ("lsa",), (1,))]
     variants += [(f"minilm+tfidf {a}", ("minilm", "tfidf"), (a, 1 - a)) for a in args.blends]
+    variants += [(f"minilm|lsa {a}", (f"stored {a}",), (1,)) for a in args.blends]
     print(f"\nprecision@5 / nDCG@10, single-category readers | pairs (chance {RELEVANT / DAY:.3f}), after likes+dislikes")
     print(f"{'model':20} {'learner':9} " + " ".join(f"{f'{l}+{d}':>15}" for l, d in CURVE) + f" {'pairs 3+2':>11}")
     detail = {}

@@ -147,6 +147,8 @@ def main():
     parser.add_argument("--arxiv-readers", type=int, default=40, help="--arxiv: readers per interest")
     parser.add_argument("--per-category", type=int, default=150, help="--arxiv: papers per interest category (0: all)")
     parser.add_argument("--others", type=int, default=12, help="--arxiv: papers per other category")
+    parser.add_argument("--shard", type=lambda v: tuple(map(int, v.split("/"))), default=(0, 1), metavar="I/N",
+                        help="--arxiv: only embed the I-th of N parts of the papers not yet cached (N processes at once)")
     parser.add_argument("--learners", nargs="+", default=list(arxiv.LEARNERS), choices=list(arxiv.LEARNERS))
     parser.add_argument("--blends", nargs="+", type=float, default=[0.5, 0.6, 0.7], help="--arxiv: MiniLM's weight")
     parser.add_argument("--floors", nargs="+", type=float, default=[0.3, 0.4, 0.5], help="--arxiv: similar papers' floor")

@@ -164,6 +164,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "papers.tasks.fetch_papers_task",
         "schedule": crontab(minute=0, hour=FETCH_HOUR),
     },
+    "refit-lexical": {  # weekly, between fetches (papers/lexical.py: a minute for 20,000 papers)
+        "task": "papers.tasks.refit_lexical_task",
+        "schedule": crontab(minute=30, hour=(FETCH_HOUR + 12) % 24, day_of_week=0),
+    },
     "purge-unconfirmed": {
         "task": "newsletter.tasks.purge_unconfirmed_task",
         "schedule": crontab(minute=17, hour=3),

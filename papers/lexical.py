@@ -10,7 +10,8 @@ separate a reader's field best (bench/ranking.py --arxiv). scikit-learn fits and
 import io
 
 LEXICAL_DIMENSIONS = 128
-MIN_PAPERS = 200  # fewer papers make a vocabulary too small to be worth a fit
+MIN_PAPERS = 50  # fewer papers make a vocabulary too small to be worth a fit
+PAPERS_FITTED = 20_000  # the latest papers a fit reads: the field's current words, in bounded time
 
 
 def _texts(pairs):
@@ -19,11 +20,12 @@ def _texts(pairs):
 
 def fit(pairs, dimensions=LEXICAL_DIMENSIONS):
     """The fitted (vectoriser, projection) of the texts of (title, abstract) pairs."""
+    import numpy as np
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vectoriser = TfidfVectorizer(sublinear_tf=True, min_df=2, max_df=0.5, stop_words="english", max_features=50_000,
-                                 dtype="float32")
+                                 dtype=np.float32)
     counts = vectoriser.fit_transform(_texts(pairs))
     projection = TruncatedSVD(n_components=min(dimensions, counts.shape[1] - 1), random_state=0).fit(counts)
     return vectoriser, projection

@@ -160,7 +160,7 @@ class Paper(models.Model):
             return []
         recent = Paper.objects.exclude(pk=self.pk).filter(vector_model=self.vector_model).order_by("-listed_on", "-id")
         pool = list(recent.only("id", "arxiv_id", "title", "authors", "upvotes", "listed_on", "vector")[:2000])
-        found = most_similar(self.vector, [p.vector for p in pool], n, floor=SIMILAR_FLOOR.get(self.vector_model, 0.0))
+        found = most_similar(self.vector, [p.vector for p in pool], n, floor=SIMILAR_FLOOR)
         return [(pool[i], score) for i, score in found]
 
 
@@ -242,3 +242,18 @@ class FetchRun(models.Model):
 
     def __str__(self):
         return f"{self.get_source_display()} {self.day}: {self.status}"
+
+
+class LexicalFit(models.Model):
+    """The lexical model (papers/lexical.py) fitted on the papers held at `created_at`: the
+    latest is what papers' vectors combine with their text model's (papers.services.papers_embed)."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    papers = models.PositiveIntegerField(help_text="How many papers it was fitted on.")
+    data = models.BinaryField(help_text="The fitted vectoriser and projection (papers.lexical.dumps).")
+
+    class Meta:
+        get_latest_by = "pk"
+
+    def __str__(self):
+        return f"lexical fit {self.pk} ({self.papers} papers)"

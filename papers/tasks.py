@@ -4,7 +4,7 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from papers.services import days_to_fetch, papers_embed, papers_fetch_days, papers_import_feed, papers_retag
+from papers.services import days_to_fetch, papers_embed, papers_fetch_days, papers_import_feed, papers_lexical_refit, papers_retag
 
 
 @shared_task
@@ -33,3 +33,10 @@ def retag_papers_task(user_id=None):
 def embed_papers_task():
     """Give new and changed papers the text model's vectors (queued after each import)."""
     return papers_embed()
+
+
+@shared_task
+def refit_lexical_task():
+    """Beat: fit the lexical model on the papers now held (new words, new fields) and re-embed."""
+    fit = papers_lexical_refit()
+    return str(fit) if fit else "too few papers to fit"

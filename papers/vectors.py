@@ -32,10 +32,39 @@ MODELS = {
     "wordllama": "wordllama l2_supercat 256 0.4.0.post1, centred 1",
 }
 MODEL = MODELS[settings.PAPER_TEXT_MODEL]
-# The cosine below which two papers are not "similar papers" on a paper's page, per model:
-# chosen on arXiv listings (bench/ranking.py --arxiv), where above it most neighbours share
-# the paper's primary category.
-SIMILAR_FLOOR = {MODELS["minilm"]: 0.45, MODELS["wordllama"]: 0.0}
+DIMENSIONS = {"minilm": 384, "wordllama": WORDLLAMA_DIMENSIONS}[settings.PAPER_TEXT_MODEL]
+# A stored vector is the text model's row and the lexical model's (papers/lexical.py) side by
+# side, weighted so that a dot product is SEMANTIC_WEIGHT * the one's cosine + the rest * the
+# other's: profiles and similar papers score both in one product. Weight chosen on arXiv
+# listings (bench/ranking.py --arxiv).
+SEMANTIC_WEIGHT = 0.6
+# The cosine below which two papers are not "similar papers" on a paper's page (chosen there
+# too: above it most neighbours share the paper's primary category); wordllama's were never floored.
+SIMILAR_FLOOR = 0.0 if settings.PAPER_TEXT_MODEL == "wordllama" else 0.45
+
+
+def stored_model(fit_id):
+    """The name Paper.vector_model gives the vectors of the text model and a lexical fit."""
+    return f"{MODEL} + lexical {fit_id}" if fit_id else MODEL
+
+
+def combined(semantic, lexical):
+    """Stored rows of the text model's rows beside the lexical model's (no lexical fit yet: the
+    text model's alone)."""
+    import numpy as np
+
+    if lexical is None:
+        return semantic
+    return np.hstack([np.sqrt(SEMANTIC_WEIGHT) * semantic, np.sqrt(1 - SEMANTIC_WEIGHT) * lexical]).astype(np.float32)
+
+
+def semantic_part(stored, width):
+    """The text model's row of a stored vector (to combine it with a new lexical fit without
+    running the text model again)."""
+    import numpy as np
+
+    row = np.frombuffer(stored, dtype=np.float32)
+    return row / np.sqrt(SEMANTIC_WEIGHT) if len(row) > width else row
 
 
 @lru_cache(maxsize=1)

@@ -136,7 +136,7 @@ def make_paper(title="A paper", *, arxiv_id=None, abstract="", upvotes=0, listed
         categories=categories or [],
     )
     paper_tag(paper=paper)
-    papers_embed(papers=Paper.objects.filter(pk=paper.pk))  # what the background task does after an import
+    papers_embed()  # what the background task does after an import
     paper.refresh_from_db()
     return paper
 

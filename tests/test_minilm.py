@@ -13,9 +13,10 @@ import pytest
 from django.conf import settings
 from django.test import TestCase
 
+from bench import realtext
 from papers import minilm, vectors
-from papers.models import Paper
-from papers.services import papers_import_feed
+from papers.models import LexicalFit, Paper
+from papers.services import papers_import_feed, papers_lexical_refit
 from tests.conftest import make_paper
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +87,24 @@ def test_a_paper_page_lists_papers_on_its_subject_and_not_an_unrelated_one(clien
     page = client.get(paper.get_absolute_url()).content.decode()
     assert "Post-training quantization for transformer language models" in page
     assert "Legged locomotion on rough terrain" not in page
+
+
+def test_a_refit_of_the_lexical_model_gives_every_paper_new_vectors_without_running_the_text_model(monkeypatch):
+    realtext.import_sample()
+    before = dict(Paper.objects.values_list("pk", "vector"))
+    monkeypatch.setattr(vectors, "embeddings", lambda *a, **k: pytest.fail("the text model ran again"))
+    fit = papers_lexical_refit()
+    assert fit.papers == len(before)
+    assert set(Paper.objects.values_list("vector_model", flat=True)) == {f"{vectors.MODEL} + lexical {fit.pk}"}
+    for pk, vector in Paper.objects.values_list("pk", "vector"):
+        assert np.allclose(vectors.semantic_part(vector, 384)[:384], np.frombuffer(before[pk], dtype=np.float32), atol=1e-5)
+    assert papers_lexical_refit().pk == fit.pk + 1 and LexicalFit.objects.count() == 1
+
+
+def test_with_the_lexical_model_readers_who_vote_on_real_abstracts_get_their_area_first():
+    areas = realtext.import_sample()
+    papers_lexical_refit()
+    readers = realtext.make_readers(areas, 30, seed=3)
+    ids = realtext.subscribe(readers)
+    picks, _ = realtext.digests(ids, readers, settings.RANKING_WEIGHTS)
+    assert realtext.scores(picks, ids, readers, areas)["precision@5"] >= 0.8

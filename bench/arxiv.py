@@ -258,6 +258,46 @@ def run(args):
         if len(names) == 1:
             share, _ = neighbours_share(papers, models[names[0]])
             print(f"  {label:20} no floor {share:.3f}")
-    for floor in args.floors:
-        share, listed = neighbours_share(papers, models["minilm"], floor)
-        print(f"  minilm floor {floor:.2f}      {share:.3f}, {listed:.1f} listed")
+    shipped = f"stored {vectors.SEMANTIC_WEIGHT}"
+    for name in ("minilm", shipped) if shipped in models else ("minilm",):
+        for floor in args.floors:
+            share, listed = neighbours_share(papers, models[name], floor)
+            print(f"  {name:14} floor {floor:.2f} {share:.3f}, {listed:.1f} listed")
+    if shipped in models:
+        before, after = scoring(models["wordllama"], papers, args.scale), scoring(models[shipped], papers, args.scale)
+        print(f"\nscoring {args.scale:,} profiles (8 votes each) against 60 papers, in groups of 500: "
+              f"{before:.2f} s with wordllama's 256-d vectors, {after:.2f} s with the stored {len(models[shipped][papers[0]['id']])}-d")
+    speed(papers)
+
+
+def speed(papers, count=64):
+    """The text model's speed on these abstracts: per CPU second (what two cores multiply) and
+    by the clock (what this machine's other processes leave)."""
+    from papers import vectors
+
+    pairs = [(p["title"], p["abstract"]) for p in papers[:count]]
+    vectors.embeddings(pairs[:2])  # loaded
+    cpu, wall = time.process_time(), time.perf_counter()
+    vectors.embeddings(pairs)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(f"\ntext model {vectors.MODEL}: {count} abstracts at {count / cpu:.1f} papers per CPU second, "
+          f"{count / wall:.1f} papers/s by the clock here; a day of 1,000 papers takes {1000 / count * cpu / 60:.1f} "
+          f"CPU minutes ({1000 / count * cpu / 120:.1f} min on two cores)")
+
+
+def scoring(stored, papers, scale, votes=8, day=60):
+    """Scoring `scale` profiles of `votes` votes against a day, with the shipped stored vectors."""
+    from newsletter.profiles import profiles
+
+    rng = np.random.default_rng(1)
+    dense = dict(enumerate(stored.values()))  # numbered, as the database numbers papers
+    candidate_ids = list(range(day))
+    candidates = np.stack([dense[pid] for pid in candidate_ids])
+    voted = np.arange(day, len(dense))
+    picks = rng.choice(voted, (500, votes))
+    signs = np.where(rng.random((500, votes)) < 0.6, 1, -1)
+    cast = [(i, int(picks[i, j]), int(signs[i, j])) for i in range(500) for j in range(votes)]  # as read from the database
+    start = time.perf_counter()
+    for _ in range(0, scale, 500):  # the send path's groups
+        profiles(cast, dense, {}, candidate_ids, candidates)
+    return time.perf_counter() - start

@@ -4,8 +4,6 @@ paper page's similar papers."""
 
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,17 +59,6 @@ def test_a_changed_abstract_is_embedded_again_an_unchanged_one_keeps_its_vector(
     paper.abstract = "We teach a legged robot to walk."
     paper.save()
     assert Paper.objects.get(pk=paper.pk).vector_model == ""
-
-
-def test_the_workers_that_send_do_not_load_the_text_model():
-    code = (
-        "import sys, django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; django.setup()\n"
-        "import newsletter.tasks, newsletter.delivery, newsletter.offers, newsletter.fanout\n"
-        "print('loaded:', sorted(m for m in ('papers.minilm', 'tokenizers', 'safetensors', 'wordllama', 'sklearn')"
-        " if m in sys.modules))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=settings.BASE_DIR, check=True)
-    assert "loaded: []" in result.stdout
 
 
 def test_a_paper_page_lists_papers_on_its_subject_and_not_an_unrelated_one(client):

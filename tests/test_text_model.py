@@ -45,15 +45,28 @@ def test_embed_papers_re_embeds_only_papers_another_model_made_unless_told_all()
     assert Paper.objects.get(pk=current.pk).vector_model == vectors.MODEL
 
 
-def test_commands_help_loads_neither_the_model_nor_scikit_learn():
+HEAVY = ("papers.minilm", "scipy", "sklearn", "wordllama", "tokenizers", "safetensors")
+
+
+def heavy_modules_after(code):
+    """What of the text models a fresh process has loaded after running `code` (and its output)."""
     code = (
         "import sys, django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; django.setup()\n"
-        "from django.core.management import call_command\n"
-        "try:\n    call_command('embed_papers', '--help')\nexcept SystemExit:\n    pass\n"
-        "print('heavy:', sorted(m for m in ('scipy', 'sklearn', 'wordllama', 'tokenizers') if m in sys.modules))"
+        f"{code}\nprint('heavy:', sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=settings.BASE_DIR, check=True)
-    assert "--all" in result.stdout and "heavy: []" in result.stdout
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=settings.BASE_DIR, check=True).stdout
+
+
+def test_commands_help_loads_neither_the_model_nor_scikit_learn():
+    out = heavy_modules_after(
+        "from django.core.management import call_command\n"
+        "try:\n    call_command('embed_papers', '--help')\nexcept SystemExit:\n    pass"
+    )
+    assert "--all" in out and "heavy: []" in out
+
+
+def test_the_workers_that_send_do_not_load_the_text_model():
+    assert "heavy: []" in heavy_modules_after("import newsletter.tasks, newsletter.delivery, newsletter.offers, newsletter.fanout")
 
 
 def test_the_shipped_centre_is_the_mean_of_the_sample_abstracts():

@@ -202,17 +202,7 @@ def papers_import(*, items, source):
             result.add_error(where, "; ".join(f"{k}: {' '.join(v)}" for k, v in e.message_dict.items()))
             continue
         setattr(result, outcome, getattr(result, outcome) + 1)
-    if result.created or result.updated:
-        papers_embed_later()
     return result
-
-
-def papers_embed_later():
-    """Embed new and changed papers in the background once the import is committed: the text
-    model takes ~0.1-0.3 s a paper, too long for a request, and a sending worker never runs it."""
-    from papers import tasks  # tasks call services: imported when used
-
-    transaction.on_commit(tasks.embed_papers_task.delay)
 
 
 # Curation

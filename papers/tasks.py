@@ -2,6 +2,7 @@ from pathlib import Path
 
 from celery import shared_task
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 
 from papers.services import days_to_fetch, papers_embed, papers_fetch_days, papers_import_feed, papers_lexical_refit, papers_retag
@@ -11,6 +12,7 @@ from papers.services import days_to_fetch, papers_embed, papers_fetch_days, pape
 def import_papers_task(path, fmt=None):
     """Import one feed file; the scheduled twin of `manage.py import_papers`."""
     fmt, result = papers_import_feed(data=Path(path).read_bytes(), fmt=fmt)
+    embed_after_commit()
     return {"format": fmt, "created": result.created, "updated": result.updated, "rejected": result.rejected}
 
 
@@ -19,6 +21,7 @@ def fetch_papers_task():
     """Beat: today, yesterday and any days missed while down, before the first digests."""
     today = timezone.localdate()
     runs = papers_fetch_days(last_day=today, days=days_to_fetch(today=today))
+    embed_after_commit()
     return [f"{r.source} {r.day}: {r.status}" for r in runs if r]
 
 
@@ -33,6 +36,13 @@ def retag_papers_task(user_id=None):
 def embed_papers_task():
     """Give new and changed papers the text model's vectors (queued after each import)."""
     return papers_embed()
+
+
+def embed_after_commit():
+    """Embed new and changed papers in the background once an import is committed: the text
+    model takes ~0.25 s of CPU a paper, too long for a request, and a sending worker never runs
+    it. Idempotent: the task embeds only papers whose vector is missing or stale."""
+    transaction.on_commit(embed_papers_task.delay)
 
 
 @shared_task

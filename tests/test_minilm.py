@@ -14,7 +14,8 @@ from django.test import TestCase
 from bench import realtext
 from papers import minilm, vectors
 from papers.models import LexicalFit, Paper
-from papers.services import papers_import_feed, papers_lexical_refit
+from papers.services import papers_lexical_refit
+from papers.tasks import import_papers_task
 from tests.conftest import make_paper
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +41,7 @@ def test_the_vectors_are_those_of_sentence_transformers_with_the_network_cut_off
 
 def test_imported_papers_are_embedded_by_a_task_once_the_import_is_committed():
     with TestCase.captureOnCommitCallbacks() as callbacks:
-        papers_import_feed(data=SAMPLE.read_bytes())
+        import_papers_task.delay(str(SAMPLE))
         assert set(Paper.objects.values_list("vector_model", flat=True)) == {""}  # not in the import itself
     assert [c.__self__.name for c in callbacks] == ["papers.tasks.embed_papers_task"]
     callbacks[0]()

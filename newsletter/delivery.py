@@ -114,6 +114,10 @@ class Record:
     def __init__(self, progress, delivery_ids):
         self.progress, self.claim = progress, progress.path.stem
         self.unrecorded, self.at, self.doubt = [], clock(), False
+        # No checkpoints (DIGEST_CHECKPOINT_SIZE 0, on one machine): the progress file alone.
+        self.beating = settings.DIGEST_CHECKPOINT_SIZE > 0
+        if not self.beating:
+            return
         # Before the claim, as the progress file: whatever happens after, the group is known.
         SendingGroup.objects.create(
             claim=self.claim, node=f"{socket.gethostname()}:{os.getpid()}"[:200],  # a pool process, not its parent
@@ -124,7 +128,7 @@ class Record:
         """Record these deliveries (Claimed, marked sent) as accepted by the mail server."""
         self.progress.sent([(d.id, d.picks, d.message_id) for d in deliveries])
         self.unrecorded += deliveries
-        if len(self.unrecorded) >= settings.DIGEST_CHECKPOINT_SIZE or clock() - self.at >= CHECKPOINT_SECONDS:
+        if self.beating and (len(self.unrecorded) >= settings.DIGEST_CHECKPOINT_SIZE or clock() - self.at >= CHECKPOINT_SECONDS):
             self._checkpoint()
 
     def _checkpoint(self):
@@ -162,7 +166,8 @@ class Record:
     def ended(self):
         """The group's heart-beat removed: a synchronous commit, which makes the asynchronous
         writes of its outcomes before it durable too."""
-        SendingGroup.objects.filter(pk=self.claim).delete()
+        if self.beating:
+            SendingGroup.objects.filter(pk=self.claim).delete()
 
 
 def _reconnect():

@@ -191,10 +191,10 @@ def deliveries_finish(outcomes, *, claim, beat=None):
         params = [value for state, picks, sent_at, note in shared for value in (state, picks_json(picks), times[sent_at], note)]
         params += [message_id for _, _, _, _, _, message_id, _ in outcomes]
     with transaction.atomic(), connection.cursor() as cursor:
-        if postgres:
-            # Safe to lose in a database crash: the worker's next write then fails, and its
-            # group's last write records every outcome again (delivery.Record). The claim and
-            # the end of a group, which must not be lost, stay synchronous.
+        if postgres and beat is not None:
+            # A checkpoint is safe to lose in a database crash: the worker's next write then
+            # fails, and its group's last write records every outcome again (delivery.Record).
+            # That last write, the claim and the end of a group must not be lost: synchronous.
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
         if outcomes:
             cursor.execute(sql, [*params, claim])

@@ -92,7 +92,7 @@ def test_your_votes_and_the_web_copys_buttons_have_room_on_a_phone(browser, serv
     from papers.models import Paper
 
     ada, _ = demo
-    picks = [Paper.objects.get(pk=pid) for pid, _ in Delivery.objects.get(subscriber=ada).picks[:3]]
+    picks = [Paper.objects.get(pk=pid) for pid in Delivery.objects.get(subscriber=ada).paper_ids()[:3]]
     for paper, value in zip(picks, (1, -1, 1)):
         services.vote_record(subscriber=ada, paper=paper, value=value)
 

@@ -154,7 +154,7 @@ class Record:
             return
         for wait in (*FINISH_RETRIES, None):
             try:
-                sql.deliveries_finish(outcomes, claim=self.claim)
+                sql.deliveries_finish(outcomes, claim=self.claim if self.beating else None)
                 break
             except DatabaseError as error:
                 if wait is None:

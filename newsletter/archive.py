@@ -90,6 +90,6 @@ def copy_items(edition, picks):
 def mailed_notes(edition, picks):
     """{paper id: note} of the notes a copy of edition with these picks carried, as recorded
     when the edition went out (edition_record_offered)."""
-    recorded = {int(pid): note for pid, note in (edition.offered_notes or {}).items()}
+    recorded = edition.recorded_notes()
     # A paper's note went with it only as a featured pick (a daily digest's window is narrower).
     return {pid: recorded[pid] for pid, reason in picks if reason.kind == Kind.FEATURED and pid in recorded}

@@ -156,10 +156,14 @@ class Subscriber(models.Model):
 
     def save(self, *args, update_fields=None, **kwargs):
         # On every path that saves what it is made of (signup, preferences, follows, the admin).
-        self.search_text = search_key(self.email, self.keywords, self.authors)
+        self.search_text = self.searched_text()
         if update_fields is not None and {"email", "keywords", "authors"} & set(update_fields):
             update_fields = [*update_fields, "search_text"]
         super().save(*args, update_fields=update_fields, **kwargs)
+
+    def searched_text(self):
+        """What the admin's search finds a subscriber by: address, keywords, authors, folded."""
+        return search_key(self.email, self.keywords, self.authors)
 
     def clean(self):
         # An address edited in the admin is stored in the form every lookup uses.
@@ -176,7 +180,7 @@ class Subscriber(models.Model):
         """The columns made from what the subscriber follows, after services changed it with an
         UPDATE (which save() does not see): the fan-out's order and the admin's search text."""
         self.interest_key = interest_key(self.frequency, self.topics.values_list("id", flat=True), self.keywords, self.authors)
-        self.search_text = search_key(self.email, self.keywords, self.authors)
+        self.search_text = self.searched_text()
         Subscriber.objects.filter(pk=self.pk).update(interest_key=self.interest_key, search_text=self.search_text)
 
     def keyword_list(self):
@@ -375,6 +379,10 @@ class Edition(models.Model):
 
     def get_absolute_url(self):
         return reverse("newsletter:edition", args=[self.date.isoformat()])
+
+    def recorded_notes(self):
+        """{paper id: note} recorded when it went out (JSON keys are strings); {} before."""
+        return {int(pid): note for pid, note in (self.offered_notes or {}).items()}
 
     def totals(self):
         """{state: n, "due": all} of its deliveries, those of readers erased since included."""

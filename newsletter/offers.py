@@ -212,7 +212,7 @@ def edition_notes(edition, features):
     readers got and what every reader's web copy shows; before, the features' own."""
     if edition.offered_notes is None:
         return notes_of(features)
-    recorded = {int(pid): note for pid, note in edition.offered_notes.items()}
+    recorded = edition.recorded_notes()
     return {f.paper_id: recorded.get(f.paper_id, "") for f in features}
 
 

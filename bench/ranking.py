@@ -2,6 +2,7 @@
 """Does the learning ranking beat topic-only? Simulated readers over 20 days.
 
     .venv/bin/python bench/ranking.py [--readers 300] [--days 20] [--scale 100000]
+    .venv/bin/python bench/ranking.py --arxiv [PATH]   # real arXiv listings: bench/arxiv.py
 
 Papers: each day 40 papers whose text is drawn from the real sample abstracts of one topic
 (tagged by the project's own topic rules) and whose authors come from a pool where each
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+import arxiv
 from realtext import ndcg_at
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,11 +84,16 @@ class World:
         for name, home in self.authors.items():
             self.by_home[home].append(name)
         self.next_id = 1
+        # The papers' vectors as the project stores them: the text model's beside a lexical
+        # model fitted on the texts papers are made of (papers.services.papers_embed).
+        from papers import lexical
+
+        self.lexical = lexical.fit(sorted({pair for pairs in by_topic.values() for pair in pairs}))
 
     def paper(self, day):
         from papers.models import author_key
         from papers.services import topics_for
-        from papers.vectors import dense, text_vector
+        from papers import lexical, vectors
 
         topic = self.rng.choice(self.topics)
         title, abstract = self.rng.choice(self.by_topic[topic])
@@ -109,7 +116,8 @@ class World:
             "topic_ids": frozenset(t.pk for t in topics_for(Tagged, TOPICS)),
             "author_keys": tuple((author_key(a), a) for a in authors),
         }
-        paper["dense"] = dense([text_vector(title, abstract)])[0]
+        pair = [(title, abstract)]
+        paper["dense"] = vectors.normalised(vectors.combined(vectors.embeddings(pair), lexical.transform(self.lexical, pair)))[0]
         self.next_id += 1
         return paper
 
@@ -140,7 +148,19 @@ def main():
     parser.add_argument("--papers", type=int, default=40, help="papers a day")
     parser.add_argument("--scale", type=int, default=100_000, help="subscribers for the timing")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--arxiv", nargs="?", const=arxiv.DEFAULT, type=Path, metavar="PATH",
+                        help=f"readers of real arXiv listings (bench/arxiv.py; default {arxiv.DEFAULT})")
+    parser.add_argument("--arxiv-readers", type=int, default=40, help="--arxiv: readers per interest")
+    parser.add_argument("--per-category", type=int, default=150, help="--arxiv: papers per interest category (0: all)")
+    parser.add_argument("--others", type=int, default=12, help="--arxiv: papers per other category")
+    parser.add_argument("--shard", type=lambda v: tuple(map(int, v.split("/"))), default=(0, 1), metavar="I/N",
+                        help="--arxiv: only embed the I-th of N parts of the papers not yet cached (N processes at once)")
+    parser.add_argument("--learners", nargs="+", default=list(arxiv.LEARNERS), choices=list(arxiv.LEARNERS))
+    parser.add_argument("--blends", nargs="+", type=float, default=[0.5, 0.6, 0.7], help="--arxiv: MiniLM's weight")
+    parser.add_argument("--floors", nargs="+", type=float, default=[0.3, 0.4, 0.5], help="--arxiv: similar papers' floor")
     args = parser.parse_args()
+    if args.arxiv:
+        return arxiv.run(args)
     setup_django()
     if args.real:
         return real(args)
@@ -263,7 +283,7 @@ def real(args):
     from papers import vectors
 
     before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
-    vectors.model()
+    vectors.embeddings([("A paper", "loads the model")])
     loaded = time.perf_counter() - start
     grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     start = time.perf_counter()
@@ -291,11 +311,11 @@ def real(args):
             s = realtext.scores(picks, ids, readers, areas)
             print(f"{name:13} {label + ' ' + str(weights['profile']) + ', ' + str(weights['threshold']):28} "
                   f"{s['precision@5']:11.3f} {s['ndcg@10']:8.3f} {s['trending']:15.3f}")
-        if name == "semantic":
+        if name == "shipped":
             shipped = (fitted["profile"], fitted["threshold"])
             distribution = (cosines, same, other)
     percentiles = [10, 25, 50, 75, 90, 99]
-    print(f"cosines of the semantic model's profiles to unseen papers, percentiles {percentiles}:")
+    print(f"cosines of the shipped vectors' profiles to unseen papers, percentiles {percentiles}:")
     for label, values in zip(("all", "reader's area", "other areas"), distribution):
         print(f"  {label:14} {' '.join(f'{v:6.3f}' for v in np.percentile(values, percentiles))}")
     print(f"calibrated for it (bench/realtext.py calibrated()): profile {shipped[0]}, threshold {shipped[1]}; "

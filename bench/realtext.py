@@ -14,9 +14,9 @@ Text models compared, each written into the papers' stored vectors in turn: "old
 word counts and a 256-d random projection, the model before), "lexical" (TF-IDF fitted on
 these papers, kept whole: as wide as their vocabulary), "lexical-svd" (the same reduced by
 TruncatedSVD fitted on them, to 32 dimensions: a reduction needs fewer dimensions than
-papers), "semantic" (papers.vectors, the shipped model), "semantic-half" (the same centred
-on the first half of the papers only: the shipped centre is the mean of all 64) and "hybrid"
-(semantic and whole lexical side by side, equal weight).
+papers), "wordllama" (the text model before, centred), "minilm" (the shipped text model
+alone) and "shipped" (what the project stores: MiniLM beside the lexical row of its fit on
+the papers held, papers.services.papers_embed).
 """
 
 import csv
@@ -32,7 +32,7 @@ SAMPLE = ROOT / "sample"
 LABELS = Path(__file__).with_name("labels.csv")
 READER_AREAS = ("rl", "llm", "efficient")  # the areas with enough papers to like three and find more
 EDITION_DAY = dt.date(2024, 3, 14)  # the last sample day: its daily offer holds all 64 papers
-MODELS = ("old", "lexical", "lexical-svd", "semantic", "semantic-half", "hybrid")
+MODELS = ("old", "lexical", "lexical-svd", "wordllama", "minilm", "shipped")
 
 
 def labels():
@@ -44,10 +44,11 @@ def labels():
 def import_sample():
     """The sample feeds through the real import; returns {paper id: area}."""
     from papers.models import Paper
-    from papers.services import papers_import_feed
+    from papers.services import papers_embed, papers_import_feed
 
     for path in sorted(SAMPLE.glob("daily_papers_*.json")):
         papers_import_feed(data=path.read_bytes())
+    papers_embed()  # what the background task does once the import is committed
     area = labels()
     return {pk: area[arxiv_id] for pk, arxiv_id in Paper.objects.values_list("pk", "arxiv_id")}
 
@@ -97,13 +98,14 @@ def model_vectors(name):
     from papers.models import Paper
 
     rows = list(Paper.objects.order_by("pk").values_list("pk", "title", "abstract"))
-    if name == "semantic":
-        matrix = vectors.embeddings([(title, abstract) for _, title, abstract in rows])
-    elif name == "semantic-half":
-        # The shipped centre is the mean of these very papers: centred on half of them instead,
-        # to see how much that helps the measurement.
-        raw = vectors.raw_embeddings(f"{title}. {abstract}" for _, title, abstract in rows)
-        matrix = raw - raw[: len(rows) // 2].mean(axis=0)
+    if name in ("wordllama", "minilm"):
+        matrix = vectors.embeddings([(title, abstract) for _, title, abstract in rows], name)
+    elif name == "shipped":
+        from papers.services import papers_embed
+
+        papers_embed(everything=True)
+        stored = dict(Paper.objects.values_list("pk", "vector"))
+        matrix = vectors.dense([stored[pk] for pk, _, _ in rows])
     elif name == "old":
         from sklearn.feature_extraction.text import HashingVectorizer
         from sklearn.random_projection import SparseRandomProjection
@@ -119,14 +121,8 @@ def model_vectors(name):
         matrix = tfidf.fit_transform([f"{title}. {title}. {abstract}" for _, title, abstract in rows])
         # Reduced, as the send path's dense rows need: to half as many dimensions as papers.
         matrix = TruncatedSVD(len(rows) // 2, random_state=0).fit_transform(matrix) if name == "lexical-svd" else matrix.toarray()
-    else:
-        matrix = np.hstack([_rows(model_vectors("semantic")), _rows(model_vectors("lexical"))])
     matrix = vectors.normalised(np.asarray(matrix, dtype=np.float32))
     return {pk: row for (pk, _, _), row in zip(rows, matrix)}
-
-
-def _rows(by_id):
-    return np.stack([by_id[pk] for pk in sorted(by_id)])
 
 
 def store(by_id):

@@ -148,14 +148,18 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than any task, countdown or retry backoff, or Redis re-delivers tasks still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)}
 CELERY_TIMEZONE = "UTC"
-# Two queues, each with workers of its own (Procfile: worker, mail): a confirmation or "send my
-# link" mail never waits behind a morning's digests. Everything else goes on the digest queue.
-CELERY_TASK_QUEUES = (Queue("digest"), Queue("mail"))
+# Three queues, each with workers of its own (Procfile: worker, mail, papers): a confirmation
+# or "send my link" mail never waits behind a morning's digests, and only the papers workers
+# load the text model (imports, fetches, re-tagging, embedding, the lexical model's refit, a
+# reader's seeds fetched from arXiv). Everything else goes on the digest queue.
+CELERY_TASK_QUEUES = (Queue("digest"), Queue("mail"), Queue("papers"))
 CELERY_TASK_DEFAULT_QUEUE = "digest"
 CELERY_TASK_ROUTES = {
     "newsletter.tasks.subscriber_signup_task": {"queue": "mail"},
     "newsletter.tasks.subscriber_send_link_task": {"queue": "mail"},
     "newsletter.tasks.subscriber_send_data_link_task": {"queue": "mail"},
+    "newsletter.tasks.subscriber_seeds_fetch_task": {"queue": "papers"},
+    "papers.tasks.*": {"queue": "papers"},
 }
 FETCH_HOUR = env_hour("FETCH_HOUR", 5)  # UTC, for the paper sources: before the earliest digest hour
 CELERY_BEAT_SCHEDULE = {
@@ -178,6 +182,14 @@ CELERY_BEAT_SCHEDULE = {
     "fetch-papers": {
         "task": "papers.tasks.fetch_papers_task",
         "schedule": crontab(minute=0, hour=FETCH_HOUR),
+    },
+    "embed-papers": {  # what an import did not queue: papers an editor changed, a task lost with its worker
+        "task": "papers.tasks.embed_papers_task",
+        "schedule": crontab(minute="*/15"),
+    },
+    "refit-lexical": {  # weekly, away from the morning's fetch and digests
+        "task": "papers.tasks.refit_lexical_task",
+        "schedule": crontab(minute=30, hour=(FETCH_HOUR + 12) % 24, day_of_week=0),
     },
     "purge-unconfirmed": {
         "task": "newsletter.tasks.purge_unconfirmed_task",
@@ -263,17 +275,23 @@ DIGEST_HEARTBEAT_TIMEOUT_SECONDS = env_int("DIGEST_HEARTBEAT_TIMEOUT_SECONDS", 1
 # local to the machine its workers run on, read back when a worker there dies.
 DIGEST_PROGRESS_DIR = Path(env_str("DIGEST_PROGRESS_DIR", str(VAR_DIR / "progress")))
 
+# The text model of papers (papers/vectors.py: "minilm" or "wordllama"); after a change,
+# `manage.py embed_papers` re-embeds the papers.
+PAPER_TEXT_MODEL = env_str("PAPER_TEXT_MODEL", "minilm")
+if PAPER_TEXT_MODEL not in ("minilm", "wordllama"):
+    raise ImproperlyConfigured(f"PAPER_TEXT_MODEL must be 'minilm' or 'wordllama', got {PAPER_TEXT_MODEL!r}")
+
 # Ranking weights, their one home (newsletter/ranking.py reads them; README "Ranking").
 # RANKING_WEIGHTS=profile:3,author:1 overrides some of them. profile and threshold are
-# calibrated to the text model's cosines (bench/ranking.py --real): a profile matches the top
-# quarter of papers on offer, and its top tenth weighs as a followed topic.
+# calibrated to the stored vectors' cosines (bench/ranking.py --real): a profile matches the
+# top quarter of papers on offer, and its top tenth weighs as a followed topic.
 RANKING_WEIGHTS = {
     "topic": 1.0,
     "keyword": 0.8,
     "author": 1.5,
-    "profile": 5.2,
+    "profile": 2.4,
     "trending": 0.5,
-    "threshold": 0.08,
+    "threshold": 0.35,
     **env_floats("RANKING_WEIGHTS", {"topic", "keyword", "author", "profile", "trending", "threshold"}),
 }
 # Interests drift: a vote weighs half as much after this many days, and only each subscriber's

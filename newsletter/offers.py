@@ -26,7 +26,7 @@ from newsletter.profiles import profiles
 from newsletter.ranking import Candidate, Interests, Pool, rank_many, ranking_weights, starters
 from newsletter.rendering import EditionRenderer
 from papers import vectors
-from papers.models import Feature, Paper, Topic, author_key
+from papers.models import Feature, LexicalFit, Paper, Topic, author_key
 
 NO_REPEAT_DAYS = 30
 PROFILE_FROM_VOTE = 3  # fewer votes say too little of a reader: their digest stays as before
@@ -73,8 +73,16 @@ class Offer:
         return digest_message_id_format(self.edition.date)
 
     @cached_property
+    def vector_model(self):
+        return LexicalFit.objects.vector_model()
+
+    def comparable(self, vector, model):
+        """A stored vector, if it is of the current model and fit (else none: not embedded yet)."""
+        return vector if model == self.vector_model else b""
+
+    @cached_property
     def candidate_dense(self):
-        return vectors.dense([self.papers[pid].vector for pid in self.pool.ids])
+        return vectors.dense([self.comparable(self.papers[pid].vector, self.papers[pid].vector_model) for pid in self.pool.ids])
 
     def picks(self, people, votes=(), first=frozenset(), seeds=None):
         """{subscriber: picks} for people, {subscriber: (Interests, ids of papers received)};
@@ -127,10 +135,10 @@ class Offer:
         voted = {vote[1] for vote in votes}
         missing = [pid for pid in voted if pid not in self.voted_papers]
         if missing:
-            rows = list(Paper.objects.filter(pk__in=missing).values_list("pk", "vector", "title"))
+            rows = list(Paper.objects.filter(pk__in=missing).values_list("pk", "vector", "vector_model", "title"))
             if rows:
-                projected = vectors.dense([vector for _, vector, _ in rows])
-                for (pk, _, title), row in zip(rows, projected):
+                projected = vectors.dense([self.comparable(vector, model) for _, vector, model, _ in rows])
+                for (pk, _, _, title), row in zip(rows, projected):
                     self.voted_papers[pk] = (row, title)
         known = {pid: self.voted_papers[pid] for pid in voted if pid in self.voted_papers}
         return profiles(

@@ -16,7 +16,7 @@ from papers.forms import PaperForm
 from papers.models import Feature, FeatureChange, FetchRun, Paper, Topic, search_key
 from papers.notes import cleaned_away, sanitize_note
 from papers.services import feature_change_undo, feature_note_set, paper_feature, paper_tag, paper_unfeature
-from papers.tasks import retag_papers_task
+from papers.tasks import embed_after_commit, retag_papers_task
 
 
 class FeatureActionForm(ActionForm):
@@ -123,6 +123,7 @@ class PaperAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         paper_tag(paper=form.instance)
+        embed_after_commit()  # a new title or abstract left the paper without a vector (Paper.save)
 
     def _action_day_and_note(self, request):
         form = FeatureActionForm(request.POST)

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from papers.arxiv_ids import validate_arxiv_id
 from papers.notes import NOTE_MAX_STORED, sanitize_note, validate_note
-from papers.vectors import MODEL, most_similar, text_vector
+from papers.vectors import SIMILAR_FLOOR, most_similar, stored_model
 
 
 def title_key(title):
@@ -121,11 +121,21 @@ class Paper(models.Model):
     def __str__(self):
         return self.title
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        paper = super().from_db(db, field_names, values)
+        paper._embedded_text = (paper.__dict__.get("title"), paper.__dict__.get("abstract"))
+        return paper
+
     def save(self, *args, **kwargs):
         self.title_key = title_key(self.title)
         self.search_text = search_key(self.title, *self.authors, self.arxiv_id or "")
-        self.vector, self.vector_model = text_vector(self.title, self.abstract), MODEL
+        # A new text needs a new vector: none until the background task embeds it
+        # (papers.services.papers_embed), as the text model is too slow to run here.
+        if getattr(self, "_embedded_text", None) != (self.title, self.abstract):
+            self.vector, self.vector_model = b"", ""
         super().save(*args, **kwargs)
+        self._embedded_text = (self.title, self.abstract)
 
     def get_absolute_url(self):
         if self.arxiv_id:
@@ -153,10 +163,14 @@ class Paper(models.Model):
         return f"{self.title}\n{self.abstract}"
 
     def similar(self, n=5):
-        """The n papers closest in text (cosine on the vectors), among recent ones."""
+        """Up to n papers closest in text (cosine on the vectors), among recent ones, and only
+        those close enough to be on the same subject (SIMILAR_FLOOR): fewer rather than wrong."""
+        if not self.vector_model:
+            return []
         recent = Paper.objects.exclude(pk=self.pk).filter(vector_model=self.vector_model).order_by("-listed_on", "-id")
         pool = list(recent.only("id", "arxiv_id", "title", "authors", "upvotes", "listed_on", "vector")[:2000])
-        return [(pool[i], score) for i, score in most_similar(self.vector, [p.vector for p in pool], n)]
+        found = most_similar(self.vector, [p.vector for p in pool], n, floor=SIMILAR_FLOOR)
+        return [(pool[i], score) for i, score in found]
 
 
 class FeatureQuerySet(models.QuerySet):
@@ -273,3 +287,28 @@ class FetchRun(models.Model):
 
     def __str__(self):
         return f"{self.get_source_display()} {self.day}: {self.status}"
+
+
+class LexicalFitQuerySet(models.QuerySet):
+    def vector_model(self):
+        """The Paper.vector_model of current vectors: the text model's beside the latest fit's.
+        Vectors of another model or fit are not comparable with them (other rows, other bases)."""
+        return stored_model(self.order_by("-pk").values_list("pk", flat=True).first())
+
+
+class LexicalFit(models.Model):
+    """The lexical model (papers/lexical.py) fitted on the papers held at `created_at`: the
+    latest is what papers' vectors combine with their text model's (papers.services.papers_embed)."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    papers = models.PositiveIntegerField(help_text="How many papers it was fitted on.")
+    library = models.CharField(max_length=40, help_text="The scikit-learn that fitted it: another may not read it.")
+    data = models.BinaryField(help_text="The fitted vectoriser and projection (papers.lexical.dumps).")
+
+    objects = LexicalFitQuerySet.as_manager()
+
+    class Meta:
+        get_latest_by = "pk"
+
+    def __str__(self):
+        return f"lexical fit {self.pk} ({self.papers} papers)"

@@ -4,6 +4,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from django.conf import settings
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -13,11 +14,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from papers.models import Feature, FeatureChange, FetchRun, Paper, Topic, title_key
+from papers import lexical, vectors
+from papers.models import Feature, FeatureChange, FetchRun, LexicalFit, Paper, Topic, title_key
 from papers.notes import note_as_text, validate_note
 from papers.parsers import FeedError, PaperRecord, detect_format, parse, parse_text
 from papers.sources import SOURCES, SourceError, arxiv_by_ids, session
-from papers.vectors import MODEL, embeddings
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +88,71 @@ def papers_retag(*, chunk_size=2000, user=None):
 
 
 def papers_embed(*, everything=False, chunk_size=500, papers=None):
-    """Give papers the current text model's vectors (papers.vectors): those whose vector came
-    from another model (or none), or every paper. Returns how many were embedded. `papers`:
-    a queryset to embed instead of all papers (a migration passes its historical model's)."""
+    """Give papers the current vectors (papers.vectors): the text model's beside the latest
+    lexical fit's, for those whose vector came from another model or fit (or none), or every
+    paper; newest first, as digests offer them. A paper whose text model is current keeps its
+    row of it: only the lexical part is computed again after a refit. Returns how many were
+    embedded. `papers`: a queryset to embed instead of all papers (a migration passes its
+    historical model's, embedded without a lexical fit: its table may not exist yet, and the
+    next embedding adds it)."""
+    import numpy as np
+
+    if papers is None and not LexicalFit.objects.filter(library=lexical.library()).exists():
+        # The first fit once there are papers enough, or one this scikit-learn can read (then
+        # weekly: refit_lexical_task); without one the text model's rows are the vectors.
+        if not _lexical_fit_new():
+            LexicalFit.objects.all().delete()
     papers = Paper.objects.all() if papers is None else papers
+    fit = LexicalFit.objects.order_by("-pk").only("pk", "created_at").first() if papers.model is Paper else None
+    target = vectors.stored_model(fit and fit.pk)
     if not everything:
-        papers = papers.exclude(vector_model=MODEL)
-    ids = list(papers.order_by("pk").values_list("pk", flat=True))
+        papers = papers.exclude(vector_model=target)
+    ids = list(papers.order_by("-pk").values_list("pk", flat=True))
+    fitted = fit and _lexical_fit(fit.pk, fit.created_at)
     for start in range(0, len(ids), chunk_size):
-        chunk = list(papers.model.objects.filter(pk__in=ids[start : start + chunk_size]).only("id", "title", "abstract"))
-        for paper, row in zip(chunk, embeddings([(p.title, p.abstract) for p in chunk])):
-            paper.vector, paper.vector_model = row.tobytes(), MODEL
-        papers.model.objects.bulk_update(chunk, ["vector", "vector_model"])
+        chunk = list(papers.model.objects.filter(pk__in=ids[start : start + chunk_size])
+                     .only("id", "title", "abstract", "vector", "vector_model"))
+        kept = {p.pk for p in chunk if p.vector_model.startswith(vectors.MODEL) and not everything}
+        fresh = [p for p in chunk if p.pk not in kept]
+        rows = dict(zip((p.pk for p in fresh), vectors.embeddings([(p.title, p.abstract) for p in fresh]) if fresh else []))
+        rows.update((p.pk, vectors.semantic_part(p.vector)) for p in chunk if p.pk in kept)
+        semantic = np.stack([rows[p.pk] for p in chunk])
+        lexical_rows = lexical.transform(fitted, [(p.title, p.abstract) for p in chunk]) if fitted else None
+        with transaction.atomic():
+            for paper, row in zip(chunk, vectors.combined(semantic, lexical_rows)):
+                # Only if the text is still the one embedded: one edited meanwhile waits for the next run.
+                papers.model.objects.filter(pk=paper.pk, title=paper.title, abstract=paper.abstract).update(
+                    vector=row.tobytes(), vector_model=target)
     return len(ids)
+
+
+@lru_cache(maxsize=1)
+def _lexical_fit(pk, created_at):
+    """The fitted lexical model (unpickled once per process and fit)."""
+    return lexical.loads(LexicalFit.objects.get(pk=pk).data)
+
+
+def papers_lexical_refit():
+    """Fit the lexical model on the latest papers held (once there are enough), keep only
+    that fit, and give every paper its new vectors. Returns the fit, or None."""
+    fit = _lexical_fit_new()
+    if fit:
+        papers_embed()
+    return fit
+
+
+def _lexical_fit_new(latest=lexical.PAPERS_FITTED):
+    pairs = list(Paper.objects.order_by("-pk").values_list("title", "abstract")[:latest])
+    if len(pairs) < lexical.MIN_PAPERS:
+        return None
+    try:
+        fitted = lexical.fit(pairs)
+    except ValueError as e:  # no word in enough papers, and few enough, to weigh ("no terms remain")
+        log.warning("lexical model not fitted on %s papers: %s", len(pairs), e)
+        return None
+    fit = LexicalFit.objects.create(papers=len(pairs), library=lexical.library(), data=lexical.dumps(fitted))
+    LexicalFit.objects.filter(pk__lt=fit.pk).delete()
+    return fit
 
 
 # Import
@@ -392,6 +445,8 @@ def papers_fetch_arxiv(*, arxiv_ids, http=None):
     result = papers_import(items=items, source=Paper.Source.ARXIV)
     if result.errors:
         log.warning("arXiv entries rejected: %s", "; ".join(result.errors))
+    # Now, not after the commit: a seed is a like, and a like without a vector teaches nothing.
+    papers_embed(papers=Paper.objects.filter(arxiv_id__in=list(arxiv_ids)))
     return Paper.objects.in_bulk(list(arxiv_ids), field_name="arxiv_id")
 
 

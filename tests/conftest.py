@@ -125,7 +125,7 @@ def topic(slug):
 
 def make_paper(title="A paper", *, arxiv_id=None, abstract="", upvotes=0, listed_on=None, authors=None, categories=None):
     from papers.models import Paper
-    from papers.services import paper_tag
+    from papers.services import paper_tag, papers_embed
 
     paper = Paper.objects.create(
         title=title,
@@ -137,6 +137,8 @@ def make_paper(title="A paper", *, arxiv_id=None, abstract="", upvotes=0, listed
         categories=categories or [],
     )
     paper_tag(paper=paper)
+    papers_embed()  # what the background task does after an import
+    paper.refresh_from_db()
     return paper
 
 

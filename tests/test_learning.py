@@ -12,7 +12,7 @@ from newsletter.offers import edition_offer
 from newsletter.models import Delivery, Edition, Vote
 from newsletter.ranking import Candidate, Interests, rank
 from newsletter.reasons import Kind, Reason
-from papers.models import author_key
+from papers.models import Paper, author_key
 from tests.conftest import DAY, make_paper, make_subscriber
 
 pytestmark = pytest.mark.django_db
@@ -42,14 +42,14 @@ def test_each_reason_appears_when_it_should():
     assert picks[2] == Reason(Kind.AUTHOR, "Zoë Ünal", 1.5)
     assert picks[3] == Reason(Kind.TOPIC, "Robotics", 1.0)
     assert picks[4] == Reason(Kind.SIMILAR, "9", 0.61, "Liked paper")  # the liked paper it is closest to, and how close
-    assert picks[1] == Reason(Kind.TRENDING, "", 500.0)  # too dissimilar to count as a match (threshold 0.08)
+    assert picks[1] == Reason(Kind.TRENDING, "", 500.0)  # too dissimilar to count as a match (threshold 0.35)
 
 
 def test_the_blend_puts_strong_profile_matches_above_weak_topic_ones():
     cands = [candidate(1, 100, topics=[1]), candidate(2, 1)]
     picks = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.8, (9, "Liked", 0.8))})
-    assert [p for p, _ in picks] == [2, 1]  # 5.2 * 0.8 > 1.0 + trending
-    weak = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.15, (9, "Liked", 0.15))})  # 5.2 * 0.15 < 1.0
+    assert [p for p, _ in picks] == [2, 1]  # 2.4 * 0.8 > 1.0 + trending
+    weak = run(cands, Interests(topic_ids=frozenset([1])), similar={2: (0.15, (9, "Liked", 0.15))})  # 2.4 * 0.15 < 1.0
     assert [p for p, _ in weak] == [1, 2]
 
 
@@ -71,6 +71,25 @@ def test_profiles_come_from_liked_minus_disliked_papers():
     assert similar[quant.pk][0] > 0.3 and similar[quant.pk][1] == liked.pk  # named by its id: see Offer.liked()
     assert robot.pk not in similar or similar[robot.pk][0] < similar[quant.pk][0] / 3
     assert 2 not in offer.profiles_for([(2, disliked.pk, -1)])  # nothing liked: no profile
+
+
+def test_papers_not_embedded_yet_or_by_another_model_match_no_profile_and_the_digest_still_goes():
+    # After a fetch the day's papers wait for the papers worker; after a change of model old
+    # vectors wait to be embedded again: neither is compared with the current vectors.
+    voter = make_subscriber("voter@example.org")
+    liked = [make_paper(f"Four-bit LLM weights {n}", abstract=QUANT, listed_on=DAY - dt.timedelta(days=5)) for n in range(3)]
+    for paper in liked:
+        Vote.objects.create(subscriber=voter, paper=paper, value=1)
+    waiting = make_paper("Quantized language models at four bits", abstract=QUANT.replace("tiny", "small"), listed_on=DAY)
+    old = make_paper("Four-bit kernels", abstract=QUANT, listed_on=DAY, upvotes=3)
+    Paper.objects.filter(pk=waiting.pk).update(vector=b"", vector_model="")
+    Paper.objects.filter(pk=old.pk).update(vector=bytes(256 * 4), vector_model="wordllama l2_supercat 256 0.4.0.post1, centred 1")
+    offer = edition_offer(Edition.objects.create(date=DAY), "daily")
+    assert 1 not in offer.profiles_for([(1, p.pk, 1) for p in liked])  # nothing comparable to be near
+    call_command("send_digests", date=DAY, stdout=StringIO())
+    delivery = Delivery.objects.get(subscriber=voter)
+    assert delivery.state == Delivery.State.SENT
+    assert {pick[1] for pick in delivery.picks} == {"trending"}  # not "similar to": not comparable yet
 
 
 def test_a_digest_follows_votes_and_authors(settings):

@@ -1,11 +1,14 @@
 import datetime as dt
 
+import numpy as np
 import pytest
-from django.contrib.auth.models import User
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import User
+from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
 
+from papers import vectors
 from papers.models import Feature, Paper, Topic
 from tests.conftest import make_paper
 
@@ -72,6 +75,22 @@ def test_editing_a_paper_in_the_admin_retags_it(client, editor):
     })
     assert response.status_code == 302, response.content.decode()[:3000]
     assert paper.topics.filter(slug="robotics").exists()
+
+
+def test_a_paper_whose_text_an_editor_changes_is_embedded_again_once_saved(client, editor):
+    paper = make_paper("Plain title", arxiv_id="2403.00009", abstract="We quantize language models.")
+    before = bytes(paper.vector)
+    url = reverse("admin:papers_paper_change", args=[paper.pk])
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(url, {
+            "arxiv_id": "2403.00009", "title": "Robot arms", "authors": "A", "abstract": "A robot arm learns to grasp.",
+            "categories": "", "upvotes": 1, "features-TOTAL_FORMS": 0, "features-INITIAL_FORMS": 0,
+        })
+    assert response.status_code == 302
+    paper.refresh_from_db()
+    assert paper.vector_model == vectors.MODEL and bytes(paper.vector) != before
+    assert np.allclose(np.frombuffer(paper.vector, dtype=np.float32),
+                       vectors.embeddings([("Robot arms", "A robot arm learns to grasp.")])[0], atol=1e-5)
 
 
 def test_featuring_again_with_an_empty_note_keeps_the_note(client, editor):

@@ -13,6 +13,7 @@ from werkzeug import Response
 from newsletter.links import preferences_path
 from newsletter.models import Seed, Vote
 from newsletter.services import subscriber_seed
+from papers import vectors
 from papers.models import Paper
 from papers.references import BadReferences, Reference, parse_file, parse_pasted
 from tests.conftest import DAY, make_paper, make_subscriber
@@ -165,6 +166,7 @@ def test_known_papers_are_liked_at_once_and_unknown_ones_fetched_from_arxiv(arxi
     # The background task ran as the request ended: what arXiv had is imported and liked.
     fetched = Paper.objects.get(arxiv_id="2312.00003")
     assert fetched.title == "Four-bit language models on phones" and fetched.listed_on is None
+    assert fetched.vector_model.startswith(vectors.MODEL)  # a like teaches the profile at once
     liked = set(Vote.objects.filter(subscriber=reader, value=1).values_list("paper_id", flat=True))
     assert liked == {known.pk, by_title.pk, fetched.pk}
     shown = page(client, reader).content.decode()

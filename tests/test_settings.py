@@ -88,3 +88,23 @@ def test_every_mail_a_reader_waits_for_goes_on_the_mail_queue_and_digests_on_the
     for task in (tasks.subscriber_signup_task, tasks.subscriber_send_link_task, tasks.subscriber_send_data_link_task):
         assert queue(task) == "mail", task.name
     assert queue(tasks.send_deliveries_task) == "digest"
+
+
+def test_what_loads_the_text_model_goes_on_the_papers_queue_and_every_queue_has_a_procfile_worker():
+    # Only the papers workers load the text model: a sending worker never holds its weights.
+    import re
+
+    from django.conf import settings
+
+    from config.celery import app
+    from newsletter import tasks
+    from papers import tasks as papers_tasks
+
+    def queue(task):
+        return app.amqp.router.route({}, task.name)["queue"].name
+
+    for task in (papers_tasks.embed_papers_task, papers_tasks.import_papers_task, papers_tasks.fetch_papers_task,
+                 papers_tasks.refit_lexical_task, tasks.subscriber_seeds_fetch_task):
+        assert queue(task) == "papers", task.name
+    consumed = set(re.findall(r"worker -Q (\w+)", (ROOT / "Procfile").read_text()))
+    assert consumed == {q.name for q in settings.CELERY_TASK_QUEUES} == {"digest", "mail", "papers"}

@@ -25,17 +25,10 @@ def test_the_model_loads_and_embeds_with_the_network_cut_off(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    vectors.model.cache_clear()
-    rows = vectors.embeddings([("Four-bit weights", "We quantize language models."), ("Walking robots", "Legs.")])
-    assert rows.shape == (2, vectors.DIMENSIONS) and rows.dtype == np.float32
+    vectors.wordllama_model.cache_clear()
+    rows = vectors.embeddings([("Four-bit weights", "We quantize language models."), ("Walking robots", "Legs.")], "wordllama")
+    assert rows.shape == (2, vectors.WORDLLAMA_DIMENSIONS) and rows.dtype == np.float32
     assert np.allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
-
-
-def test_a_paper_gets_its_vector_and_the_model_that_made_it_when_saved():
-    paper = make_paper("Quantized language models", abstract="We quantize large language models to four bits.")
-    paper.refresh_from_db()
-    assert paper.vector_model == vectors.MODEL
-    assert bytes(paper.vector) == vectors.text_vector(paper.title, paper.abstract)
 
 
 def test_embed_papers_re_embeds_only_papers_another_model_made_unless_told_all():
@@ -46,21 +39,34 @@ def test_embed_papers_re_embeds_only_papers_another_model_made_unless_told_all()
     call_command("embed_papers", stdout=out)
     assert out.getvalue() == f"Embedded 1 papers with {vectors.MODEL}.\n"
     stale.refresh_from_db()
-    assert stale.vector_model == vectors.MODEL and bytes(stale.vector) == vectors.text_vector(stale.title, stale.abstract)
+    assert stale.vector_model == vectors.MODEL and bytes(stale.vector) == vectors.embeddings([(stale.title, stale.abstract)])[0].tobytes()
     call_command("embed_papers", "--all", stdout=out)
     assert out.getvalue().endswith("Embedded 2 papers with " + vectors.MODEL + ".\n")
     assert Paper.objects.get(pk=current.pk).vector_model == vectors.MODEL
 
 
-def test_commands_help_loads_neither_the_model_nor_scikit_learn():
+HEAVY = ("papers.minilm", "scipy", "sklearn", "wordllama", "tokenizers", "safetensors")
+
+
+def heavy_modules_after(code):
+    """What of the text models a fresh process has loaded after running `code` (and its output)."""
     code = (
         "import sys, django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; django.setup()\n"
-        "from django.core.management import call_command\n"
-        "try:\n    call_command('embed_papers', '--help')\nexcept SystemExit:\n    pass\n"
-        "print('heavy:', sorted(m for m in ('scipy', 'sklearn', 'wordllama', 'tokenizers') if m in sys.modules))"
+        f"{code}\nprint('heavy:', sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=settings.BASE_DIR, check=True)
-    assert "--all" in result.stdout and "heavy: []" in result.stdout
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=settings.BASE_DIR, check=True).stdout
+
+
+def test_commands_help_loads_neither_the_model_nor_scikit_learn():
+    out = heavy_modules_after(
+        "from django.core.management import call_command\n"
+        "try:\n    call_command('embed_papers', '--help')\nexcept SystemExit:\n    pass"
+    )
+    assert "--all" in out and "heavy: []" in out
+
+
+def test_the_workers_that_send_do_not_load_the_text_model():
+    assert "heavy: []" in heavy_modules_after("import newsletter.tasks, newsletter.delivery, newsletter.offers, newsletter.fanout")
 
 
 def test_the_shipped_centre_is_the_mean_of_the_sample_abstracts():

@@ -112,8 +112,9 @@ def test_a_like_that_did_not_count_is_not_given_as_the_reason(client, alice, pap
 def test_a_similar_to_pick_shows_the_liked_paper_the_ranker_used_as_stored(client, paper, liked):
     reader = make_subscriber("carol@example.org")
     Vote.objects.create(subscriber=reader, paper=liked, value=1)
-    for title in ("Legged robots", "Walking machines"):  # a profile counts from the third vote
-        other = make_paper(title, abstract="A legged robot walks over rough terrain.", listed_on=DAY - dt.timedelta(days=5))
+    for title in ("Galaxy clusters", "Weak lensing maps"):  # a profile counts from the third vote
+        other = make_paper(title, abstract="Galaxy clusters are mapped by weak gravitational lensing.",
+                           listed_on=DAY - dt.timedelta(days=5))
         Vote.objects.create(subscriber=reader, paper=other, value=-1)
     call_command("send_digests", date=DAY, stdout=StringIO())
     [row] = [pick for pick in Delivery.objects.get(subscriber=reader).picks if pick[0] == paper.pk]

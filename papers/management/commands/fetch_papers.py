@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from papers.models import FetchRun
 from papers.services import papers_fetch_days
+from papers.tasks import embed_after_commit
 
 
 class Command(BaseCommand):
@@ -20,6 +21,7 @@ class Command(BaseCommand):
             raise CommandError("--days must be at least 1")
         sources = None if source == "all" else [source]
         runs = papers_fetch_days(last_day=date or timezone.localdate(), days=days, sources=sources)
+        embed_after_commit()
         failed = False
         for run in runs:
             if run is None:

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from papers.parsers import FORMATS, FeedError
 from papers.services import papers_import_feed
+from papers.tasks import embed_after_commit
 
 
 class Command(BaseCommand):
@@ -40,5 +41,6 @@ class Command(BaseCommand):
                 self.stderr.write(f"{path}: {error}")
             self.stdout.write(f"{path} ({fmt}): {result}")
             failed = failed or result.rejected > 0
+        embed_after_commit()
         if failed:
             raise CommandError("some records or files could not be imported (see above)")

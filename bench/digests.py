@@ -152,13 +152,14 @@ def configure(database, mode="message", batch=None, backend=None):
 
 
 def load_papers():
-    from django.core.management import call_command
-
     from papers.models import Paper
     from papers.services import paper_feature
 
+    # In a process of its own, as the papers worker imports and embeds them in production: the
+    # text model never enters this process, whose memory the sending workers would inherit.
     files = sorted(SAMPLE.glob("daily_papers_*.json"))
-    call_command("import_papers", *map(str, files), stdout=open(os.devnull, "w"))
+    subprocess.run([sys.executable, "manage.py", "import_papers", *map(str, files)], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
     day = Paper.objects.latest_day()
     paper_feature(paper=Paper.objects.listed_on(day).trending().first(), day=day, note="Editor's pick: <b>start here</b>.")
     return day

@@ -4,6 +4,7 @@ from functools import cached_property
 
 from django.conf import settings
 from django.db import models
+from django.db.models import DEFERRED
 from django.urls import reverse
 
 from papers.arxiv_ids import validate_arxiv_id
@@ -124,7 +125,8 @@ class Paper(models.Model):
     @classmethod
     def from_db(cls, db, field_names, values):
         paper = super().from_db(db, field_names, values)
-        paper._embedded_text = (paper.__dict__.get("title"), paper.__dict__.get("abstract"))
+        # The text its stored vector was made from; a field not loaded is as stored.
+        paper._embedded_text = tuple(paper.__dict__.get(name, DEFERRED) for name in ("title", "abstract"))
         return paper
 
     def save(self, *args, **kwargs):
@@ -132,10 +134,12 @@ class Paper(models.Model):
         self.search_text = search_key(self.title, *self.authors, self.arxiv_id or "")
         # A new text needs a new vector: none until the background task embeds it
         # (papers.services.papers_embed), as the text model is too slow to run here.
-        if getattr(self, "_embedded_text", None) != (self.title, self.abstract):
+        embedded = getattr(self, "_embedded_text", None)
+        text = (self.title, self.abstract)
+        if embedded is None or any(old is not DEFERRED and old != new for old, new in zip(embedded, text)):
             self.vector, self.vector_model = b"", ""
         super().save(*args, **kwargs)
-        self._embedded_text = (self.title, self.abstract)
+        self._embedded_text = text
 
     def get_absolute_url(self):
         if self.arxiv_id:

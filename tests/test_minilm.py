@@ -56,6 +56,8 @@ def test_a_changed_abstract_is_embedded_again_an_unchanged_one_keeps_its_vector(
     paper.upvotes = 4
     paper.save()
     assert Paper.objects.get(pk=paper.pk).vector_model == vectors.MODEL
+    Paper.objects.only("id", "upvotes").get(pk=paper.pk).save()  # its text not loaded: as stored
+    assert Paper.objects.get(pk=paper.pk).vector_model == vectors.MODEL
     paper.abstract = "We teach a legged robot to walk."
     paper.save()
     assert Paper.objects.get(pk=paper.pk).vector_model == ""

@@ -86,11 +86,11 @@ def cached_vectors(name, embed, papers, shard=(0, 1), chunk=64):
 def tfidf_vectors(papers):
     """A TF-IDF fitted on the earlier papers (the project fits on those it holds), applied to
     all: its full rows, and their projection (papers.lexical, what the project stores)."""
-    from papers import lexical
+    from papers import lexical, vectors
 
     fitted = lexical.fit([(p["title"], p["abstract"]) for p in papers if p["earlier"]])
     pairs = [(p["title"], p["abstract"]) for p in papers]
-    full = fitted[0].transform(lexical.texts(pairs)).toarray().astype(np.float32)  # before the projection
+    full = fitted[0].transform(vectors.texts(pairs)).toarray().astype(np.float32)  # before the projection
     ids = [p["id"] for p in papers]
     return dict(zip(ids, full)), dict(zip(ids, lexical.transform(fitted, pairs)))
 

@@ -9,13 +9,11 @@ separate a reader's field best (bench/ranking.py --arxiv). scikit-learn fits and
 
 import io
 
+from papers.vectors import normalised, texts
+
 LEXICAL_DIMENSIONS = 128
 MIN_PAPERS = 50  # fewer papers make a vocabulary too small to be worth a fit
 PAPERS_FITTED = 20_000  # the latest papers a fit reads: the field's current words, in bounded time
-
-
-def texts(pairs):
-    return [f"{title}. {abstract}" for title, abstract in pairs]
 
 
 def fit(pairs, dimensions=LEXICAL_DIMENSIONS):
@@ -36,9 +34,7 @@ def transform(fitted, pairs):
     import numpy as np
 
     vectoriser, projection = fitted
-    rows = projection.transform(vectoriser.transform(texts(pairs))).astype(np.float32)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows / np.where(norms == 0, 1, norms)
+    return normalised(projection.transform(vectoriser.transform(texts(pairs))).astype(np.float32))
 
 
 def library():

@@ -90,15 +90,19 @@ def raw_embeddings(texts):
     return np.asarray(wordllama_model().embed(list(texts), norm=True), dtype=np.float32)
 
 
+def texts(pairs):
+    """The text of each (title, abstract) pair that the models read."""
+    return [f"{title}. {abstract}" for title, abstract in pairs]
+
+
 def embeddings(pairs, model=None):
     """The vectors of (title, abstract) pairs by a model (PAPER_TEXT_MODEL's unless named): a
     float32 matrix, one L2-normalised row per pair. Many at once is much faster than one by one."""
-    texts = [f"{title}. {abstract}" for title, abstract in pairs]
     if (model or settings.PAPER_TEXT_MODEL) == "minilm":
         from papers import minilm
 
-        return minilm.embed(texts)
-    return normalised(raw_embeddings(texts) - centre())
+        return minilm.embed(texts(pairs))
+    return normalised(raw_embeddings(texts(pairs)) - centre())
 
 
 def normalised(rows):

@@ -9,8 +9,10 @@ undoes that.
 
 from dataclasses import dataclass
 
+from django.db.models import IntegerField, Value
+
 from newsletter import services
-from newsletter.models import Delivery
+from newsletter.models import Delivery, Picked
 from newsletter.reasons import Kind, loaded_pick, said
 from papers.models import Paper, Topic, author_key
 
@@ -54,12 +56,10 @@ class Control:
 def stored_reason(subscriber, paper):
     """The Reason the reader's latest digest holding `paper` gave for it, or None."""
     sent = Delivery.objects.of_subscribers([subscriber.pk]).filter(state=Delivery.State.SENT)
-    # Newest first: a paper is not mailed twice within weeks, so the first found is the one asked about.
-    for picks in sent.order_by("-edition__date").values_list("picks", flat=True).iterator(chunk_size=20):
-        for row in picks:
-            if row[0] == paper.pk:
-                return loaded_pick(row)[1]
-    return None
+    holding = sent.alias(paper_id=Value(paper.pk, output_field=IntegerField())).filter(Picked("picks", "paper_id"))
+    # Newest first: a paper is not mailed twice within weeks, so the latest is the one asked about.
+    picks = holding.order_by("-edition__date").values_list("picks", flat=True).first() or ()
+    return next((loaded_pick(row)[1] for row in picks if row[0] == paper.pk), None)
 
 
 def why_picked(subscriber, paper):

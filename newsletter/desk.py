@@ -134,11 +134,11 @@ def preview(day, edition, email, mailed=True):
     if subscriber is None:
         return {"preview_error": f"No subscriber {email}."}
     edition = edition or Edition(date=day)
-    # Read afresh (not the sending workers' five-minute cache): the editor's changes show at once.
-    offer = edition_offer(edition, subscriber.frequency)
     sent = edition.pk and Delivery.objects.filter(edition=edition, subscriber=subscriber, state=Delivery.State.SENT).first()
     if sent and mailed:
         return mailed_copy(edition, sent)
+    # Read afresh (not the sending workers' five-minute cache): the editor's changes show at once.
+    offer = edition_offer(edition, subscriber.frequency)
     recipient = (subscriber.pk, subscriber.frequency, subscriber.keywords, subscriber.authors, subscriber.confirmed_at)
     picks = digests_for(edition, [recipient], offer_of=lambda *_: offer)[subscriber.pk]
     status = "" if subscriber.status == Subscriber.Status.ACTIVE else f"{subscriber} is {subscriber.get_status_display().lower()}: no digest goes to them."

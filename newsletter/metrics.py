@@ -25,7 +25,6 @@ RECENT = dt.timedelta(days=2)  # editions reported: those queued in the last two
 LATENCY_BUCKETS = (10, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600)
 # What anymail reports as an ESP's failure to deliver (tracking.py records each as a kind).
 ESP_ERRORS = ("bounced", "soft_bounce", "rejected", "failed", "complained")
-QUEUES = ("digest", "mail")
 
 
 class Collector:
@@ -66,8 +65,9 @@ class Collector:
         for kind in ESP_ERRORS:
             errors.add_metric([kind], counts.get(kind, 0))
         yield errors
+        sent = tracking.digests_sent(since=since)
         for kind, name in (("bounced", "bounce"), ("complained", "complaint")):
-            _, _, rate = tracking.esp_event_rate(kind=kind, now=now)
+            rate = counts.get(kind, 0) / sent if sent else 0.0
             yield GaugeMetricFamily(f"paperboy_{name}_rate", f"{kind.capitalize()} events per digest sent, last day", value=rate)
 
     def _fetch_runs(self):
@@ -80,8 +80,8 @@ class Collector:
         family = GaugeMetricFamily("paperboy_queue_depth", "Tasks waiting on the broker, by queue", labels=["queue"])
         client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
         with client:
-            for queue in QUEUES:
-                family.add_metric([queue], client.llen(queue))
+            for queue in settings.CELERY_TASK_QUEUES:  # each Procfile worker's (tests/test_settings.py)
+                family.add_metric([queue.name], client.llen(queue.name))
         return family
 
 

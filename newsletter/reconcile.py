@@ -181,11 +181,9 @@ def deliveries_reconcile(*, enqueue, now=None):
     now = now or timezone.now()
     deliveries_recover(enqueue=enqueue, now=now)
     cutoff = now - dt.timedelta(minutes=settings.DIGEST_SENDING_TIMEOUT_MINUTES)
-    stuck = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2)).filter(
-        Q(state=Delivery.State.SENDING, claimed_at__lt=cutoff)
-        # Rows waiting out a retry's backoff come back by themselves (DeliveryQuerySet.resumable).
-        | (Q(state=Delivery.State.PENDING, created_at__lt=cutoff) & ~Q(retry_at__gt=now))
-    )
+    recent = Delivery.objects.filter(created_at__gte=now - dt.timedelta(days=2))
+    # Rows waiting out a retry's backoff come back by themselves: only resumable ones are queued.
+    stuck = recent.filter(state=Delivery.State.SENDING, claimed_at__lt=cutoff) | recent.resumable(now).filter(created_at__lt=cutoff)
     found = {Delivery.State.SENDING: [], Delivery.State.PENDING: []}
     for pk, state in stuck.values_list("pk", "state").iterator(chunk_size=5000):
         found[state].append(pk)

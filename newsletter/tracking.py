@@ -177,13 +177,17 @@ def esp_event_rate(*, kind, now=None):
     """(events of this kind, digests sent, rate) over the last 24 hours."""
     since = (now or timezone.now()) - dt.timedelta(days=1)
     events = SubscriberEvent.objects.filter(kind=kind, occurred_at__gte=since).count()
-    # By when they were sent, whatever the edition (a catch-up of a past one counts), read
-    # through the rows queued lately (the created_at index), not a scan of every delivery ever
-    # made: the dispatcher asks every five minutes. A row is sent within hours of being queued
-    # (retries back off an hour at most), so two days before the window hold them all.
-    queued = Delivery.objects.filter(created_at__gte=since - dt.timedelta(days=2))
-    sent = queued.filter(state=Delivery.State.SENT, sent_at__gte=since).count()
+    sent = digests_sent(since=since)
     return events, sent, events / sent if sent else 0.0
+
+
+def digests_sent(*, since):
+    """Digests sent since then, by when they were sent, whatever the edition (a catch-up of a
+    past one counts), read through the rows queued lately (the created_at index), not a scan
+    of every delivery ever made: the dispatcher asks every five minutes. A row is sent within
+    hours of being queued (retries back off an hour at most), so two days before hold them all."""
+    queued = Delivery.objects.filter(created_at__gte=since - dt.timedelta(days=2))
+    return queued.filter(state=Delivery.State.SENT, sent_at__gte=since).count()
 
 
 def hard_bounces(*, now=None):

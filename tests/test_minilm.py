@@ -63,6 +63,27 @@ def test_a_changed_abstract_is_embedded_again_an_unchanged_one_keeps_its_vector(
     assert Paper.objects.get(pk=paper.pk).vector_model == ""
 
 
+
+def test_an_embedding_made_while_the_text_was_edited_is_not_written_and_the_next_run_embeds_the_new_text(monkeypatch):
+    paper = make_paper("Quantized language models", abstract="We quantize large language models to four bits.")
+    Paper.objects.filter(pk=paper.pk).update(vector=b"", vector_model="")
+    embed = vectors.embeddings
+
+    def edited_meanwhile(pairs, *args):
+        rows = embed(pairs, *args)  # the model read the old text; an editor saves a new one now
+        Paper.objects.filter(pk=paper.pk).update(abstract="We teach a legged robot to walk.")
+        return rows
+
+    monkeypatch.setattr(vectors, "embeddings", edited_meanwhile)
+    papers_embed()
+    assert Paper.objects.get(pk=paper.pk).vector_model == ""  # the stale vector was not written
+    monkeypatch.setattr(vectors, "embeddings", embed)
+    papers_embed()
+    stored = Paper.objects.get(pk=paper.pk)
+    assert stored.vector_model == vectors.MODEL
+    assert np.allclose(np.frombuffer(stored.vector, dtype=np.float32),
+                       embed([("Quantized language models", "We teach a legged robot to walk.")])[0], atol=1e-5)
+
 def test_a_paper_page_lists_papers_on_its_subject_and_not_an_unrelated_one(client):
     paper = make_paper("Four-bit quantization of large language models", arxiv_id="2401.00001", abstract=(
         "We quantize the weights of large language models to four bits with a learned rounding, "
